@@ -122,8 +122,10 @@ class RouteTable:
 
     def match(self, method: str, raw_path: str) -> tuple[int, int, str | None, str | None] | None:
         """Return ``(kind, index, ident, extra)`` for ``raw_path`` (no query), or None."""
-        if not isinstance(raw_path, str):
-            return None
+        if type(raw_path) is not str:
+            if not isinstance(raw_path, str):
+                return None
+            raw_path = str.__getitem__(raw_path, slice(None))  # a plain str copy of a subclass
         kind = self._static.get(raw_path)
         if kind is not None:
             return (kind, -1, None, None)

@@ -1,0 +1,300 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled route table; ``fastpath._router_py`` is its specification (same names, same answers).
+
+The path is scanned once at C level over the ASCII buffer of the ``str`` (no split, no
+intermediate lists); only the returned identifiers are created as new strings, and ids are
+looked up in dicts built once when the table is constructed.
+"""
+
+from cpython.dict cimport PyDict_GetItem
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.object cimport PyObject
+from libc.string cimport memcmp
+
+from fastpath._router_py import _check_static, _index, _valid_rid, _valid_service_id
+
+__all__ = ["RouteTable"]
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object o)
+    void* PyUnicode_DATA(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+    object PyUnicode_Substring(object o, Py_ssize_t start, Py_ssize_t end)
+    object PyUnicode_DecodeUTF8(const char* s, Py_ssize_t size, const char* errors)
+
+cdef enum:
+    K_RECORDS = 1
+    K_RECORD = 2
+    K_CURSOR = 3
+    K_CATALOG_ITEM = 4
+    K_SERVICE = 5
+    MAX_ID = 128
+
+cdef unsigned char PATH_OK[256]
+cdef unsigned char RID_OK[256]
+cdef unsigned char SVC_OK[256]
+cdef signed char HEX[256]
+
+
+cdef void _init_tables():
+    cdef int c
+    cdef bytes path = (b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                       b"-._~!$&'()*+,;=:@%/")
+    cdef bytes rid = b"abcdefghijklmnopqrstuvwxyz0123456789.-"
+    cdef bytes svc = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+    for c in range(256):
+        PATH_OK[c] = 0
+        RID_OK[c] = 0
+        SVC_OK[c] = 0
+        HEX[c] = -1
+    for c in path:
+        PATH_OK[c] = 1
+    for c in rid:
+        RID_OK[c] = 1
+    for c in svc:
+        SVC_OK[c] = 1
+    for c in range(10):
+        HEX[48 + c] = c
+    for c in range(6):
+        HEX[65 + c] = 10 + c
+        HEX[97 + c] = 10 + c
+
+
+_init_tables()
+
+
+cdef inline bint _is_rid(const unsigned char* s, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef unsigned char c0
+    if b <= a or b - a > MAX_ID:
+        return False
+    c0 = s[a]
+    if not ((c0 >= 97 and c0 <= 122) or (c0 >= 48 and c0 <= 57)):
+        return False
+    for i in range(a + 1, b):
+        if not RID_OK[s[i]]:
+            return False
+    return True
+
+
+cdef inline bint _is_service_part(const unsigned char* s, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    cdef Py_ssize_t i
+    if b <= a or b - a > MAX_ID:
+        return False
+    for i in range(a, b):
+        if not SVC_OK[s[i]]:
+            return False
+    if s[a] == 46 and (b - a == 1 or (b - a == 2 and s[a + 1] == 46)):
+        return False
+    return True
+
+
+# Result codes of _scan_segment.
+cdef enum:
+    SEG_BAD = 0
+    SEG_PLAIN = 1      # no percent-escapes
+    SEG_ASCII = 2      # escapes, all decoding to ASCII
+    SEG_UTF8 = 3       # escapes with bytes >= 0x80: the UTF-8 still needs checking
+
+
+cdef inline int _scan_segment(const unsigned char* s, Py_ssize_t a, Py_ssize_t b,
+                              bint tail) noexcept nogil:
+    """Check one segment's percent-encoding, decoded control characters and dot-ness."""
+    cdef Py_ssize_t i = a
+    cdef Py_ssize_t decoded = 0
+    cdef Py_ssize_t dots = 0
+    cdef int hi, lo, v
+    cdef int result = SEG_PLAIN
+    if b <= a:
+        return SEG_BAD
+    while i < b:
+        if s[i] == 37:  # '%'
+            if i + 2 >= b:
+                return SEG_BAD
+            hi = HEX[s[i + 1]]
+            lo = HEX[s[i + 2]]
+            if hi < 0 or lo < 0:
+                return SEG_BAD
+            v = hi * 16 + lo
+            if v < 0x20 or v == 0x7F:
+                return SEG_BAD
+            if tail and (v == 47 or v == 92):  # encoded '/' or '\'
+                return SEG_BAD
+            if v == 46:
+                dots += 1
+            if v >= 0x80:
+                result = SEG_UTF8
+            elif result == SEG_PLAIN:
+                result = SEG_ASCII
+            i += 3
+        else:
+            if s[i] == 46:
+                dots += 1
+            i += 1
+        decoded += 1
+    if dots == decoded and decoded <= 2:
+        return SEG_BAD
+    return result
+
+
+cdef object _decode_segment(const unsigned char* s, Py_ssize_t a, Py_ssize_t b):
+    """Percent-decode s[a:b] (already scanned) as strict UTF-8; None when it is not UTF-8."""
+    cdef char* buf = <char*>PyMem_Malloc(b - a + 1)
+    cdef Py_ssize_t i = a
+    cdef Py_ssize_t m = 0
+    if buf == NULL:
+        raise MemoryError()
+    try:
+        while i < b:
+            if s[i] == 37:
+                buf[m] = <char>(HEX[s[i + 1]] * 16 + HEX[s[i + 2]])
+                i += 3
+            else:
+                buf[m] = <char>s[i]
+                i += 1
+            m += 1
+        try:
+            return PyUnicode_DecodeUTF8(buf, m, "strict")
+        except UnicodeDecodeError:
+            return None
+    finally:
+        PyMem_Free(buf)
+
+
+cdef inline bint _eq(const unsigned char* s, Py_ssize_t n, Py_ssize_t pos,
+                     const char* lit, Py_ssize_t k) noexcept nogil:
+    """s[pos:n] == lit exactly."""
+    return n - pos == k and memcmp(s + pos, lit, k) == 0
+
+
+cdef inline bint _starts(const unsigned char* s, Py_ssize_t n, Py_ssize_t pos,
+                         const char* lit, Py_ssize_t k) noexcept nogil:
+    return n - pos >= k and memcmp(s + pos, lit, k) == 0
+
+
+cdef inline Py_ssize_t _find_slash(const unsigned char* s, Py_ssize_t a,
+                                   Py_ssize_t n) noexcept nogil:
+    while a < n and s[a] != 47:
+        a += 1
+    return a
+
+
+cdef class RouteTable:
+    """An immutable route table over resource ids, service ids and static paths."""
+
+    cdef dict _rids
+    cdef dict _services
+    cdef dict _static
+    cdef Py_ssize_t _max_path
+
+    def __init__(self, resource_ids, service_ids=(), static=None, int max_path=2048):
+        if max_path < 1:
+            raise ValueError(f"max_path must be a positive int, not {max_path!r}")
+        self._rids = _index(resource_ids, "resource id", _valid_rid)
+        self._services = _index(service_ids, "service id", _valid_service_id)
+        self._static = _check_static(static)
+        self._max_path = max_path
+
+    @property
+    def max_path(self):
+        """The longest path (in characters) that can match."""
+        return self._max_path
+
+    def __len__(self):
+        return len(self._rids)
+
+    cdef inline object _index_of(self, dict table, object ident):
+        cdef PyObject* hit = PyDict_GetItem(table, ident)
+        if hit == NULL:
+            return -1
+        return <object>hit
+
+    def match(self, method, raw_path):
+        """Return ``(kind, index, ident, extra)`` for ``raw_path`` (no query), or None."""
+        cdef PyObject* hit
+        cdef Py_ssize_t n, i, pos, end, part_start, seg_start
+        cdef const unsigned char* s
+        cdef int scan
+        cdef object rid, key, sid, tail
+        if type(raw_path) is not str:
+            if not isinstance(raw_path, str):
+                return None
+            raw_path = PyUnicode_Substring(raw_path, 0, PyUnicode_GET_LENGTH(raw_path))
+        if self._static:
+            hit = PyDict_GetItem(self._static, raw_path)
+            if hit != NULL:
+                return (<object>hit, -1, None, None)
+        n = PyUnicode_GET_LENGTH(raw_path)
+        if n < 4 or n > self._max_path or not PyUnicode_IS_ASCII(raw_path):
+            return None
+        s = <const unsigned char*>PyUnicode_DATA(raw_path)
+        for i in range(n):
+            if not PATH_OK[s[i]]:
+                return None
+        if memcmp(s, b"/v1/", 4) != 0:
+            return None
+
+        if _starts(s, n, 4, b"resources/", 10):
+            pos = 14
+            end = _find_slash(s, pos, n)
+            if end == n or not _is_rid(s, pos, end):
+                return None
+            rid = PyUnicode_Substring(raw_path, pos, end)
+            pos = end + 1
+            if _eq(s, n, pos, b"records", 7):
+                return (K_RECORDS, self._index_of(self._rids, rid), rid, None)
+            if _eq(s, n, pos, b"cursor", 6):
+                return (K_CURSOR, self._index_of(self._rids, rid), rid, None)
+            if _starts(s, n, pos, b"records/", 8):
+                pos += 8
+                if _find_slash(s, pos, n) != n:
+                    return None
+                scan = _scan_segment(s, pos, n, False)
+                if scan == SEG_BAD:
+                    return None
+                if scan == SEG_PLAIN:
+                    key = PyUnicode_Substring(raw_path, pos, n)
+                else:
+                    key = _decode_segment(s, pos, n)
+                    if key is None:
+                        return None
+                return (K_RECORD, self._index_of(self._rids, rid), rid, key)
+            return None
+
+        if _starts(s, n, 4, b"catalog/", 8):
+            pos = 12
+            if _find_slash(s, pos, n) != n or not _is_rid(s, pos, n):
+                return None
+            rid = PyUnicode_Substring(raw_path, pos, n)
+            return (K_CATALOG_ITEM, self._index_of(self._rids, rid), rid, None)
+
+        if _starts(s, n, 4, b"services/", 9):
+            part_start = 13
+            pos = part_start
+            for i in range(5):
+                end = _find_slash(s, pos, n)
+                if not _is_service_part(s, pos, end):
+                    return None
+                if i < 4:
+                    if end == n:
+                        return None
+                    pos = end + 1
+            # end: just after the service code, at n or at the '/' starting the tail
+            sid = PyUnicode_Substring(raw_path, part_start, end)
+            if end == n:
+                tail = ""
+            else:
+                seg_start = end + 1
+                while True:
+                    pos = _find_slash(s, seg_start, n)
+                    scan = _scan_segment(s, seg_start, pos, True)
+                    if scan == SEG_BAD:
+                        return None
+                    if scan == SEG_UTF8 and _decode_segment(s, seg_start, pos) is None:
+                        return None
+                    if pos == n:
+                        break
+                    seg_start = pos + 1
+                tail = PyUnicode_Substring(raw_path, end, n)
+            return (K_SERVICE, self._index_of(self._services, sid), sid, tail)
+        return None
