@@ -1,0 +1,107 @@
+"""Node configuration (``configs/node.toml``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from gateway.tomlfile import ConfigError, load_toml
+
+
+class NodeSection(msgspec.Struct, forbid_unknown_fields=True):
+    """``[node]``: where the node listens and which files it serves."""
+
+    catalog: str
+    keyring: str
+    listen: str = "127.0.0.1:8080"
+    instance: str = "SH"
+    data_dir: str = "var"
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    client_ca: str | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = True
+
+
+class StoreSection(msgspec.Struct, forbid_unknown_fields=True):
+    """``[store]``: the backend and its options."""
+
+    backend: Literal["sqlite", "jetstream"] = "sqlite"
+    path: str | None = None
+    synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"
+    servers: list[str] = msgspec.field(default_factory=lambda: ["nats://127.0.0.1:4222"])
+    replicas: int = 1
+    prefix: str = "exg"
+
+
+class LimitsSection(msgspec.Struct, forbid_unknown_fields=True):
+    """``[limits]``: request bounds; every key optional."""
+
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_batch_records: int = 1000
+    max_inflight: int = 1024
+    client_timeout_s: float = 30.0
+    shutdown_timeout_s: float = 15.0
+
+
+class NodeConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """A whole node configuration file."""
+
+    node: NodeSection
+    store: StoreSection = msgspec.field(default_factory=StoreSection)
+    limits: LimitsSection = msgspec.field(default_factory=LimitsSection)
+    source: str = ""
+
+    def resolve(self, path: str) -> Path:
+        """A path from the file, relative to the file's own folder."""
+        p = Path(path)
+        return p if p.is_absolute() else Path(self.source).parent / p
+
+    @property
+    def host(self) -> str:
+        return self.node.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.node.listen.rpartition(":")[2])
+
+
+def _check(cfg: NodeConfig, file: Path) -> None:
+    host, sep, port = cfg.node.listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(file, "node.listen", f"must be host:port, got {cfg.node.listen!r}")
+    if (cfg.node.tls_cert is None) != (cfg.node.tls_key is None):
+        raise ConfigError(file, "node.tls_cert", "tls_cert and tls_key must be set together")
+    if cfg.node.client_ca and not cfg.node.tls_cert:
+        raise ConfigError(file, "node.client_ca", "mutual TLS needs tls_cert and tls_key")
+    lim = cfg.limits
+    bounds = {
+        "max_body_bytes": (lim.max_body_bytes, 1024, 1 << 30),
+        "max_batch_records": (lim.max_batch_records, 1, 1000),
+        "max_inflight": (lim.max_inflight, 1, 1_000_000),
+        "client_timeout_s": (lim.client_timeout_s, 0.1, 3600),
+        "shutdown_timeout_s": (lim.shutdown_timeout_s, 0, 3600),
+    }
+    for key, (value, lo, hi) in bounds.items():
+        if not lo <= value <= hi:
+            raise ConfigError(file, f"limits.{key}", f"must be between {lo} and {hi}, got {value}")
+    st = cfg.store
+    if st.backend == "jetstream":
+        if not st.servers:
+            raise ConfigError(file, "store.servers", "needs at least one nats:// URL")
+        for url in st.servers:
+            if not url.startswith(("nats://", "tls://")):
+                raise ConfigError(file, "store.servers", f"not a nats:// URL: {url!r}")
+        if st.replicas not in (1, 3, 5):
+            raise ConfigError(file, "store.replicas", f"must be 1, 3 or 5, got {st.replicas}")
+
+
+def load_node_config(path: str | Path) -> NodeConfig:
+    """Load and check a node configuration file."""
+    path = Path(path)
+    cfg = load_toml(path, NodeConfig)
+    cfg.source = str(path)
+    _check(cfg, path)
+    return cfg

@@ -1,0 +1,112 @@
+"""Wire helpers: reading bounded bodies, parsing query values, encoding responses."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from gateway.errors import Problem
+
+JSON = "application/json"
+MSGPACK = "application/msgpack"
+PROBLEM = "application/problem+json"
+
+json_encode = msgspec.json.Encoder().encode
+msgpack_encode = msgspec.msgpack.Encoder().encode
+
+
+def media_type(content_type: str) -> str:
+    """The bare media type of a Content-Type header value, lower-cased."""
+    return content_type.partition(";")[0].strip().lower()
+
+
+def body_format(request: web.BaseRequest) -> bool:
+    """True for msgpack, False for JSON; 415 for anything else."""
+    ct = media_type(request.headers.get("Content-Type", ""))
+    if ct in (JSON, "") or ct.endswith("+json"):
+        return False
+    if ct in (MSGPACK, "application/x-msgpack", "application/vnd.msgpack"):
+        return True
+    raise Problem("client.unsupported_media_type",
+                  f"Content-Type {ct!r} is not supported; send application/json or application/msgpack")
+
+
+def wants_msgpack(request: web.BaseRequest) -> bool:
+    """Whether the caller asked for msgpack in Accept."""
+    accept = request.headers.get("Accept", "")
+    return "msgpack" in accept
+
+
+async def read_body(request: web.BaseRequest, limit: int, timeout: float) -> bytes:
+    """Read the whole body, refusing more than ``limit`` bytes (413) or a stalled client (400)."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise Problem("client.payload_too_large", f"body of {length} bytes exceeds the limit of {limit}")
+    if not request.body_exists:
+        return b""
+    chunks: list[bytes] = []
+    size = 0
+    deadline = time.monotonic() + timeout
+    content = request.content
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise Problem("client.bad_request", f"request body not received within {timeout:g} s")
+        try:
+            async with _timeout(remaining):
+                chunk = await content.readany()
+        except TimeoutError:
+            raise Problem("client.bad_request", f"request body not received within {timeout:g} s") from None
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            raise Problem("client.payload_too_large", f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _timeout(seconds: float) -> Any:
+    import asyncio
+
+    return asyncio.timeout(seconds)
+
+
+def int_param(query: Any, name: str, default: int | None, lo: int, hi: int) -> int | None:
+    """A decimal integer query value in [lo, hi]; 400 naming the parameter otherwise."""
+    values = query.getall(name, None)
+    if values is None:
+        return default
+    if len(values) != 1:
+        raise Problem("client.bad_request", f"query parameter {name!r} given more than once")
+    v = values[0]
+    if not (v.isascii() and v.isdigit()) or len(v) > 19:
+        raise Problem("client.bad_request", f"query parameter {name!r} must be a decimal integer, got {v[:40]!r}")
+    n = int(v)
+    if not lo <= n <= hi:
+        raise Problem("client.bad_request", f"query parameter {name!r} must be between {lo} and {hi}, got {n}")
+    return n
+
+
+def respond(request: web.BaseRequest, status: int, doc: Any, headers: dict[str, str] | None = None) -> web.Response:
+    """Encode ``doc`` as msgpack when asked for, JSON otherwise."""
+    if wants_msgpack(request):
+        return web.Response(status=status, body=msgpack_encode(doc), content_type=MSGPACK, headers=headers)
+    return web.Response(status=status, body=json_encode(doc), content_type=JSON, headers=headers)
+
+
+_ts_cache: dict[int, str] = {}
+
+
+def iso_ms(ts_ms: int) -> str:
+    """RFC 3339 UTC with milliseconds: ``2026-11-26T17:40:35.123Z``."""
+    sec, ms = divmod(ts_ms, 1000)
+    base = _ts_cache.get(sec)
+    if base is None:
+        if len(_ts_cache) > 4096:
+            _ts_cache.clear()
+        base = _ts_cache[sec] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    return f"{base}.{ms:03d}Z"
