@@ -123,7 +123,9 @@ def batch_count(buf: bytes | bytearray | memoryview) -> int:
 def decode_batch(
     buf: bytes | bytearray | memoryview, after: int = -1, limit: int = -1
 ) -> list[tuple[int, int, str, bytes]]:
-    """Decode a batch; keep records with offset > ``after``, at most ``limit`` (-1 = all)."""
+    """Decode a batch; keep records with offset > ``after``, at most ``limit`` (< 0 = all)."""
+    if type(after) is not int or type(limit) is not int:
+        raise TypeError("after and limit must be int")
     view, count = _check_header(buf)
     crc = _HEADER.unpack_from(view, 0)[5]
     body = view[HEADER_SIZE:]
@@ -149,7 +151,7 @@ def decode_batch(
             out.append((offset, ts_ms, key, bytes(view[pos : pos + payload_len])))
         pos += payload_len
     if pos != end:
-        raise CorruptBatch(f"trailing garbage: {end - pos} bytes after record #{count - 1}")
+        raise CorruptBatch(f"trailing garbage: {end - pos} bytes after the {count} records")
     return out
 
 
