@@ -1,0 +1,110 @@
+"""The SQLite store's schema and connection settings."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from gateway.stores.base import StoreError, StoreUnavailable
+
+SCHEMA_VERSION = 1
+
+#: One row per pushed batch; its records' offsets are ``id * OFFSET_STRIDE + index``.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    k TEXT PRIMARY KEY,
+    v
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS resources (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    resource_id INTEGER NOT NULL,
+    first_offset INTEGER NOT NULL,
+    last_offset INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    blob BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batches_by_resource ON batches (resource_id, last_offset);
+CREATE TABLE IF NOT EXISTS latest (
+    resource_id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    "offset" INTEGER NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (resource_id, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cursors (
+    client TEXT NOT NULL,
+    resource_id INTEGER NOT NULL,
+    "offset" INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (client, resource_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idempotency (
+    client TEXT NOT NULL,
+    resource_id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    body_hash TEXT NOT NULL,
+    first INTEGER NOT NULL,
+    last INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (client, resource_id, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency (created_ms);
+"""
+
+SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
+
+
+def connect(
+    path: str, *, synchronous: str, busy_timeout_ms: int, readonly: bool
+) -> sqlite3.Connection:
+    """Open a connection in autocommit mode (transactions are explicit) with our pragmas."""
+    conn = sqlite3.connect(
+        path,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=busy_timeout_ms / 1000,
+        cached_statements=64,
+    )
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    if readonly:
+        conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+def initialise(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
+    """Switch to WAL and create the schema; safe when several processes race to do it."""
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise StoreUnavailable(f"cannot switch the database to WAL: {exc}") from exc
+            time.sleep(0.01)
+    if str(mode).lower() != "wal":
+        raise StoreUnavailable(f"the database refused WAL mode (journal_mode is {mode!r})")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (k, v) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+        )
+        version = conn.execute("SELECT v FROM meta WHERE k = 'schema_version'").fetchone()[0]
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    if version != SCHEMA_VERSION:
+        raise StoreError(
+            f"database schema version {version!r} is not the supported {SCHEMA_VERSION}"
+        )
