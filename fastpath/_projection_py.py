@@ -78,11 +78,11 @@ def mask_value(value: Any, head: int, tail: int) -> Any:
 
 def project(plan: Plan, data: dict) -> dict:
     """A new dict with only the plan's fields of ``data`` (masked), in ``data``'s order."""
-    if type(data) is not dict:
+    if not isinstance(data, dict):
         raise TypeError(f"a record must be a dict, not {type(data).__name__}")
     allowed = plan._allowed
     masks = plan.masks
-    out = dict(data) if allowed is None else {k: v for k, v in data.items() if k in allowed}
+    out = dict(data) if allowed is None else {k: v for k, v in dict.items(data) if k in allowed}
     for name, (head, tail) in masks.items():
         if name in out:
             out[name] = mask_value(out[name], head, tail)
