@@ -1,0 +1,391 @@
+"""Route table: explicit rules, traversal/encoding rejections, fuzzing and twin agreement."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastpath
+
+RIDS = ["psb.id-card", "hrss.employment", "a", "sh-water.meter-7"]
+SERVICES = ["SH/GOV/psb/hukou/getPerson", "SH/COM/sh-water/billing/v1.invoice"]
+HEALTHZ, CATALOG, SERVICES_LIST, CONSENTS = 100, 101, 102, 150
+STATIC = {
+    "/healthz": HEALTHZ,
+    "/v1/catalog": CATALOG,
+    "/v1/services": SERVICES_LIST,
+    "/v1/consents": CONSENTS,
+}
+SVC = "/v1/services/SH/GOV/psb/hukou/getPerson"
+
+
+@pytest.fixture(scope="module")
+def table(impl: fastpath.Implementation):
+    return impl.RouteTable(RIDS, SERVICES, STATIC)
+
+
+def match(table, path: str):
+    return table.match("GET", path)
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/healthz", (HEALTHZ, -1, None, None)),
+        ("/v1/catalog", (CATALOG, -1, None, None)),
+        ("/v1/services", (SERVICES_LIST, -1, None, None)),
+        ("/v1/consents", (CONSENTS, -1, None, None)),
+        ("/v1/resources/psb.id-card/records", (fastpath.RECORDS, 0, "psb.id-card", None)),
+        ("/v1/resources/hrss.employment/cursor", (fastpath.CURSOR, 1, "hrss.employment", None)),
+        ("/v1/resources/a/records/k1", (fastpath.RECORD, 2, "a", "k1")),
+        ("/v1/catalog/sh-water.meter-7", (fastpath.CATALOG_ITEM, 3, "sh-water.meter-7", None)),
+        (SVC, (fastpath.SERVICE, 0, "SH/GOV/psb/hukou/getPerson", "")),
+        (SVC + "/people/42", (fastpath.SERVICE, 0, "SH/GOV/psb/hukou/getPerson", "/people/42")),
+        (
+            "/v1/services/SH/COM/sh-water/billing/v1.invoice/a%20b/c",
+            (fastpath.SERVICE, 1, "SH/COM/sh-water/billing/v1.invoice", "/a%20b/c"),
+        ),
+    ],
+)
+def test_routes(table, path: str, expected: tuple) -> None:
+    assert match(table, path) == expected
+
+
+def test_unknown_but_valid_ids_have_index_minus_one(table) -> None:
+    assert match(table, "/v1/resources/nobody.x/records") == (
+        fastpath.RECORDS,
+        -1,
+        "nobody.x",
+        None,
+    )
+    assert match(table, "/v1/catalog/nobody.x") == (fastpath.CATALOG_ITEM, -1, "nobody.x", None)
+    assert match(table, "/v1/services/SH/GOV/x/y/z/t") == (
+        fastpath.SERVICE,
+        -1,
+        "SH/GOV/x/y/z",
+        "/t",
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw_key", "key"),
+    [
+        ("31010119900101123X", "31010119900101123X"),
+        ("a%2Fb", "a/b"),
+        ("a%2fb", "a/b"),
+        ("%E4%B8%AD%E6%96%87", "中文"),
+        ("%e4%b8%ad", "中"),
+        ("a%20b", "a b"),
+        ("a%5Cb", "a\\b"),
+        ("...", "..."),
+        ("%2e%2e%2e", "..."),
+        (".a", ".a"),
+        ("a+b", "a+b"),
+        ("~user@x:1", "~user@x:1"),
+    ],
+)
+def test_record_keys_are_percent_decoded(table, raw_key: str, key: str) -> None:
+    assert match(table, f"/v1/resources/a/records/{raw_key}") == (fastpath.RECORD, 2, "a", key)
+
+
+@pytest.mark.parametrize(
+    "raw_key",
+    [
+        "",  # empty key: trailing slash
+        ".",
+        "..",
+        "%2e",
+        "%2E%2e",
+        ".%2E",
+        "%",
+        "%2",
+        "a%2",
+        "%zz",
+        "%g0",
+        "%ff",  # not UTF-8
+        "%C0%AF",  # overlong UTF-8
+        "%ED%A0%80",  # UTF-16 surrogate
+        "%E4%B8",  # truncated UTF-8
+        "%00",
+        "a%0Ab",
+        "%7F",
+        "a/b",  # two segments
+    ],
+)
+def test_bad_record_keys_do_not_match(table, raw_key: str) -> None:
+    assert match(table, f"/v1/resources/a/records/{raw_key}") is None
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "/..",
+        "/.",
+        "/a/../b",
+        "/a/./b",
+        "/%2e%2e",
+        "/%2E%2E/etc",
+        "/.%2e/x",
+        "/%2e./x",
+        "/%2e",
+        "/a%2Fb",
+        "/a%2fb",
+        "/a%5Cb",
+        "/a%5cb",
+        "/a\\b",
+        "/a//b",
+        "/a/",
+        "/",
+        "/%",
+        "/%4",
+        "/%4G",
+        "/%00",
+        "/a%0d%0aSet-Cookie:x",
+        "/%ff",
+        "/a b",
+        "/a\x00b",
+        "/a\tb",
+        "/中",
+    ],
+)
+def test_service_tail_traversal_and_encoding_are_rejected(table, tail: str) -> None:
+    assert match(table, SVC + tail) is None
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "",
+        "/",
+        "//",
+        "healthz",
+        "/healthz/",
+        "/v1/catalog/",
+        "/v1/resources/a/records/",
+        "/v1/resources/a/cursor/",
+        "/v1/resources/a",
+        "/v1/resources/a/",
+        "/v1/resources/a/other",
+        "/v1/resources/a/cursor/x",
+        "/v1/resources/a/records/k/more",
+        "/v1//resources/a/records",
+        "//v1/resources/a/records",
+        "/v1/resources//records",
+        "/v1/resources/A/records",  # upper case is not a resource id
+        "/v1/resources/-a/records",
+        "/v1/resources/.a/records",
+        "/v1/resources/../records",
+        "/v1/resources/%61/records",  # ids are never percent-decoded
+        "/v1/resources/a/records?after=1",  # the query is the caller's to strip
+        "/v1/resources/a/records#x",
+        "/v1/resources/a/rec%6Frds",
+        "/v1/resources/a/./records",
+        "/v1/resources/a/../a/records",
+        "/v2/resources/a/records",
+        "/V1/resources/a/records",
+        "/v1/catalog/a/b",
+        "/v1/catalog/" + "a" * 129,
+        "/v1/services/SH/GOV/psb/hukou",
+        "/v1/services/SH/GOV/psb/hukou/",
+        "/v1/services/SH/GOV/psb/../getPerson",
+        "/v1/services/SH/GOV/./hukou/getPerson",
+        "/v1/services/SH/GOV/psb/hukou/%67etPerson",
+        "/v1/services/SH/GOV/p b/hukou/getPerson",
+        "/v1/services/SH/GOV/psb/hukou/get:Person",
+        "/v1/services/SH/GOV/psb/hukou/" + "s" * 129,
+        "/v1/resources/a\x00/records",
+        "/v1/resources/a/records/k\n",
+        "/v1/resources/é/records",
+        "/v1/resources/a/records/\ud800",
+        "\\v1\\resources\\a\\records",
+    ],
+)
+def test_malformed_paths_do_not_match(table, path: str) -> None:
+    assert match(table, path) is None
+
+
+def test_longest_resource_id_matches(impl: fastpath.Implementation) -> None:
+    rid = "a" * 128
+    table = impl.RouteTable([rid])
+    assert table.match("GET", f"/v1/catalog/{rid}") == (fastpath.CATALOG_ITEM, 0, rid, None)
+
+
+def test_max_path_is_enforced(impl: fastpath.Implementation) -> None:
+    table = impl.RouteTable(["a"], max_path=40)
+    ok = "/v1/resources/a/records/" + "k" * 16
+    assert len(ok) == 40
+    assert table.match("GET", ok) == (fastpath.RECORD, 0, "a", "k" * 16)
+    assert table.match("GET", ok + "k") is None
+    assert table.max_path == 40
+
+
+def test_kind_does_not_depend_on_method(table) -> None:
+    for method in ("GET", "POST", "PUT", "DELETE", "BREW", ""):
+        assert table.match(method, "/v1/resources/a/records")[0] == fastpath.RECORDS
+
+
+def test_non_str_paths_do_not_match(table) -> None:
+    for value in (None, b"/healthz", 1, ["/healthz"], bytearray(b"/healthz")):
+        assert table.match("GET", value) is None
+
+
+def test_str_subclass_matches_like_str(table) -> None:
+    class Weird(str):
+        def __hash__(self) -> int:
+            raise RuntimeError("no")
+
+        def __eq__(self, other: object) -> bool:
+            raise RuntimeError("no")
+
+    assert match(table, Weird("/healthz")) == (HEALTHZ, -1, None, None)
+    assert match(table, Weird("/v1/resources/a/records/k")) == (fastpath.RECORD, 2, "a", "k")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((["Bad"],), "resource id #0 'Bad' is not a valid resource id"),
+        ((["a", "a"],), "resource id 'a' appears twice"),
+        ((["a", 1],), "resource id #1 1 is not a valid resource id"),
+        ((["a"], ["SH/GOV/x/y"]), "service id #0 'SH/GOV/x/y' is not a valid service id"),
+        ((["a"], ["SH/GOV/x/y/.."]), "is not a valid service id"),
+        ((["a"], (), {"healthz": 100}), "static route 'healthz' must be a str starting with '/'"),
+        ((["a"], (), {"/healthz": 5}), "kind 5 must be an int >= 100"),
+        ((["a"], (), None, 0), "max_path must be a positive int"),
+    ],
+)
+def test_bad_tables_are_refused(impl: fastpath.Implementation, args: tuple, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        impl.RouteTable(*args)
+
+
+def test_table_is_immutable(table) -> None:
+    with pytest.raises(AttributeError):
+        table.extra = 1
+    assert len(table) == len(RIDS)
+
+
+# ---- property tests -----------------------------------------------------------------
+
+_pieces = st.sampled_from(
+    [
+        "a",
+        "psb.id-card",
+        "hrss.employment",
+        "x-1",
+        "SH",
+        "GOV",
+        "psb",
+        "hukou",
+        "getPerson",
+        "records",
+        "cursor",
+        "resources",
+        "catalog",
+        "services",
+        "v1",
+        ".",
+        "..",
+        "",
+        "%2e",
+        "%2E",
+        "%2F",
+        "%2f",
+        "%5C",
+        "%5c",
+        "%",
+        "%2",
+        "%zz",
+        "%00",
+        "%0a",
+        "%20",
+        "%e4%b8%ad",
+        "%E4%B8",
+        "%ff",
+        "%C3%A9",
+        "中",
+        "\\",
+        "?",
+        "#",
+        " ",
+        "\x00",
+        "\n",
+        "~",
+        "a.b",
+        "A",
+        "-",
+        "@:!$&'()*+,;=",
+    ]
+)
+_segment = st.lists(_pieces, min_size=0, max_size=3).map("".join) | st.text(max_size=6)
+_prefix = st.sampled_from(
+    ["/v1/resources/", "/v1/catalog/", "/v1/services/", SVC + "/", "/v1/", "/", ""]
+)
+_paths = st.builds(
+    lambda p, segs: p + "/".join(segs), _prefix, st.lists(_segment, min_size=0, max_size=7)
+) | st.text(max_size=40)
+
+
+@settings(settings.get_profile("fastpath"), max_examples=1500)
+@given(path=_paths)
+def test_implementations_agree_on_paths(pair, path: str) -> None:
+    cy, py = pair
+    tables = _pair_tables(pair)
+    assert tables[0].match("GET", path) == tables[1].match("GET", path), path
+    assert cy.NO_MATCH == py.NO_MATCH
+
+
+@settings(settings.get_profile("fastpath"), max_examples=300)
+@given(path=st.text(max_size=200))
+def test_router_never_raises_on_random_text(impl: fastpath.Implementation, path: str) -> None:
+    table = _table_for(impl)
+    result = table.match("GET", path)
+    assert result is None or (isinstance(result, tuple) and len(result) == 4)
+    result = table.match("GET", "/v1/resources/a/records/" + path)
+    assert result is None or result[0] == fastpath.RECORD
+    result = table.match("GET", SVC + "/" + path)
+    assert result is None or result[0] == fastpath.SERVICE
+
+
+@settings(settings.get_profile("fastpath"), max_examples=300)
+@given(key=st.text(min_size=1, max_size=30))
+def test_quoted_keys_round_trip(impl: fastpath.Implementation, key: str) -> None:
+    from urllib.parse import quote
+
+    table = _table_for(impl)
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return  # lone surrogates cannot be sent
+    result = table.match("GET", "/v1/resources/a/records/" + quote(key, safe=""))
+    bad = key in (".", "..") or any(ord(c) < 0x20 or ord(c) == 0x7F for c in key)
+    assert result == (None if bad else (fastpath.RECORD, 2, "a", key))
+
+
+@settings(settings.get_profile("fastpath"), max_examples=100)
+@given(
+    rids=st.lists(st.from_regex(r"[a-z0-9][a-z0-9.-]{0,20}", fullmatch=True), unique=True),
+    probe=st.from_regex(r"[a-z0-9][a-z0-9.-]{0,20}", fullmatch=True),
+)
+def test_implementations_agree_on_random_tables(pair, rids: list[str], probe: str) -> None:
+    cy, py = pair
+    a, b = cy.RouteTable(rids), py.RouteTable(rids)
+    for rid in [*rids[:5], probe]:
+        for path in (f"/v1/resources/{rid}/records", f"/v1/catalog/{rid}"):
+            assert a.match("GET", path) == b.match("GET", path)
+            expected = rids.index(rid) if rid in rids else -1
+            assert a.match("GET", path)[1] == expected
+
+
+_TABLES: dict[str, object] = {}
+
+
+def _table_for(impl: fastpath.Implementation):
+    if impl.name not in _TABLES:
+        _TABLES[impl.name] = impl.RouteTable(RIDS, SERVICES, STATIC)
+    return _TABLES[impl.name]
+
+
+def _pair_tables(pair):
+    return _table_for(pair[0]), _table_for(pair[1])
