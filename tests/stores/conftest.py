@@ -1,0 +1,71 @@
+"""Store backends for the contract suite.
+
+Every backend in ``BACKENDS`` runs through ``test_store_contract.py``. A backend is a
+function ``(tmp_path, namespace) -> StoreFactory``; calling the factory opens a store
+as an async context manager, and calling it again (after the first one closed, or even
+while it is open) opens the *same* data, so persistence and sharing can be tested.
+A backend that cannot run here (e.g. no server) calls ``pytest.skip`` in its factory.
+
+To add one::
+
+    def jetstream_backend(tmp_path: Path, namespace: str) -> StoreFactory:
+        @contextlib.asynccontextmanager
+        async def factory() -> AsyncIterator[Store]:
+            store = JetStreamStore(servers=[...], prefix=namespace)
+            await store.open()
+            try:
+                yield store
+            finally:
+                await store.close()
+        return factory
+
+    BACKENDS["jetstream"] = jetstream_backend
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.stores.base import Store
+from gateway.stores.sqlite import SQLiteStore
+
+StoreFactory = Callable[[], contextlib.AbstractAsyncContextManager[Store]]
+Backend = Callable[[Path, str], StoreFactory]
+
+
+def sqlite_backend(tmp_path: Path, namespace: str) -> StoreFactory:
+    """One SQLite file per test (``synchronous=FULL``, as in production)."""
+    path = tmp_path / f"{namespace}.db"
+
+    @contextlib.asynccontextmanager
+    async def factory() -> AsyncIterator[Store]:
+        store = SQLiteStore(path)
+        await store.open()
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    return factory
+
+
+BACKENDS: dict[str, Backend] = {"sqlite": sqlite_backend}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def store_factory(request: Any, tmp_path: Path) -> StoreFactory:
+    """Opens stores of one backend over one fresh namespace."""
+    return BACKENDS[request.param](tmp_path, f"t{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+async def store(store_factory: StoreFactory) -> AsyncIterator[Store]:
+    """An opened store of each backend, closed after the test."""
+    async with store_factory() as opened:
+        yield opened
