@@ -1,0 +1,56 @@
+# OneStop Exchange - `make serve` runs one node; `make test` runs the whole suite.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= configs/node.toml
+KEYRING := configs/keyring.dev.toml
+CATALOG := configs/catalog/shanghai.toml
+STAMP := $(VENV)/.installed
+
+.PHONY: help install deps serve test test-fast lint bench cluster cluster-down clean
+
+help:
+	@echo "make serve   - one node on http://127.0.0.1:8080 (embedded SQLite store, sample Shanghai catalog)"
+	@echo "make test    - install everything and run the whole test suite"
+	@echo "make lint    - ruff"
+	@echo "make bench   - python -m loadtest bench and python -m fastpath.bench into out/bench"
+	@echo "make cluster - three NATS servers and three gateway nodes on loopback (make cluster-down stops them)"
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml setup.py $(wildcard fastpath/*.pyx)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel Cython
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+$(KEYRING): | $(STAMP)
+	$(BIN)/python -m gateway keys init --catalog $(CATALOG) --out $(KEYRING)
+
+serve: install $(KEYRING)
+	$(BIN)/python -m gateway serve --config $(CONFIG)
+
+# nats-server (for the cluster tests) and wrk (for the bench) come from Debian.
+deps:
+	@command -v nats-server >/dev/null || (apt-get update -qq && apt-get install -y -qq nats-server)
+
+test: install $(KEYRING) deps
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	GATEWAY_NO_EXTENSIONS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/gateway tests/fastpath
+
+test-fast: install $(KEYRING)
+	$(BIN)/python -m pytest -q -x tests
+
+lint: install
+	$(BIN)/ruff check gateway fastpath simulator loadtest tests
+
+bench: install $(KEYRING)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python -m fastpath.bench --json out/bench/fastpath.json
+	$(BIN)/python -m loadtest bench --out out/bench
+
+clean:
+	rm -rf build *.egg-info fastpath/*.c fastpath/*.so .pytest_cache

@@ -1,0 +1,154 @@
+"""``python -m gateway``: serve a node, check configs, manage dev keys, synthesize catalogs, verify audit."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tomllib
+from pathlib import Path
+
+from gateway.tomlfile import ConfigError
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.config import load_node_config
+    from gateway.server import load_state, serve
+
+    cfg = load_node_config(args.config)
+    load_state(cfg)  # refuse a bad catalog or keyring before binding the port
+    if args.listen:
+        cfg.node.listen = args.listen
+    if args.workers > 1:
+        from gateway.workers import serve_workers
+
+        return serve_workers(cfg, args.workers)
+    serve(cfg)
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from gateway.catalog import load_catalog
+    from gateway.config import load_node_config
+    from gateway.keyring import load_keyring
+    from gateway.server import load_state
+
+    path = Path(args.file)
+    kind = args.kind
+    if kind == "auto":
+        try:
+            doc = tomllib.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            doc = {"node": None}  # let the node loader report the precise error
+        kind = "node" if "node" in doc else "catalog" if "instance" in doc else "keyring" if "keys" in doc else "node"
+    if kind == "node":
+        cfg = load_node_config(path)
+        state = load_state(cfg)
+        print(f"ok: node config {path} (catalog: {len(state.catalog.resources)} resources, "
+              f"{len(state.catalog.subsystems)} subsystems; keyring: {len(state.keyring.by_id)} keys; "
+              f"store: {cfg.store.backend})")
+    elif kind == "catalog":
+        cat = load_catalog(path)
+        print(f"ok: catalog {path} ({len(cat.members)} members, {len(cat.subsystems)} subsystems, "
+              f"{len(cat.resources)} resources, {len(cat.grants)} grants)")
+    else:
+        ring = load_keyring(path)
+        print(f"ok: keyring {path} ({len(ring.by_id)} keys)")
+    return 0
+
+
+def _cmd_keys_init(args: argparse.Namespace) -> int:
+    from gateway.catalog import load_catalog
+    from gateway.keyring import dev_keyring_text, write_private
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        print(f"{out} exists; keeping it (use --force to replace it)", file=sys.stderr)
+        return 0
+    cat = load_catalog(args.catalog)
+    write_private(out, dev_keyring_text(sorted(cat.subsystems)))
+    print(f"wrote {out} with {len(cat.subsystems)} development keys (mode 0600)")
+    return 0
+
+
+def _cmd_catalog_synth(argv: list[str]) -> int:
+    from gateway.synth import main as synth_main
+
+    return synth_main(argv)
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    from gateway.audit import verify
+
+    path = Path(args.log)
+    if not path.exists():
+        print(f"error: audit log {path} not found", file=sys.stderr)
+        return 2
+    count, problem = verify(path)
+    if problem:
+        print(f"BROKEN after {count} good entries: {problem}")
+        return 1
+    print(f"ok: {count} entries, chain intact")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m gateway", description=__doc__)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    s = sub.add_parser("serve", help="run a gateway node")
+    s.add_argument("--config", required=True, help="node config TOML (see configs/node.toml)")
+    s.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
+    s.add_argument("--listen", help="override [node] listen, host:port")
+    s.set_defaults(func=_cmd_serve)
+
+    c = sub.add_parser("check-config", help="validate a node, catalog or keyring file without starting")
+    c.add_argument("file")
+    c.add_argument("--kind", choices=["auto", "node", "catalog", "keyring"], default="auto")
+    c.set_defaults(func=_cmd_check)
+
+    k = sub.add_parser("keys", help="manage keys")
+    ksub = k.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    ki = ksub.add_parser("init", help="write a development keyring (mode 0600), one key per subsystem")
+    ki.add_argument("--catalog", default="configs/catalog/shanghai.toml")
+    ki.add_argument("--out", default="configs/keyring.dev.toml")
+    ki.add_argument("--force", action="store_true", help="replace an existing keyring")
+    ki.set_defaults(func=_cmd_keys_init)
+
+    cat = sub.add_parser("catalog", help="catalog tools: synth (and publish in cluster mode)")
+    cat.add_argument("catalog_command", choices=["synth", "publish"], metavar="ACTION",
+                     help="synth: a Shanghai-scale catalog; publish: to JetStream KV")
+    cat.add_argument("rest", nargs=argparse.REMAINDER, help="options of the action (see ACTION --help)")
+    cat.set_defaults(func=None)
+
+    a = sub.add_parser("audit", help="audit log tools")
+    asub = a.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    av = asub.add_parser("verify", help="check the hash chain; report the first broken link")
+    av.add_argument("--log", default="var/audit.log", help="audit log file (DATA_DIR/audit.log)")
+    av.set_defaults(func=_cmd_audit_verify)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "catalog":
+            if args.catalog_command == "synth":
+                return _cmd_catalog_synth(args.rest)
+            from gateway.publish import main as publish_main
+
+            return publish_main(args.rest)
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""The node: one request's way from aiohttp to the store and back.
+
+aiohttp parses -> the fast-path route table picks route and resource -> auth verifies
+signature and client -> the catalog decides access and projection -> the handler calls
+the store -> projection and encoding -> audit entry and metrics -> response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+import fastpath
+from fastpath import CATALOG_ITEM, CURSOR, RECORD, RECORDS, RouteTable
+from gateway import signing
+from gateway.audit import AuditEntry, AuditLog, citizen_hash
+from gateway.auth import authenticate
+from gateway.catalog import Access, Catalog, ResourceEntry
+from gateway.config import NodeConfig
+from gateway.errors import Problem
+from gateway.handlers import catalog as catalog_handlers
+from gateway.handlers import ops, records
+from gateway.keyring import Keyring
+from gateway.logs import AccessLog
+from gateway.metrics import Metrics
+from gateway.stores.base import Store, StoreError, StoreUnavailable
+from gateway.wire import PROBLEM, read_body
+
+# Static routes (kinds >= fastpath.STATIC_MIN).
+HEALTHZ, READYZ, METRICS, OPENAPI, CATALOG = range(fastpath.STATIC_MIN, fastpath.STATIC_MIN + 5)
+STATIC = {"/healthz": HEALTHZ, "/readyz": READYZ, "/metrics": METRICS,
+          "/openapi.json": OPENAPI, "/v1/catalog": CATALOG}
+
+Handler = Callable[["Call"], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How one route kind is served: its name for metrics and its handler per method."""
+
+    name: str
+    methods: dict[str, Handler]
+    signed: bool = True
+    resource: bool = False  # needs a known resource and read access (except push)
+    audit_op: dict[str, str] = field(default_factory=dict)
+
+
+ROUTES: dict[int, Route] = {
+    RECORDS: Route("records", {"POST": records.push, "GET": records.pull}, resource=True,
+                   audit_op={"POST": "push", "GET": "pull"}),
+    RECORD: Route("record", {"GET": records.get_by_key}, resource=True, audit_op={"GET": "read"}),
+    CURSOR: Route("cursor", {"PUT": records.commit_cursor}, resource=True, audit_op={"PUT": "cursor"}),
+    CATALOG: Route("catalog", {"GET": catalog_handlers.list_catalog}),
+    CATALOG_ITEM: Route("catalog_item", {"GET": catalog_handlers.get_entry}),
+    HEALTHZ: Route("healthz", {"GET": ops.healthz}, signed=False),
+    READYZ: Route("readyz", {"GET": ops.readyz}, signed=False),
+    METRICS: Route("metrics", {"GET": ops.metrics}, signed=False),
+    OPENAPI: Route("openapi", {"GET": ops.openapi}, signed=False),
+}
+KNOWN_METHODS = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """Everything a catalog reload swaps at once."""
+
+    catalog: Catalog
+    keyring: Keyring
+    routes: Any  # fastpath RouteTable
+
+
+class Call:
+    """One request on its way through the node."""
+
+    __slots__ = ("node", "request", "request_id", "client", "entry", "access", "key",
+                 "body", "body_sha256", "count", "state")
+
+    def __init__(self, node: Node, request: web.BaseRequest, request_id: str, state: State) -> None:
+        self.node = node
+        self.request = request
+        self.request_id = request_id
+        self.state = state
+        self.client: str | None = None
+        self.entry: ResourceEntry | None = None
+        self.access: Access | None = None
+        self.key: str | None = None
+        self.body = b""
+        self.body_sha256 = signing.EMPTY_SHA256
+        self.count = 0
+
+
+def build_state(catalog: Catalog, keyring: Keyring) -> State:
+    """Check that keys name declared subsystems and compile the route table."""
+    keyring.check_clients(set(catalog.subsystems))
+    return State(catalog, keyring, RouteTable(catalog.resource_ids, (), STATIC))
+
+
+class Node:
+    """A gateway node: holds the state and serves requests through :meth:`handle`."""
+
+    def __init__(self, config: NodeConfig, state: State, store: Store, *, audit: bool = True) -> None:
+        self.config = config
+        self.state = state
+        self.store = store
+        self.metrics = Metrics()
+        self.metrics.catalog_resources.set(len(state.catalog.resources))
+        data_dir = config.resolve(config.node.data_dir)
+        self.audit = AuditLog(data_dir / "audit.log") if audit else None
+        self.log = AccessLog(enabled=config.node.access_log)
+        self.inflight = 0
+        self.max_inflight = config.limits.max_inflight
+        self.ready = False
+        self.draining = False
+        self._ids = itertools.count(1)
+        self._id_prefix = os.urandom(4).hex()
+
+    def swap_state(self, state: State) -> None:
+        """Atomically replace catalog, keys and route table (one reference assignment)."""
+        self.state = state
+        self.metrics.catalog_resources.set(len(state.catalog.resources))
+
+    async def start(self) -> None:
+        await self.store.open()
+        if self.audit:
+            self.audit.start()
+        self.log.start()
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        if self.audit:
+            await self.audit.close()
+        await self.store.close()
+        await self.log.close()
+
+    # -- the request path -------------------------------------------------------------
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """aiohttp's low-level handler: every request enters here."""
+        t0 = time.perf_counter()
+        request_id = f"{self._id_prefix}-{next(self._ids):x}"
+        method = request.method
+        route_name = "unmatched"
+        status = 500
+        if self.inflight >= self.max_inflight:
+            self.metrics.rejected.inc()
+            resp = self._problem(Problem("server.unavailable", "node is at max_inflight; retry shortly",
+                                         headers={"Retry-After": "1"}), request_id)
+            self._finish(request, request_id, None, "overload", method, 503, t0)
+            return resp
+        self.inflight += 1
+        self.metrics.inflight.inc()
+        call = Call(self, request, request_id, self.state)
+        try:
+            route_name, resp = await self._dispatch(call)
+            status = resp.status
+        except Problem as p:
+            status = p.status
+            resp = self._problem(p, request_id)
+        except StoreUnavailable as exc:
+            status = 503
+            resp = self._problem(Problem("server.unavailable", f"store unavailable: {exc}",
+                                         headers={"Retry-After": "1"}), request_id)
+        except StoreError as exc:
+            status = 500
+            self.log.error(request_id, "store error", exc)
+            resp = self._problem(Problem("server.internal", "store error; see the node's log"), request_id)
+        except asyncio.CancelledError:
+            status = 499
+            raise
+        except Exception as exc:  # noqa: BLE001 - the node must answer, never drop the request
+            status = 500
+            self.log.error(request_id, "unhandled error", exc)
+            resp = self._problem(Problem("server.internal", "internal error; see the node's log"), request_id)
+        finally:
+            self.inflight -= 1
+            self.metrics.inflight.dec()
+            self._finish(request, request_id, call.client, route_name, method, status, t0)
+            if call.entry is not None and call.client is not None and self.audit is not None:
+                self._audit(call, route_name, status)
+        resp.headers["X-Exchange-Request-Id"] = request_id
+        return resp
+
+    async def _dispatch(self, call: Call) -> tuple[str, web.StreamResponse]:
+        request = call.request
+        raw_path = request.raw_path
+        qpos = raw_path.find("?")
+        path = raw_path if qpos < 0 else raw_path[:qpos]
+        query = "" if qpos < 0 else raw_path[qpos + 1:]
+        state = call.state
+        m = state.routes.match(request.method, path)
+        if m is None:
+            if len(path) > 2048 or "%" in path or "/./" in path or "/../" in path or "//" in path:
+                raise Problem("client.bad_request", "malformed request path")
+            raise Problem("client.not_found", f"no route for {path[:200]!r}")
+        kind, index, ident, extra = m
+        route = ROUTES.get(kind)
+        if route is None:
+            raise Problem("client.not_found", f"no route for {path[:200]!r}")
+        handler = route.methods.get(request.method)
+        if handler is None:
+            raise Problem("client.method_not_allowed",
+                          f"{request.method} is not allowed on {route.name}; use {', '.join(route.methods)}",
+                          headers={"Allow": ", ".join(route.methods)})
+        if not route.signed:
+            return route.name, await handler(call)
+        limits = self.config.limits
+        call.body = await read_body(request, limits.max_body_bytes, limits.client_timeout_s)
+        call.body_sha256 = signing.body_digest(call.body)
+        call.client = authenticate(state.keyring, state.catalog.subsystems, request.headers,
+                                   request.method, path, query, call.body_sha256)
+        self._check_mtls(call)
+        if ident is not None and kind in (RECORDS, RECORD, CURSOR, CATALOG_ITEM):
+            if index < 0:
+                raise Problem("client.not_found", f"unknown resource {ident!r}")
+            entry = state.catalog.resources[index]
+            call.entry = entry
+            if kind == CATALOG_ITEM:
+                return route.name, await handler(call)
+            call.key = extra
+            audit = self.audit
+            if audit is not None and audit.queue.qsize() + self.inflight >= audit.queue.maxsize:
+                raise Problem("server.unavailable", "audit log is saturated; retry shortly",
+                              headers={"Retry-After": "1"})
+            if not (kind == RECORDS and request.method == "POST"):
+                access = state.catalog.access(call.client, entry)
+                if access is None:
+                    raise Problem("client.access_denied", f"{call.client} has no read access to {entry.id}")
+                call.access = access
+        return route.name, await handler(call)
+
+    def _check_mtls(self, call: Call) -> None:
+        if not self.config.node.client_ca:
+            return
+        transport = call.request.transport
+        cert = transport.get_extra_info("peercert") if transport else None
+        names = set()
+        for rdn in (cert or {}).get("subject", ()):
+            for k, v in rdn:
+                if k == "commonName":
+                    names.add(v)
+        for k, v in (cert or {}).get("subjectAltName", ()):
+            if k == "URI":
+                names.add(v.removeprefix("urn:exchange:"))
+        if call.client not in names:
+            raise Problem("client.unauthenticated",
+                          "the TLS client certificate does not name the subsystem in X-Exchange-Client")
+
+    def _problem(self, p: Problem, request_id: str) -> web.Response:
+        return web.Response(status=p.status, body=p.body(request_id), content_type=PROBLEM, headers=p.headers)
+
+    def _finish(self, request: web.BaseRequest, request_id: str, client: str | None,
+                route: str, method: str, status: int, t0: float) -> None:
+        dt = time.perf_counter() - t0
+        self.metrics.observe(route, method if method in KNOWN_METHODS else "OTHER", status, dt)
+        self.log.access(request_id, client, method, request.path, status, dt)
+
+    def _audit(self, call: Call, route_name: str, status: int) -> None:
+        route = ROUTES.get({"records": RECORDS, "record": RECORD, "cursor": CURSOR}.get(route_name, -1))
+        if route is None:
+            return
+        op = route.audit_op.get(call.request.method)
+        if op is None:
+            return
+        headers = call.request.headers
+        user = headers.get("X-Exchange-UserId")
+        assert self.audit is not None
+        entry = AuditEntry(ts=time.time(), request_id=call.request_id, client=call.client or "",
+                           op=op, target=call.entry.id if call.entry else "", status=status,
+                           count=call.count,
+                           citizens=[citizen_hash(self.audit.key, user)] if user else [],
+                           purpose=headers.get("X-Exchange-Purpose"),
+                           consent=headers.get("X-Exchange-Consent"))
+        try:
+            self.audit.submit(entry)
+        except Problem:
+            self.log.error(call.request_id, "audit queue full", None)
+
+
+def make_server(node: Node) -> web.Server:
+    """aiohttp's low-level server around the node's handler (no per-route dispatcher)."""
+    return web.Server(node.handle, access_log=None, handler_cancellation=True)

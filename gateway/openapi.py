@@ -1,0 +1,97 @@
+"""OpenAPI 3.1 description of wire contract v1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SIGNED = [{"exgSignature": []}]
+PROBLEM_REF = {"$ref": "#/components/responses/Problem"}
+RID = {"name": "rid", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9.-]*$"}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(c): PROBLEM_REF for c in codes}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema},
+                        "application/msgpack": {"schema": schema}}}
+
+
+RECORD = {"type": "object", "required": ["offset", "key", "ts", "data"], "properties": {
+    "offset": {"type": "integer"}, "key": {"type": "string"},
+    "ts": {"type": "string", "format": "date-time"}, "data": {"type": "object"}}}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document served at /openapi.json."""
+    q = lambda name, lo, hi, desc: {"name": name, "in": "query", "required": False,  # noqa: E731
+                                    "description": desc,
+                                    "schema": {"type": "integer", "minimum": lo, "maximum": hi}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "OneStop Exchange gateway", "version": "1",
+                 "description": "Signed push/pull exchange of data resources between agencies. "
+                                "Every /v1 request is signed with EXG-HMAC-SHA256 (see README)."},
+        "components": {
+            "securitySchemes": {"exgSignature": {
+                "type": "apiKey", "in": "header", "name": "Authorization",
+                "description": "EXG-HMAC-SHA256 Credential=<key id>, Signature=<hex>, with "
+                               "X-Exchange-Client and X-Exchange-Date headers"}},
+            "responses": {"Problem": {"description": "RFC 9457 problem", "content": {
+                "application/problem+json": {"schema": {"type": "object", "required": [
+                    "type", "title", "status", "detail", "code", "request_id"], "properties": {
+                    "type": {"type": "string"}, "title": {"type": "string"},
+                    "status": {"type": "integer"}, "detail": {"type": "string"},
+                    "code": {"type": "string"}, "request_id": {"type": "string"},
+                    "errors": {"type": "array", "items": {"type": "object", "properties": {
+                        "index": {"type": ["integer", "null"]}, "field": {"type": "string"},
+                        "message": {"type": "string"}}}}}}}}}},
+        },
+        "paths": {
+            "/v1/resources/{rid}/records": {
+                "parameters": [RID],
+                "post": {"summary": "Push a batch (owner only); answered once durable",
+                         "security": SIGNED,
+                         "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                                         "schema": {"type": "string", "maxLength": 255}}],
+                         "requestBody": {"required": True, **_json({"type": "object", "required": ["records"],
+                                         "properties": {"records": {"type": "array", "minItems": 1, "items": {
+                                             "type": "object", "required": ["key", "data"],
+                                             "properties": {"key": {"type": "string"}, "data": {"type": "object"}}}}}})},
+                         "responses": {"200": {"description": "appended", **_json({"type": "object", "properties": {
+                             "first": {"type": "integer"}, "last": {"type": "integer"},
+                             "count": {"type": "integer"}, "replayed": {"type": "boolean"}}})},
+                             **_errors(400, 401, 403, 404, 409, 413, 415, 422, 429, 503)}},
+                "get": {"summary": "Pull records after an offset, long-polling up to `wait` s",
+                        "security": SIGNED,
+                        "parameters": [q("after", 0, 2**62, "default: the caller's committed cursor"),
+                                       q("limit", 1, 1000, "default 100"), q("wait", 0, 30, "default 0")],
+                        "responses": {"200": {"description": "records", **_json({"type": "object", "properties": {
+                            "records": {"type": "array", "items": RECORD}, "next": {"type": "integer"}}})},
+                            **_errors(400, 401, 403, 404, 503)}},
+            },
+            "/v1/resources/{rid}/records/{key}": {
+                "parameters": [RID, {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "get": {"summary": "Latest record for a key, projected to the caller's fields",
+                        "security": SIGNED,
+                        "responses": {"200": {"description": "record", **_json(RECORD)},
+                                      **_errors(400, 401, 403, 404, 503)}}},
+            "/v1/resources/{rid}/cursor": {
+                "parameters": [RID],
+                "put": {"summary": "Commit the caller's cursor", "security": SIGNED,
+                        "requestBody": {"required": True, **_json({"type": "object", "required": ["offset"], "properties": {
+                            "offset": {"type": "integer", "minimum": 0}, "force": {"type": "boolean"}}})},
+                        "responses": {"200": {"description": "committed"}, **_errors(400, 401, 403, 404, 409)}}},
+            "/v1/catalog": {"get": {"summary": "Resources visible to the caller", "security": SIGNED,
+                                    "responses": {"200": {"description": "catalog"}, **_errors(401)}}},
+            "/v1/catalog/{rid}": {"parameters": [RID], "get": {
+                "summary": "One catalog entry with the caller's visible_fields", "security": SIGNED,
+                "responses": {"200": {"description": "entry"}, **_errors(401, 403, 404)}}},
+            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
+            "/readyz": {"get": {"summary": "Readiness (store reachable, catalog loaded)",
+                                "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
+            "/metrics": {"get": {"summary": "Prometheus text", "responses": {"200": {"description": "metrics"}}}},
+            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}},
+        },
+    }

@@ -1,0 +1,104 @@
+"""Running a node: event loop, listening socket(s), TLS, signals, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import ssl
+import sys
+
+from aiohttp import web
+
+from gateway.app import Node, build_state, make_server
+from gateway.catalog import load_catalog
+from gateway.config import NodeConfig
+from gateway.keyring import load_keyring
+from gateway.stores import open_store
+from gateway.tomlfile import ConfigError
+
+
+def load_state(config: NodeConfig):  # noqa: ANN201 - returns gateway.app.State
+    """Load catalog and keyring named by the node configuration."""
+    catalog = load_catalog(config.resolve(config.node.catalog))
+    keyring = load_keyring(config.resolve(config.node.keyring))
+    return build_state(catalog, keyring)
+
+
+def ssl_context(config: NodeConfig) -> ssl.SSLContext | None:
+    """TLS (and mutual TLS with ``client_ca``) when the node config asks for it."""
+    n = config.node
+    if not n.tls_cert:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(config.resolve(n.tls_cert)), str(config.resolve(n.tls_key or "")))
+    if n.client_ca:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(str(config.resolve(n.client_ca)))
+    return ctx
+
+
+def bind_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """A listening socket; SO_REUSEPORT lets several worker processes share the port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload_path: str | None = None) -> None:
+    """Serve until SIGTERM/SIGINT; then stop accepting, finish in-flight work and close the store."""
+    state = load_state(config)
+    store = open_store(config)
+    node = Node(config, state, store)
+    await node.start()
+    server = make_server(node)
+    runner = web.ServerRunner(server, handle_signals=False,
+                              shutdown_timeout=config.limits.shutdown_timeout_s)
+    await runner.setup()
+    if sock is None:
+        sock = bind_socket(config.host, config.port)
+    site = web.SockSite(runner, sock, ssl_context=ssl_context(config),
+                        shutdown_timeout=config.limits.shutdown_timeout_s)
+    await site.start()
+    host, port = sock.getsockname()[:2]
+    scheme = "https" if config.node.tls_cert else "http"
+    import fastpath
+
+    node.log.event("listening", url=f"{scheme}://{host}:{port}", backend=config.store.backend,
+                   resources=len(state.catalog.resources), fastpath=fastpath.IMPLEMENTATION)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def reload() -> None:
+        try:
+            node.swap_state(load_state(config))
+            node.log.event("reloaded", resources=len(node.state.catalog.resources))
+        except ConfigError as exc:
+            node.log.event("reload_refused", error=str(exc))
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    await stop.wait()
+    node.draining = True
+    node.log.event("draining", inflight=node.inflight)
+    await runner.cleanup()  # stops accepting, waits for in-flight requests up to shutdown_timeout
+    await node.stop()
+    print('{"event":"stopped"}', file=sys.stderr, flush=True)
+
+
+def serve(config: NodeConfig, sock: socket.socket | None = None) -> None:
+    """Run a node on uvloop (when available) until a stop signal."""
+    try:
+        import uvloop
+
+        uvloop.run(run_node(config, sock))
+    except ImportError:
+        asyncio.run(run_node(config, sock))

@@ -1,0 +1,23 @@
+"""Store backends behind one protocol (see :mod:`gateway.stores.base`)."""
+
+from __future__ import annotations
+
+from gateway.config import NodeConfig
+from gateway.stores.base import Store
+
+
+def open_store(config: NodeConfig) -> Store:
+    """Create (not yet open) the store the node configuration names."""
+    st = config.store
+    if st.backend == "sqlite":
+        from gateway.stores.sqlite import SQLiteStore
+
+        data_dir = config.resolve(config.node.data_dir)
+        path = config.resolve(st.path) if st.path else data_dir / "exchange.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SQLiteStore(path, synchronous=st.synchronous)
+    if st.backend == "jetstream":
+        from gateway.stores.jetstream import JetStreamStore
+
+        return JetStreamStore(st.servers, replicas=st.replicas, prefix=st.prefix)
+    raise ValueError(f"unknown store backend {st.backend!r}")
