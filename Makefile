@@ -54,3 +54,9 @@ bench: install $(KEYRING)
 
 clean:
 	rm -rf build *.egg-info fastpath/*.c fastpath/*.so .pytest_cache
+
+cluster: install $(KEYRING) deps
+	bash scripts/cluster.sh up
+
+cluster-down:
+	bash scripts/cluster.sh down
