@@ -12,6 +12,7 @@ import msgspec
 T = TypeVar("T")
 
 _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_FIELD = re.compile(r"^Object (?:missing required|contains unknown) field `(?P<field>[^`]*)`$")
 
 
 class ConfigError(Exception):
@@ -31,12 +32,17 @@ def dotted(path: str) -> str:
 
 
 def split_validation_error(exc: msgspec.ValidationError) -> tuple[str, str]:
-    """Split msgspec's "reason - at `$.path`" into (key, reason)."""
+    """Split msgspec's "reason - at `$.path`" into (key, reason).
+
+    A missing or unknown field is named in the key itself (``node.catalog``, not ``node``).
+    """
     msg = str(exc)
     m = _AT.search(msg)
-    if not m:
-        return "", msg
-    return dotted(m.group("path")), msg[: m.start()]
+    key, reason = ("", msg) if not m else (dotted(m.group("path")), msg[: m.start()])
+    f = _FIELD.match(reason)
+    if f:
+        key = f"{key}.{f.group('field')}" if key else f.group("field")
+    return key, reason
 
 
 def load_toml(path: str | Path, typ: type[T]) -> T:
