@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -69,6 +70,12 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def _check(cfg: NodeConfig, file: Path) -> None:
+    if cfg.source:  # set by the loader only; a file must not smuggle it in
+        raise ConfigError(file, "source", "Object contains unknown field `source`")
+    if not re.match(r"^[A-Z0-9-]{1,16}$", cfg.node.instance):
+        raise ConfigError(
+            file, "node.instance", f"must be upper-case letters/digits, got {cfg.node.instance!r}"
+        )
     host, sep, port = cfg.node.listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(file, "node.listen", f"must be host:port, got {cfg.node.listen!r}")
@@ -102,6 +109,6 @@ def load_node_config(path: str | Path) -> NodeConfig:
     """Load and check a node configuration file."""
     path = Path(path)
     cfg = load_toml(path, NodeConfig)
-    cfg.source = str(path)
     _check(cfg, path)
+    cfg.source = str(path)
     return cfg
