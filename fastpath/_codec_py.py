@@ -21,6 +21,8 @@ The buffer must hold exactly header + body: a short buffer, a length running pas
 end, bytes left over, a wrong magic/version/flags, a CRC mismatch or a key that is not
 valid UTF-8 raise ``CorruptBatch``. The whole batch is checked before anything is
 returned, whatever ``after``/``limit`` select. Payloads are returned as ``bytes`` copies.
+``decode_batch`` keeps records with ``offset > after`` (the default ``after=-1`` keeps every
+non-negative offset); ``iter_batch`` yields every record.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ __all__ = [
 MAGIC = b"EXB1"
 VERSION = 1
 HEADER_SIZE = 18
+_ALL = -(2**63) - 1  # an ``after`` below every 64-bit offset
 RECORD_HEAD_SIZE = 24
 _HEADER = struct.Struct("<4sBBIII")
 _RECORD = struct.Struct("<qqII")
@@ -156,5 +159,5 @@ def decode_batch(
 
 
 def iter_batch(buf: bytes | bytearray | memoryview) -> Iterator[tuple[int, int, str, bytes]]:
-    """Iterate over a batch's records; the whole batch is checked when this is called."""
-    return iter(decode_batch(buf))
+    """Iterate over every record of a batch; the whole batch is checked when this is called."""
+    return iter(decode_batch(buf, _ALL))

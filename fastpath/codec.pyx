@@ -22,6 +22,7 @@ __all__ = ["MAGIC", "VERSION", "HEADER_SIZE", "encode_batch", "decode_batch", "i
 MAGIC = b"EXB1"
 VERSION = 1
 HEADER_SIZE = 18
+_ALL = -(2**63) - 1  # an ``after`` below every 64-bit offset
 
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object o, Py_ssize_t* size) except NULL
@@ -263,5 +264,5 @@ def decode_batch(buf, after=-1, limit=-1):
 
 
 def iter_batch(buf):
-    """Iterate over a batch's records; the whole batch is checked when this is called."""
-    return iter(decode_batch(buf))
+    """Iterate over every record of a batch; the whole batch is checked when this is called."""
+    return iter(decode_batch(buf, _ALL))
