@@ -35,6 +35,10 @@ FIELD_TYPES: dict[str, Any] = {
     "list[str]": list[str],
 }
 
+#: Field types that may be a resource's key: a record's key is ``str(data[key])``, which is
+#: only the value's own wire text for these (not for floats, datetimes, bools or lists).
+KEY_TYPES = ("str", "int", "date")
+
 Sharing = Literal["open", "conditional", "restricted"]
 
 
@@ -241,6 +245,12 @@ def _check(doc: CatalogFile, src: str) -> None:
                 raise ConfigError(src, f"{where}.key", f"key field {r.key!r} is not among the fields")
             if r.fields[r.key].endswith("?"):
                 raise ConfigError(src, f"{where}.key", f"key field {r.key!r} must not be optional")
+            if r.fields[r.key] not in KEY_TYPES:
+                raise ConfigError(
+                    src,
+                    f"{where}.key",
+                    f"key field {r.key!r} is {r.fields[r.key]}; a key must be one of {', '.join(KEY_TYPES)}",
+                )
         resources[r.id] = r
     seen: set[tuple[str, str]] = set()
     for i, g in enumerate(doc.grants):
