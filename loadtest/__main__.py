@@ -1,0 +1,186 @@
+"""``python -m loadtest``: run load tests, seed data, bench the node, compare with the simulator.
+
+run      Locust headless against a gateway (closed or open model), SLO gate, reports
+seed     push a deterministic synthetic population so that reads find data
+bench    gateway vs bare aiohttp, server on core 0, wrk on core 1 -> bench.json
+compare  measured (run summary.json) vs simulated (simulator summary.json) -> compare.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from loadtest.errors import LoadTestError
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from loadtest.bench import BenchConfig, format_table, run_bench
+    from loadtest.units import parse_duration
+
+    if args.connections < 1:
+        raise LoadTestError(f"--connections must be at least 1, got {args.connections}")
+    cfg = BenchConfig(
+        out=Path(args.out),
+        duration_s=parse_duration(args.duration, "--duration"),
+        connections=args.connections,
+        resources=args.resources,
+        pure=args.pure,
+        gateway=not args.no_gateway,
+    )
+    result = run_bench(cfg)
+    print()
+    print(format_table(result))
+    print(f"\nwrote {cfg.out / 'bench.json'} and {cfg.out / 'bench-details.json'}")
+    return 0
+
+
+def _cmd_seed(args: argparse.Namespace) -> int:
+    from loadtest.seed import seed_main
+
+    return seed_main(args)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from loadtest.run import run_main
+
+    return run_main(args)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from loadtest.compare import compare_main
+
+    return compare_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI; ``--help`` of each command is its manual."""
+    p = argparse.ArgumentParser(
+        prog="python -m loadtest",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run Locust headless against a gateway and gate on SLOs")
+    r.add_argument("--host", required=True, help="gateway base URL, e.g. http://127.0.0.1:8080")
+    r.add_argument("--keyring", required=True, help="keyring TOML with the clients' keys")
+    r.add_argument("--catalog", required=True, help="catalog TOML of the deployment")
+    r.add_argument(
+        "--scenario", help="scenario TOML (request-kind mix, hourly profile); default mix without"
+    )
+    r.add_argument("--duration", default="30s", help="run time, e.g. 30s, 5m (default %(default)s)")
+    r.add_argument("--out", required=True, help="folder for report.html, stats.csv, summary.json")
+    r.add_argument(
+        "--workers", type=int, default=0, help="local Locust worker processes (0 = one process)"
+    )
+    r.add_argument("--slo", help="SLO file (e.g. configs/slo.toml); breach -> exit code 1")
+    r.add_argument(
+        "--users", type=int, default=20, help="concurrent users, closed model (default %(default)s)"
+    )
+    r.add_argument(
+        "--spawn-rate",
+        type=float,
+        default=20.0,
+        help="users started per second (default %(default)s)",
+    )
+    r.add_argument(
+        "--user-classes",
+        nargs="+",
+        metavar="CLASS",
+        help="CitizenPortalUser AgencyProducer AgencyConsumer CatalogBrowser (default: all, weighted by the mix)",
+    )
+    r.add_argument(
+        "--shape", help="load shape: diurnal, step, spike (peak = --users, or --open-rate)"
+    )
+    r.add_argument(
+        "--open-rate",
+        type=float,
+        help="open model: requests per second started on a fixed schedule (kinds from the mix)",
+    )
+    r.add_argument(
+        "--citizens",
+        type=int,
+        default=1000,
+        help="citizens seeded (keys read), default %(default)s",
+    )
+    r.add_argument("--expect-workers-timeout", type=float, default=30.0, help=argparse.SUPPRESS)
+    r.add_argument(
+        "--master-only",
+        action="store_true",
+        help="start only the master and wait for --workers remote workers (see docs/loadtest.md)",
+    )
+    r.add_argument(
+        "--master-bind",
+        default="127.0.0.1:5557",
+        help="master host:port for workers (default %(default)s)",
+    )
+    r.set_defaults(func=_cmd_run)
+
+    s = sub.add_parser("seed", help="push a deterministic synthetic population")
+    s.add_argument("--host", required=True, help="gateway base URL")
+    s.add_argument("--keyring", required=True, help="keyring TOML")
+    s.add_argument("--catalog", required=True, help="catalog TOML")
+    s.add_argument(
+        "--citizens",
+        type=int,
+        default=1000,
+        help="citizens per keyed resource (default %(default)s)",
+    )
+    s.add_argument(
+        "--resources",
+        type=int,
+        default=0,
+        help="seed at most this many resources (0 = all readable)",
+    )
+    s.set_defaults(func=_cmd_seed)
+
+    b = sub.add_parser(
+        "bench", help="gateway vs bare aiohttp on pinned cores, writes bench.json (needs wrk)"
+    )
+    b.add_argument("--out", required=True, help="folder for bench.json and bench-details.json")
+    b.add_argument(
+        "--duration",
+        default="10s",
+        help="each measurement's length (default %(default)s, max 240s)",
+    )
+    b.add_argument(
+        "--connections", type=int, default=64, help="wrk connections (default %(default)s)"
+    )
+    b.add_argument(
+        "--resources", type=int, default=16000, help="synthetic catalog size (default %(default)s)"
+    )
+    b.add_argument(
+        "--pure",
+        action="store_true",
+        help="also measure the gateway with GATEWAY_NO_EXTENSIONS=1 (query_rps_pure)",
+    )
+    b.add_argument("--no-gateway", action="store_true", help="measure only the bare servers")
+    b.set_defaults(func=_cmd_bench)
+
+    c = sub.add_parser(
+        "compare", help="measured vs simulated throughput and latency per request kind"
+    )
+    c.add_argument("run_dir", help="folder of a `loadtest run` (summary.json)")
+    c.add_argument("sim_dir", help="folder of a `simulator run` (summary.json)")
+    c.add_argument("--out", help="where to write compare.json (default: RUN_DIR/compare.json)")
+    c.set_defaults(func=_cmd_compare)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: a clear message and a non-zero exit instead of a traceback."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LoadTestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,387 @@
+"""``python -m loadtest bench``: the gateway against bare aiohttp, as ratios in one run.
+
+Each server runs in its own process pinned to core 0; ``wrk`` (maximum throughput,
+closed loop) and the open-model pacer (latency at half of that maximum, from intended
+start times) run pinned to core 1. Servers, in order:
+
+1. ``hello``: bare aiohttp + uvloop ``GET /hello``                 -> hello_rps
+2. ``push``: bare aiohttp + msgspec decode-and-drop of a 100-record batch
+                                                                    -> push_baseline_records_per_s
+3. the gateway (embedded SQLite store, ``synchronous=FULL``; a synthetic Shanghai-scale
+   catalog of 16,000 resources; keyring from ``gateway.synth``)   -> query_rps, push_records_per_s,
+                                                                       pull_records_per_s
+Signed requests are pre-signed in Python right before each measurement and cycled
+from a Lua table (see :mod:`loadtest.wrk`); each measurement is well inside the ±300 s
+window of ``X-Exchange-Date``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import msgspec
+
+from loadtest.errors import LoadTestError
+from loadtest.openmodel import OpenStats, raw_request, run_open_model_sync
+from loadtest.population import City, ReadTarget, load_city, make_record
+from loadtest.servers import child_env, free_port, python_cmd, server_process
+from loadtest.wrk import WrkResult, find_wrk, lua_script, run_wrk
+
+KEYS = (
+    "hello_rps",
+    "query_rps",
+    "query_ratio",
+    "push_records_per_s",
+    "push_baseline_records_per_s",
+    "push_ratio",
+    "pull_records_per_s",
+    "p99_ms_at_half_load",
+    "hello_p99_ms_at_half_load",
+)
+BATCH = 100
+PULL_LIMIT = 1000
+SEED_RECORDS = 2000
+READ_KEYS = 1000
+MAX_PHASE_S = 240.0  # pre-signed requests must stay inside the ±300 s date window
+
+
+@dataclass
+class BenchConfig:
+    """What the bench measures and how hard it pushes."""
+
+    out: Path
+    duration_s: float = 10.0
+    connections: int = 64
+    resources: int = 16000
+    members: int = 50
+    seed: int = 1
+    pure: bool = False
+    gateway: bool = True
+    server_cpu: int | None = 0
+    load_cpu: int | None = 1
+    progress: Callable[[str], None] = print
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _pin_self(cpu: int | None) -> None:
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+
+
+def _cpus(cfg: BenchConfig) -> None:
+    n = len(os.sched_getaffinity(0))
+    if n < 2:
+        cfg.progress("warning: fewer than 2 cores available; server and load share a core")
+        cfg.server_cpu = cfg.load_cpu = None
+
+
+def _write_script(path: Path, requests: list[bytes]) -> Path:
+    path.write_text(lua_script(requests))
+    return path
+
+
+def _half_load(cfg: BenchConfig, port: int, requests: list[bytes], max_rps: float) -> OpenStats:
+    rate = max(1.0, max_rps / 2.0)
+    return run_open_model_sync(
+        "127.0.0.1", port, requests, rate, cfg.duration_s, max_connections=cfg.connections * 4
+    )
+
+
+def _wrk(cfg: BenchConfig, url: str, script: Path | None, name: str) -> WrkResult:
+    res = run_wrk(url, cfg.duration_s, cfg.connections, script=script, cpu=cfg.load_cpu)
+    cfg.details[name] = {
+        "rps": res.rps,
+        "requests": res.requests,
+        "p50_ms": res.p50_ms,
+        "p99_ms": res.p99_ms,
+        "non_2xx": res.non_2xx,
+        "socket_errors": res.socket_errors,
+    }
+    if res.non_2xx or res.socket_errors:
+        raise LoadTestError(
+            f"{name}: {res.non_2xx} non-2xx answers and {res.socket_errors} socket errors "
+            f"out of {res.requests} requests; wrk said:\n{res.output}"
+        )
+    return res
+
+
+def bench_hello(cfg: BenchConfig, work: Path) -> tuple[float, float]:
+    """hello_rps and hello_p99_ms_at_half_load."""
+    port = free_port()
+    cfg.progress(f"hello: bare aiohttp + uvloop on 127.0.0.1:{port}")
+    with server_process(
+        python_cmd("-m", "loadtest.baseline", "hello", "--listen", f"127.0.0.1:{port}"),
+        f"http://127.0.0.1:{port}/healthz",
+        cpu=cfg.server_cpu,
+        env=child_env(),
+        log=work / "hello.log",
+    ):
+        res = _wrk(cfg, f"http://127.0.0.1:{port}/hello", None, "hello")
+        req = [raw_request("GET", "/hello", f"127.0.0.1:{port}")]
+        half = _half_load(cfg, port, req, res.rps)
+    cfg.details["hello_half_load"] = half.as_dict()
+    return res.rps, half.as_dict()["latency_ms"]["p99_ms"]
+
+
+def batch_body(fields: dict[str, str], key: str | None, start: int) -> bytes:
+    """A 100-record push body for citizens ``start .. start+99``."""
+    records = [make_record(fields, key, start + i) for i in range(BATCH)]
+    return msgspec.json.encode({"records": records})
+
+
+def bench_push_baseline(cfg: BenchConfig, work: Path, body: bytes) -> float:
+    """push_baseline_records_per_s: the same body, decoded by msgspec and dropped."""
+    port = free_port()
+    cfg.progress(f"push baseline: bare aiohttp + msgspec decode-and-drop on 127.0.0.1:{port}")
+    host = f"127.0.0.1:{port}"
+    req = raw_request(
+        "POST", "/v1/resources/bench/records", host, {"Content-Type": "application/json"}, body
+    )
+    with server_process(
+        python_cmd("-m", "loadtest.baseline", "push", "--listen", host),
+        f"http://{host}/healthz",
+        cpu=cfg.server_cpu,
+        env=child_env(),
+        log=work / "push-baseline.log",
+    ):
+        res = _wrk(
+            cfg,
+            f"http://{host}/",
+            _write_script(work / "push-baseline.lua", [req]),
+            "push_baseline",
+        )
+    return res.rps * BATCH
+
+
+# -- the gateway ------------------------------------------------------------------------
+
+
+def write_city(work: Path, cfg: BenchConfig) -> tuple[Path, Path, str]:
+    """A synthetic catalog and keyring in ``work``; (catalog, keyring, description)."""
+    catalog, keyring = work / "catalog.toml", work / "keyring.toml"
+    try:
+        from gateway.synth import synth_catalog, synth_keyring, write_catalog
+    except ImportError:  # the synthesizer is not there yet: the sample catalog, dev keys
+        from gateway.catalog import load_catalog
+        from gateway.keyring import dev_keyring_text
+
+        sample = Path(__file__).resolve().parent.parent / "configs" / "catalog" / "shanghai.toml"
+        catalog.write_text(sample.read_text())
+        keyring.write_text(dev_keyring_text(list(load_catalog(catalog).subsystems)))
+        return catalog, keyring, f"sample catalog {sample.name} (gateway.synth unavailable)"
+    doc = synth_catalog(cfg.resources, cfg.members, cfg.seed)
+    write_catalog(doc, catalog)
+    keyring.write_text(synth_keyring(doc))
+    os.chmod(keyring, 0o600)
+    return (
+        catalog,
+        keyring,
+        f"synthetic: {cfg.resources} resources, {cfg.members} members, seed {cfg.seed}",
+    )
+
+
+def write_node_config(work: Path, port: int, instance: str) -> Path:
+    """A node config for the bench: loopback, embedded SQLite (FULL), no access log."""
+    path = work / "node.toml"
+    path.write_text(
+        "[node]\n"
+        f'listen = "127.0.0.1:{port}"\n'
+        f'instance = "{instance}"\n'
+        'catalog = "catalog.toml"\n'
+        'keyring = "keyring.toml"\n'
+        'data_dir = "data"\n'
+        'log_level = "warning"\n'
+        "access_log = false\n"
+        "[store]\n"
+        'backend = "sqlite"\n'
+        'synchronous = "FULL"\n'
+        "[limits]\n"
+        "max_inflight = 65536\n"
+    )
+    return path
+
+
+def pick_target(city: City) -> ReadTarget:
+    """A keyed resource read through a conditional grant (the full access path)."""
+    targets = [t for t in city.read_targets() if t.granted] or city.read_targets()
+    if not targets:
+        raise LoadTestError("the catalog has no keyed resource that a keyring client may read")
+    return targets[0]
+
+
+async def _seed(url: str, target: ReadTarget, fields: dict[str, str], key: str | None) -> int:
+    from gateway.client import ExchangeClient
+
+    o = target.owner
+    async with ExchangeClient(url, o.key_id, o.secret, o.client) as c:
+        for start in range(0, SEED_RECORDS, 500):
+            recs = [make_record(fields, key, start + i) for i in range(500)]
+            await c.push(target.resource, recs, idempotency_key=f"bench-seed-{start}")
+        r = target.reader
+    async with ExchangeClient(url, r.key_id, r.secret, r.client) as c:
+        page = await c.pull(target.resource, after=0, limit=PULL_LIMIT)
+        return len(page.records)
+
+
+def signed_get(signer: Any, host: str, path: str, query: str = "") -> bytes:
+    """A raw signed GET."""
+    headers = signer.headers("GET", path, query)
+    return raw_request("GET", path + ("?" + query if query else ""), host, headers)
+
+
+def bench_gateway(
+    cfg: BenchConfig,
+    work: Path,
+    catalog: Path,
+    keyring: Path,
+    extra_env: dict[str, str] | None = None,
+    label: str = "gateway",
+) -> dict[str, float]:
+    """query_rps, p99_ms_at_half_load, push_records_per_s and pull_records_per_s."""
+    from gateway.signing import Signer
+
+    city = load_city(catalog, keyring)
+    target = pick_target(city)
+    fields, key = city.fields_of(target.resource)
+    port = free_port()
+    host = f"127.0.0.1:{port}"
+    gw = work / label
+    gw.mkdir(exist_ok=True)
+    for f in (catalog, keyring):
+        (gw / f.name).write_bytes(f.read_bytes())
+    (gw / "keyring.toml").chmod(0o600)
+    node = write_node_config(gw, port, city.catalog.instance)
+    cfg.progress(
+        f"{label}: python -m gateway serve on {host} ({target.resource}, read by {target.reader.client})"
+    )
+    out: dict[str, float] = {}
+    with server_process(
+        python_cmd("-m", "gateway", "serve", "--config", str(node)),
+        f"http://{host}/readyz",
+        cpu=cfg.server_cpu,
+        env=child_env(extra_env),
+        log=gw / "gateway.log",
+        timeout_s=120,
+    ):
+        per_pull = asyncio.run(_seed(f"http://{host}", target, fields, key))
+        reader = Signer(target.reader.key_id, target.reader.secret, target.reader.client)
+        owner = Signer(target.owner.key_id, target.owner.secret, target.owner.client)
+
+        def queries() -> list[bytes]:
+            return [
+                signed_get(
+                    reader,
+                    host,
+                    f"/v1/resources/{target.resource}/records/{quote(str(k), safe='')}",
+                )
+                for k in (make_record(fields, key, i)["key"] for i in range(READ_KEYS))
+            ]
+
+        res = _wrk(
+            cfg, f"http://{host}/", _write_script(gw / "query.lua", queries()), f"{label}_query"
+        )
+        out["query_rps"] = res.rps
+        if label == "gateway":
+            half = _half_load(cfg, port, queries(), res.rps)
+            cfg.details["query_half_load"] = half.as_dict()
+            out["p99_ms_at_half_load"] = half.as_dict()["latency_ms"]["p99_ms"]
+            body = batch_body(fields, key, 0)
+            path = f"/v1/resources/{target.resource}/records"
+            push = raw_request(
+                "POST",
+                path,
+                host,
+                {**owner.headers("POST", path, "", body), "Content-Type": "application/json"},
+                body,
+            )
+            res = _wrk(
+                cfg, f"http://{host}/", _write_script(gw / "push.lua", [push]), "gateway_push"
+            )
+            out["push_records_per_s"] = res.rps * BATCH
+            pull = signed_get(reader, host, path, f"after=0&limit={PULL_LIMIT}")
+            res = _wrk(
+                cfg, f"http://{host}/", _write_script(gw / "pull.lua", [pull]), "gateway_pull"
+            )
+            out["pull_records_per_s"] = res.rps * per_pull
+            cfg.details["pull_records_per_response"] = per_pull
+    return out
+
+
+def run_bench(cfg: BenchConfig) -> dict[str, Any]:
+    """Run every measurement; write ``bench.json`` and ``bench-details.json`` into ``cfg.out``."""
+    find_wrk()
+    if cfg.duration_s > MAX_PHASE_S:
+        raise LoadTestError(
+            f"--duration: at most {MAX_PHASE_S:.0f} s (signed requests expire after 300 s)"
+        )
+    _cpus(cfg)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    _pin_self(cfg.load_cpu)
+    result: dict[str, Any] = dict.fromkeys(KEYS)
+    with tempfile.TemporaryDirectory(prefix="loadtest-bench-") as tmp:
+        work = Path(tmp)
+        result["hello_rps"], result["hello_p99_ms_at_half_load"] = bench_hello(cfg, work)
+        catalog, keyring, what = write_city(work, cfg)
+        cfg.details["catalog"] = what
+        city = load_city(catalog, keyring)
+        target = pick_target(city)
+        fields, key = city.fields_of(target.resource)
+        result["push_baseline_records_per_s"] = bench_push_baseline(
+            cfg, work, batch_body(fields, key, 0)
+        )
+        if cfg.gateway:
+            result.update(bench_gateway(cfg, work, catalog, keyring))
+            if cfg.pure:
+                pure = bench_gateway(
+                    cfg,
+                    work,
+                    catalog,
+                    keyring,
+                    {"GATEWAY_NO_EXTENSIONS": "1"},
+                    label="gateway-pure",
+                )
+                result["query_rps_pure"] = pure["query_rps"]
+    if result["query_rps"] and result["hello_rps"]:
+        result["query_ratio"] = result["query_rps"] / result["hello_rps"]
+    if result["push_records_per_s"] and result["push_baseline_records_per_s"]:
+        result["push_ratio"] = result["push_records_per_s"] / result["push_baseline_records_per_s"]
+    result = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.items()}
+    (cfg.out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    cfg.details.update(
+        duration_s=cfg.duration_s,
+        connections=cfg.connections,
+        server_cpu=cfg.server_cpu,
+        load_cpu=cfg.load_cpu,
+    )
+    (cfg.out / "bench-details.json").write_text(json.dumps(cfg.details, indent=2) + "\n")
+    return result
+
+
+TARGETS = {
+    "query_ratio": ">= 0.6",
+    "push_ratio": ">= 0.6",
+    "p99_ms_at_half_load": "<= 3 x hello p99",
+}
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The bench figures as a text table."""
+    rows = [("measure", "value", "target")]
+    for k, v in result.items():
+        value = "n/a" if v is None else f"{v:,.3f}" if isinstance(v, float) else f"{v:,}"
+        rows.append((k, value, TARGETS.get(k, "")))
+    hp, p = result.get("hello_p99_ms_at_half_load"), result.get("p99_ms_at_half_load")
+    if hp and p:
+        rows.append(("p99_half_load_ratio", f"{p / hp:,.3f}", "<= 3"))
+    w = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [f"{a:<{w[0]}}  {b:>{w[1]}}  {c}" for a, b, c in rows]
+    lines.insert(1, "-" * (w[0] + w[1] + w[2] + 4))
+    return "\n".join(lines)
