@@ -10,6 +10,7 @@ from gateway.keyring import Keyring
 from gateway.signing import AUTH_RE, parse_date, string_to_sign
 
 CLOCK_SKEW_S = 300
+_macs: dict[tuple[str, str], hmac.HMAC] = {}  # keyed HMAC states, copied per request
 
 
 def _unauth(detail: str) -> Problem:
@@ -61,11 +62,14 @@ def authenticate(
         raise _unauth("unknown key id")
     if key.client != client:
         raise _unauth("the key does not belong to the subsystem named in X-Exchange-Client")
-    expected = hmac.new(
-        key.secret.encode(),
-        string_to_sign(date, client, method, path, query, body_sha256).encode(),
-        "sha256",
-    ).hexdigest()
+    mac = _macs.get((key.id, key.secret))
+    if mac is None:
+        if len(_macs) >= 65536:
+            _macs.clear()
+        mac = _macs[(key.id, key.secret)] = hmac.new(key.secret.encode(), digestmod="sha256")
+    mac = mac.copy()
+    mac.update(string_to_sign(date, client, method, path, query, body_sha256).encode())
+    expected = mac.hexdigest()
     if not hmac.compare_digest(expected, m.group("sig")):
         raise _unauth("signature does not match the request")
     return client

@@ -26,14 +26,24 @@ def format_date(at: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if at is None else at))
 
 
+_date_cache: dict[str, float] = {}
+
+
 def parse_date(value: str) -> float | None:
     """Parse an ``X-Exchange-Date`` value to a UNIX time, or None when malformed."""
+    at = _date_cache.get(value)
+    if at is not None:
+        return at
     if not DATE_RE.match(value):
         return None
     try:
-        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+        at = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
     except ValueError:
         return None
+    if len(_date_cache) >= 1024:
+        _date_cache.clear()
+    _date_cache[value] = at
+    return at
 
 
 def string_to_sign(
