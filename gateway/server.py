@@ -21,6 +21,9 @@ from gateway.tomlfile import ConfigError
 def load_state(config: NodeConfig):  # noqa: ANN201 - returns gateway.app.State
     """Load catalog and keyring named by the node configuration."""
     catalog = load_catalog(config.resolve(config.node.catalog))
+    if catalog.instance != config.node.instance:
+        raise ConfigError(config.source, "node.instance",
+                          f"{config.node.instance!r} differs from the catalog's instance {catalog.instance!r}")
     keyring = load_keyring(config.resolve(config.node.keyring))
     return build_state(catalog, keyring)
 
