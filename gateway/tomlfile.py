@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import tomllib
 from pathlib import Path
@@ -71,4 +72,60 @@ def convert(doc: object, typ: type[T], path: str | Path) -> T:
         return msgspec.convert(doc, typ, strict=True)
     except msgspec.ValidationError as exc:
         key, reason = split_validation_error(exc)
+        if "[...]" in key:
+            key = name_table_keys(doc, key, reason)
         raise ConfigError(path, key, reason) from None
+
+
+_STEP = re.compile(r"\.?(?P<name>[A-Za-z_][A-Za-z0-9_]*)|\[(?P<index>\d+)\]|(?P<any>\[\.\.\.\])")
+_GOT = re.compile(r"got `(?P<got>[a-z]+)`$")
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _type_name(value: object) -> str:
+    """msgspec's name for the type of a decoded TOML value ("got `...`")."""
+    for cls, name in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str"),
+                      (list, "array"), (dict, "object"), (dt.datetime, "datetime"),
+                      (dt.date, "date"), (dt.time, "time")):  # fmt: skip
+        if isinstance(value, cls):
+            return name
+    return "null" if value is None else type(value).__name__
+
+
+def name_table_keys(doc: object, key: str, reason: str) -> str:
+    """Replace msgspec's ``[...]`` (a table entry it does not name) with the entry's key.
+
+    msgspec reports the first entry that fails; for "Expected X, got Y" that is the first
+    entry whose value at the rest of the path has type Y. Unresolvable paths stay as given.
+    """
+    got = _GOT.search(reason)
+    steps = [m for m in _STEP.finditer(key)]
+    if not got or "".join(m.group(0) for m in steps) != key:
+        return key
+
+    def walk(node: object, i: int) -> str | None:
+        if i == len(steps):
+            return "" if _type_name(node) == got.group("got") else None
+        m = steps[i]
+        if m.group("any") is not None:
+            if not isinstance(node, dict):
+                return None
+            for k, v in node.items():
+                rest = walk(v, i + 1)
+                if rest is not None:
+                    name = f".{k}" if _PLAIN_KEY.match(str(k)) else f"[{str(k)!r}]"
+                    return name + rest
+            return None
+        if m.group("index") is not None:
+            j = int(m.group("index"))
+            if not isinstance(node, list) or j >= len(node):
+                return None
+            rest = walk(node[j], i + 1)
+        else:
+            if not isinstance(node, dict) or m.group("name") not in node:
+                return None
+            rest = walk(node[m.group("name")], i + 1)
+        return None if rest is None else m.group(0) + rest
+
+    found = walk(doc, 0)
+    return dotted(found) if found else key
