@@ -122,6 +122,7 @@ def _delete(path: str, name: str) -> Callable[[dict[str, Any]], None]:
     return change
 
 
+# fmt: off
 BAD: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     # identifiers
     ("instance", _set("instance", "sh"), "instance", "must be upper-case"),
@@ -182,9 +183,10 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("unknown subsystem key", _set("subsystems[0].owner", "x"), "subsystems[0].owner", "unknown field `owner`"),
     ("unknown resource key", _set("resources[0].schema", "x"), "resources[0].schema", "unknown field `schema`"),
     ("unknown grant key", _set("grants[0].reason", "x"), "grants[0].reason", "unknown field `reason`"),
-    ("missing instance", _delete("", "instance") if False else (lambda d: d.pop("instance")), "instance", "missing required field `instance`"),
+    ("missing instance", lambda doc: doc.pop("instance"), "instance", "missing required field `instance`"),
     ("members not a list", _set("members", {"id": "SH/GOV/psb"}), "members", "Expected `array`, got `object`"),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize("change, key, reason", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
@@ -192,7 +194,9 @@ def test_bad_catalog(write_doc, expect_error, change, key: str, reason: str) -> 
     expect_error(load_catalog, write_doc(variant(change)), key, reason)
 
 
-@pytest.mark.parametrize("change, key, reason", [b[1:] for b in BAD[:12]], ids=[b[0] for b in BAD[:12]])
+@pytest.mark.parametrize(
+    "change, key, reason", [b[1:] for b in BAD[:12]], ids=[b[0] for b in BAD[:12]]
+)
 def test_bad_catalog_object_names_its_source(change, key: str, reason: str) -> None:
     """The same checks apply to a catalog decoded elsewhere (e.g. from a KV bucket)."""
     with pytest.raises(ConfigError) as info:
@@ -213,7 +217,9 @@ def test_catalog_file_not_found(tmp_path: Path, expect_error) -> None:
 
 
 def test_catalog_non_utf8(write, expect_error) -> None:
-    expect_error(load_catalog, write(b'instance = "SH"\n# \xff\xfe\n', "catalog.toml"), "", "not UTF-8")
+    expect_error(
+        load_catalog, write(b'instance = "SH"\n# \xff\xfe\n', "catalog.toml"), "", "not UTF-8"
+    )
 
 
 def test_expired_grant_gives_no_access(write_doc) -> None:

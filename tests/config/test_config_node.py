@@ -46,6 +46,7 @@ def test_minimal_config_takes_defaults(write) -> None:
     assert cfg.store.backend == "sqlite"
 
 
+# fmt: off
 @pytest.mark.parametrize(
     "text, key, reason",
     [
@@ -91,6 +92,7 @@ def test_minimal_config_takes_defaults(write) -> None:
         (GOOD + "[store]\nbackend = \"jetstream\"\nreplicas = \"3\"\n", "store.replicas", "Expected `int`, got `str`"),
     ],
 )
+# fmt: on
 def test_bad_node_config(write, expect_error, text: str, key: str, reason: str) -> None:
     expect_error(load_node_config, write(text), key, reason)
 
