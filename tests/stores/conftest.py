@@ -24,6 +24,7 @@ To add one::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -69,3 +70,14 @@ async def store(store_factory: StoreFactory) -> AsyncIterator[Store]:
     """An opened store of each backend, closed after the test."""
     async with store_factory() as opened:
         yield opened
+
+
+def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Callable[[], Any]]:
+    """Run the async store tests on the default loop and on uvloop (what the server uses)."""
+    factories: dict[str, Callable[[], Any]] = {"asyncio": asyncio.new_event_loop}
+    try:
+        import uvloop
+    except ImportError:
+        return factories
+    factories["uvloop"] = uvloop.new_event_loop
+    return factories
