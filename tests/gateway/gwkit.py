@@ -1,0 +1,343 @@
+"""Test kit for the gateway's HTTP tests: node processes on loopback, raw signed requests,
+problem assertions and record builders (fixtures are in conftest.py).
+
+A node is ``python -m gateway serve --config <tmp node.toml>`` in a subprocess, listening on
+``127.0.0.1:0``; the port is read from its ``listening`` log line and readiness from /readyz.
+Its stderr goes to a file so that tests can grep the logs (e.g. for secrets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yarl
+from multidict import CIMultiDictProxy
+
+from gateway.catalog import Catalog
+from gateway.keyring import Keyring
+from gateway.signing import sign_headers
+
+ROOT = Path(__file__).resolve().parents[2]
+CATALOG = ROOT / "configs" / "catalog" / "shanghai.toml"
+
+# Subsystems of the sample catalog with the roles the tests need.
+OWNER = "SH/GOV/psb/hukou"  # owns psb.id-card (conditional, key id_number) and psb.hukou
+GRANTED = "SH/GOV/hrss/employment"  # psb.id-card: id_number, name
+MASKED = "SH/GOV/bdc/hotline"  # psb.id-card: id_number [6, 4], name [1, 0]
+UNGRANTED = "SH/GOV/housing/rental"  # no grant on psb.id-card; owns an open resource
+EXPIRED = "SH/GOV/statistics/census"  # grant on psb.hukou expired 2021-06-30
+ID_CARD = "psb.id-card"
+HUKOU = "psb.hukou"
+OPEN = "housing.affordable-listings"  # open, owner UNGRANTED, key listing_id
+RESTRICTED = "psb.case-files"  # restricted, owner SH/GOV/psb/cases
+RESTRICTED_OWNER = "SH/GOV/psb/cases"
+
+START_TIMEOUT_S = 30.0
+
+
+# -- node processes -------------------------------------------------------------------
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    return json.dumps(str(v))
+
+
+class NodeProcess:
+    """One gateway node in a subprocess, with its config, data_dir and log file."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        keyring: Path,
+        *,
+        catalog: Path = CATALOG,
+        limits: dict[str, Any] | None = None,
+        node: dict[str, Any] | None = None,
+    ) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.keyring = keyring
+        self.catalog = catalog
+        self.limits = dict(limits or {})
+        self.node_extra = dict(node or {})
+        self.data_dir = workdir / "data"
+        self.config = workdir / "node.toml"
+        self.log_path = workdir / "node.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.scheme = "https" if "tls_cert" in self.node_extra else "http"
+        self._log_offset = 0
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def write_config(self) -> None:
+        node = {"listen": f"127.0.0.1:{self.port}", "catalog": str(self.catalog),
+                "keyring": str(self.keyring), "data_dir": str(self.data_dir), **self.node_extra}
+        lines = ["[node]"] + [f"{k} = {_toml_value(v)}" for k, v in node.items()]
+        if self.limits:
+            lines += ["", "[limits]"] + [f"{k} = {_toml_value(v)}" for k, v in self.limits.items()]
+        self.config.write_text("\n".join(lines) + "\n")
+
+    def start(self) -> NodeProcess:
+        """Start the process (same port as before on a restart) and wait until ready."""
+        assert self.proc is None or self.proc.poll() is not None, "node already running"
+        self.write_config()
+        with self.log_path.open("ab") as log:
+            self._log_offset = log.tell()
+            env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gateway", "serve", "--config", str(self.config)],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError(f"node exited during start-up:\n{self.log_tail()}")
+            if not self.port:
+                self.port = self._port_from_log()
+            if self.port:
+                try:
+                    ctx = _insecure_ssl() if self.scheme == "https" else None
+                    with urllib.request.urlopen(self.url + "/readyz", timeout=2, context=ctx) as r:
+                        if r.status == 200:
+                            return
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    pass
+            time.sleep(0.05)
+        raise RuntimeError(f"node not ready within {START_TIMEOUT_S} s:\n{self.log_tail()}")
+
+    def _port_from_log(self) -> int:
+        with self.log_path.open("rb") as f:
+            f.seek(self._log_offset)
+            for line in f:
+                if b'"listening"' in line:
+                    url = json.loads(line)["url"]
+                    return int(url.rsplit(":", 1)[1])
+        return 0
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, n: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-n:])
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        """kill -9: no chance to flush or close anything."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> int | None:
+        """SIGTERM and wait (SIGKILL when it hangs); the exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
+def _insecure_ssl() -> Any:
+    import ssl
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def write_keyring(path: Path, catalog: Path = CATALOG) -> Path:
+    """A development keyring written by ``python -m gateway keys init``."""
+    subprocess.run(
+        [sys.executable, "-m", "gateway", "keys", "init", "--catalog", str(catalog), "--out", str(path)],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True, capture_output=True,
+    )
+    return path
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Raw:
+    """Signed (or deliberately mis-signed) requests with arbitrary headers and bodies.
+
+    Every reply is checked for what holds for all requests: an X-Exchange-Request-Id,
+    never a 500, never a secret of the keyring.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, url: str, keyring: Keyring) -> None:
+        self.session = session
+        self.url = url
+        self.keyring = keyring
+        self.secrets = [k.secret for k in keyring.by_id.values()]
+
+    def sign(self, method: str, path: str, query: str = "", body: bytes = b"", *,
+             client: str = OWNER, key_client: str | None = None, date: str | None = None) -> dict[str, str]:
+        key = self.keyring.for_client(key_client or client)
+        assert key is not None
+        return sign_headers(key_id=key.id, secret=key.secret, client=client, method=method,
+                            path=path, query=query, body=body, date=date)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: str = "",
+        body: bytes | None = None,
+        json_body: Any = None,
+        headers: dict[str, str] | None = None,
+        client: str = OWNER,
+        signed: bool = True,
+        content_type: str | None = "application/json",
+    ) -> Reply:
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+        body = body or b""
+        hdrs: dict[str, str] = {}
+        if signed:
+            hdrs.update(self.sign(method, path, query, body, client=client))
+        if body and content_type:
+            hdrs["Content-Type"] = content_type
+        hdrs.update(headers or {})
+        url = yarl.URL(self.url + path + (f"?{query}" if query else ""), encoded=True)
+        async with self.session.request(method, url, data=body or None, headers=hdrs,
+                                        skip_auto_headers=("Content-Type",)) as resp:
+            reply = Reply(resp.status, resp.headers, await resp.read())
+        self.check(reply)
+        return reply
+
+    def check(self, reply: Reply) -> None:
+        assert reply.status != 500, reply.body[:500]
+        assert reply.headers.get("X-Exchange-Request-Id"), "response without X-Exchange-Request-Id"
+        text = reply.body.decode(errors="replace") + "".join(f"{k}:{v}" for k, v in reply.headers.items())
+        for s in self.secrets:
+            assert s not in text, "a secret was echoed in a response"
+
+    async def push(self, rid: str, records: list[dict[str, Any]], *, client: str = OWNER,
+                   headers: dict[str, str] | None = None) -> Reply:
+        return await self.request("POST", f"/v1/resources/{rid}/records",
+                                  json_body={"records": records}, client=client, headers=headers)
+
+    async def snapshot(self, rid: str, client: str = OWNER) -> list[dict[str, Any]]:
+        """Every record of a resource (read by ``client``, the owner by default)."""
+        out: list[dict[str, Any]] = []
+        after = 0
+        while True:
+            r = await self.request("GET", f"/v1/resources/{rid}/records",
+                                   query=f"after={after}&limit=1000", client=client)
+            assert r.status == 200, r.body
+            doc = r.json()
+            out += doc["records"]
+            if not doc["records"]:
+                return out
+            after = doc["next"]
+
+
+def assert_problem(reply: Reply, status: int, code: str) -> dict[str, Any]:
+    """The reply is an RFC 9457 problem with this status and code (and its request id)."""
+    assert reply.status == status, (reply.status, reply.body[:500])
+    assert reply.headers["Content-Type"].startswith("application/problem+json"), reply.headers
+    doc = reply.json()
+    assert doc["code"] == code, doc
+    assert doc["status"] == status
+    assert {"type", "title", "detail"} <= set(doc)
+    assert doc["request_id"] == reply.headers["X-Exchange-Request-Id"]
+    return doc
+
+
+# -- records --------------------------------------------------------------------------
+
+_SAMPLE = {
+    "str": lambda tag, name: f"{name}-{tag}",
+    "int": lambda tag, name: 7,
+    "float": lambda tag, name: 1.5,
+    "bool": lambda tag, name: True,
+    "date": lambda tag, name: "2020-01-02",
+    "datetime": lambda tag, name: "2020-01-02T03:04:05Z",
+    "list[str]": lambda tag, name: ["a", tag],
+}
+
+
+def record_for(catalog: Catalog, rid: str, tag: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """A valid record ``{"key", "data"}`` for any resource of the catalog, every field set."""
+    spec = catalog.by_id[rid].spec
+    tag = tag or uuid.uuid4().hex[:12]
+    data = {name: _SAMPLE[typ.rstrip("?")](tag, name) for name, typ in spec.fields.items()}
+    data.update(overrides)
+    key = str(data[spec.key]) if spec.key else tag
+    return {"key": key, "data": data}
+
+
+def id_card(tag: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """A psb.id-card record with an 18-character id number."""
+    tag = tag or uuid.uuid4().hex[:12]
+    num = "310101" + str(int(hashlib.sha256(tag.encode()).hexdigest(), 16) % 10**12).zfill(12)
+    data = {"id_number": num, "name": f"Zhang {tag}", "gender": "F", "ethnicity": "Han",
+            "birth_date": "1990-01-01", "address": "1 Renmin Road", "issuing_authority": "PSB Huangpu",
+            "valid_from": "2015-01-01", "valid_until": "2035-01-01"}
+    data.update(overrides)
+    return {"key": data["id_number"], "data": data}
+
+
+def today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+async def wait_until(pred: Callable[[], Any], timeout: float = 10.0, every: float = 0.05) -> None:
+    """Poll an (async) predicate until it holds; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if asyncio.iscoroutine(v):
+            v = await v
+        if v:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(every)
