@@ -59,6 +59,49 @@ def sqlite_backend(tmp_path: Path, namespace: str) -> StoreFactory:
 BACKENDS: dict[str, Backend] = {"sqlite": sqlite_backend}
 
 
+_nats: Any = None
+
+
+def _nats_url() -> str:
+    """A nats-server with JetStream for this test session (own port and folder, 8 MB payloads)."""
+    global _nats
+    if _nats is None:
+        import atexit
+        import tempfile
+
+        from gateway.stores.natsproc import NatsServer, find_binary
+
+        if find_binary() is None:
+            pytest.skip("nats-server is not installed (make deps)")
+        folder = tempfile.TemporaryDirectory(prefix="exg-nats-")
+        server = NatsServer(folder.name).start()
+        atexit.register(folder.cleanup)
+        atexit.register(server.stop)
+        _nats = server
+    return _nats.url
+
+
+def jetstream_backend(tmp_path: Path, namespace: str) -> StoreFactory:
+    """A JetStream store on a session nats-server; each test its own stream/bucket prefix."""
+    url = _nats_url()
+
+    @contextlib.asynccontextmanager
+    async def factory() -> AsyncIterator[Store]:
+        from gateway.stores.jetstream import JetStreamStore
+
+        store = JetStreamStore([url], prefix=namespace)
+        await store.open()
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    return factory
+
+
+BACKENDS["jetstream"] = jetstream_backend
+
+
 @pytest.fixture(params=sorted(BACKENDS))
 def store_factory(request: Any, tmp_path: Path) -> StoreFactory:
     """Opens stores of one backend over one fresh namespace."""

@@ -1,0 +1,720 @@
+"""The cluster store: NATS JetStream holds the log, the latest record per key, cursors
+and idempotency keys, so that any number of stateless gateway nodes share one state.
+
+Layout (``P`` is the prefix, ``exg`` by default)::
+
+    stream P_REC    subjects P.rec.<resource>          one message per pushed batch
+    stream P_KEYS   subjects P.key.<resource>.<hash>   latest record per key (1 per subject)
+    KV     P_idem   <sha256(client, resource, Idempotency-Key)>   kept 48 h (bucket TTL)
+    KV     P_cursors <sha256(client, resource)>
+
+A batch is framed by ``fastpath.encode_batch`` with offsets relative to the batch; its
+records' offsets are ``stream sequence * OFFSET_STRIDE + index``, so they are strictly
+increasing per resource (the stream sequence is global) and a read finds the batch
+holding ``after`` directly: ``after // OFFSET_STRIDE`` is its sequence.
+
+Keyed reads use a second stream with ``max_msgs_per_subject = 1``: after a batch is
+acknowledged, the node writes each key's last record of the batch to
+``P.key.<resource>.<sha256(key)>`` (fire-and-forget publishes, the last one acknowledged,
+so that one round trip confirms them all: JetStream stores one connection's messages to a
+stream in order). ``latest`` is then one direct get of the subject's last message.
+
+Idempotency: ``KV.create`` (expected revision 0) claims the key with the body hash before
+the batch is published, so two nodes racing on one key cannot both append; the claim is
+completed with the offsets. The batch carries ``Nats-Msg-Id`` = the claim, so a node that
+takes over a claim whose owner died (after ``takeover_s``) republishes it and JetStream's
+duplicate window answers the original sequence instead of appending twice.
+
+Long-polls subscribe (core NATS) to the resource's record subject while they wait: any
+node's append wakes them. NATS being down never blocks: calls raise
+:class:`StoreUnavailable` at once, and the client reconnects by itself for ever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import msgspec
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.aio.subscription import Subscription
+from nats.js.api import StorageType, StreamConfig
+from nats.js.kv import KeyValue
+
+from fastpath import CorruptBatch, decode_batch, encode_batch
+from gateway.stores.base import (
+    OFFSET_STRIDE,
+    AppendResult,
+    CursorConflict,
+    IdempotencyConflict,
+    Record,
+    StoreError,
+    StoreUnavailable,
+)
+
+__all__ = ["JetStreamStore", "MAX_BATCH_RECORDS", "names"]
+
+log = logging.getLogger("gateway.stores.jetstream")
+
+#: The most records one append may carry (offsets of a batch share one stride).
+MAX_BATCH_RECORDS = OFFSET_STRIDE
+
+T = TypeVar("T")
+
+#: nats-py errors that mean "the server cannot be reached right now".
+_UNREACHABLE: tuple[type[BaseException], ...] = (
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.ConnectionDrainingError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.StaleConnectionError,
+    nats.errors.UnexpectedEOF,
+    nats.js.errors.NoStreamResponseError,
+    nats.js.errors.ServiceUnavailableError,
+    asyncio.TimeoutError,
+    ConnectionError,
+)
+
+
+class _Claim(msgspec.Struct, omit_defaults=True):
+    """An idempotency key's value: the body hash, then the offsets once appended."""
+
+    h: str
+    t: int  # ms when claimed (a stale pending claim may be taken over)
+    first: int = 0
+    last: int = 0
+    count: int = 0
+
+
+_claim_dec = msgspec.json.Decoder(_Claim)
+_enc = msgspec.json.encode
+
+
+def names(prefix: str) -> dict[str, str]:
+    """The streams and buckets a store with this prefix uses (for tools and tests)."""
+    return {
+        "records": f"{prefix}_REC",
+        "keys": f"{prefix}_KEYS",
+        "idempotency": f"{prefix}_idem",
+        "cursors": f"{prefix}_cursors",
+        "config": f"{prefix}_config",
+    }
+
+
+def _digest(*parts: str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    return h.hexdigest()[:40]
+
+
+class JetStreamStore:
+    """The ``jetstream`` backend of :class:`gateway.stores.base.Store`.
+
+    ``servers`` are ``nats://`` URLs of one cluster; ``replicas`` (1, 3 or 5) is the
+    replication of every stream and bucket; ``prefix`` names them (see :func:`names`).
+    ``open`` never fails because NATS is down: it waits ``connect_timeout_s`` for a
+    first connection and then keeps connecting in the background.
+    """
+
+    def __init__(
+        self,
+        servers: list[str] | str,
+        *,
+        replicas: int = 1,
+        prefix: str = "exg",
+        idempotency_ttl_s: float = 86400 * 2,
+        duplicate_window_s: float = 600.0,
+        takeover_s: float = 10.0,
+        op_timeout_s: float = 5.0,
+        connect_timeout_s: float = 2.0,
+        reconnect_wait_s: float = 0.5,
+    ) -> None:
+        self.servers = [servers] if isinstance(servers, str) else list(servers)
+        if not self.servers or not all(
+            isinstance(u, str) and u.startswith(("nats://", "tls://")) for u in self.servers
+        ):
+            raise ValueError(f"servers must be nats:// URLs, not {servers!r}")
+        if replicas not in (1, 3, 5):
+            raise ValueError(f"replicas must be 1, 3 or 5, not {replicas!r}")
+        if not prefix or not prefix.replace("_", "").replace("-", "").isalnum() or not prefix.isascii():
+            raise ValueError(f"prefix must be ASCII letters, digits, '-' or '_', not {prefix!r}")
+        if takeover_s >= duplicate_window_s:
+            raise ValueError("takeover_s must be shorter than duplicate_window_s")
+        self.replicas = replicas
+        self.prefix = prefix
+        self.names = names(prefix)
+        self.idempotency_ttl_s = float(idempotency_ttl_s)
+        self.duplicate_window_s = float(duplicate_window_s)
+        self.takeover_s = float(takeover_s)
+        self.op_timeout_s = float(op_timeout_s)
+        self.connect_timeout_s = float(connect_timeout_s)
+        self.reconnect_wait_s = float(reconnect_wait_s)
+
+        self._state = "new"  # new -> open -> closed
+        self.nc: NATS | None = None
+        self.js: Any = None
+        self._idem: KeyValue | None = None
+        self._cursors: KeyValue | None = None
+        self._ready: asyncio.Event | None = None  # created on the loop in open()
+        self._connector: asyncio.Task[None] | None = None
+        self._setup_error: str | None = None
+        self._inflight_idem: dict[str, tuple[str, asyncio.Future[AppendResult]]] = {}
+        self._subs: dict[str, Subscription] = {}
+        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._pending: set[asyncio.Future[Any]] = set()
+        self._max_payload = 1 << 20
+        self.stats: dict[str, int] = {"appends": 0, "records": 0, "replays": 0, "takeovers": 0}
+
+    # -- life cycle --------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Start connecting; wait up to ``connect_timeout_s`` for NATS. Idempotent."""
+        if self._state == "open":
+            return
+        if self._state == "closed":
+            raise StoreUnavailable("the store is closed")
+        self._state = "open"
+        self._ready = asyncio.Event()
+        self._connector = asyncio.get_running_loop().create_task(self._connect_forever())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.connect_timeout_s):
+                await self._ready.wait()
+
+    async def close(self) -> None:
+        """Wait for appends in flight, unsubscribe and close the connection. Idempotent."""
+        if self._state != "open":
+            self._state = "closed"
+            return
+        if self._pending:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.op_timeout_s):
+                    await asyncio.gather(*self._pending, return_exceptions=True)
+        self._state = "closed"
+        for futures in self._waiters.values():
+            for fut in futures:
+                if not fut.done():
+                    fut.set_result(None)
+        if self._connector is not None:
+            self._connector.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._connector
+        nc, self.nc = self.nc, None
+        self._subs.clear()
+        if nc is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.op_timeout_s):
+                    await nc.close()
+
+    async def __aenter__(self) -> JetStreamStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _connect_forever(self) -> None:
+        """Connect (retrying for ever), then create streams and buckets (retrying too)."""
+
+        async def quiet(_exc: Exception) -> None:
+            return None
+
+        async def reconnected() -> None:
+            log.info("NATS reconnected to %s", self.nc.connected_url if self.nc else "?")
+
+        nc = NATS()
+        await nc.connect(
+            servers=self.servers,
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=self.reconnect_wait_s,
+            connect_timeout=self.connect_timeout_s,
+            ping_interval=5,
+            max_outstanding_pings=2,
+            pending_size=64 * 1024 * 1024,
+            flush_timeout=self.op_timeout_s,
+            error_cb=quiet,
+            reconnected_cb=reconnected,
+            name=f"gateway-store-{self.prefix}",
+        )
+        if self._state != "open":
+            await nc.close()
+            return
+        self.nc = nc
+        self.js = nc.jetstream(timeout=self.op_timeout_s)
+        self._max_payload = nc.max_payload
+        while self._state == "open":
+            try:
+                await self._setup()
+                self._setup_error = None
+                break
+            except Exception as exc:  # noqa: BLE001 - keep trying; readiness reports it
+                self._setup_error = f"{type(exc).__name__}: {exc}"
+                log.warning("JetStream set-up failed, retrying: %s", self._setup_error)
+                await asyncio.sleep(1.0)
+        assert self._ready is not None
+        self._ready.set()
+
+    async def _setup(self) -> None:
+        js, n, r = self.js, self.names, self.replicas
+        await self._ensure_stream(
+            StreamConfig(
+                name=n["records"],
+                subjects=[f"{self.prefix}.rec.>"],
+                storage=StorageType.FILE,
+                num_replicas=r,
+                duplicate_window=self.duplicate_window_s,
+                allow_direct=True,
+            )
+        )
+        await self._ensure_stream(
+            StreamConfig(
+                name=n["keys"],
+                subjects=[f"{self.prefix}.key.>"],
+                storage=StorageType.FILE,
+                num_replicas=r,
+                max_msgs_per_subject=1,
+                allow_direct=True,
+            )
+        )
+        self._idem = await self._ensure_kv(n["idempotency"], ttl=self.idempotency_ttl_s)
+        self._cursors = await self._ensure_kv(n["cursors"], ttl=None)
+        self.js = js
+
+    async def _ensure_stream(self, config: StreamConfig) -> None:
+        try:
+            await self.js.stream_info(config.name)
+        except nats.js.errors.NotFoundError:
+            await self.js.add_stream(config)
+
+    async def _ensure_kv(self, bucket: str, ttl: float | None) -> KeyValue:
+        try:
+            return await self.js.key_value(bucket)
+        except nats.js.errors.BucketNotFoundError:
+            return await self.js.create_key_value(
+                bucket=bucket, history=1, ttl=ttl, replicas=self.replicas,
+                storage=StorageType.FILE, direct=True,
+            )
+
+    async def destroy(self) -> None:
+        """Delete every stream and bucket of this prefix (tests and tools)."""
+        self._check()
+        n = self.names
+        streams = [n["records"], n["keys"]] + [f"KV_{n[b]}" for b in ("idempotency", "cursors", "config")]
+        for stream in streams:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await self.js.delete_stream(stream)
+
+    # -- state checks ------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True when the NATS connection is up and the streams exist."""
+        nc = self.nc
+        return (
+            self._state == "open"
+            and nc is not None
+            and nc.is_connected
+            and self._ready is not None
+            and self._ready.is_set()
+        )
+
+    def _check(self) -> None:
+        if self._state != "open":
+            raise StoreUnavailable(
+                "the store is closed" if self._state == "closed" else "the store is not open"
+            )
+        if not self.connected:
+            why = self._setup_error or "no connection"
+            raise StoreUnavailable(
+                f"NATS JetStream is not reachable at {', '.join(self.servers)} ({why})"
+            )
+
+    async def _call(self, aw: Awaitable[T]) -> T:
+        """Await a NATS operation, mapping transport failures to StoreUnavailable."""
+        try:
+            return await aw
+        except _UNREACHABLE as exc:
+            raise StoreUnavailable(
+                f"NATS JetStream did not answer ({type(exc).__name__}: {exc})"
+            ) from exc
+        except (nats.js.errors.KeyValueError, nats.js.errors.NotFoundError):
+            raise  # answers, not failures: the caller decides
+        except nats.js.errors.APIError as exc:
+            if exc.code in (503, 504) or exc.err_code in (10008, 10023):  # no quorum / JS off
+                raise StoreUnavailable(f"JetStream unavailable: {exc}") from exc
+            raise StoreError(f"JetStream refused the operation: {exc}") from exc
+
+    async def ping(self) -> bool:
+        """True when NATS is connected and JetStream answers (the records stream exists)."""
+        if not self.connected:
+            return False
+        try:
+            async with asyncio.timeout(min(self.op_timeout_s, 2.0)):
+                await self.js.stream_info(self.names["records"])
+            return True
+        except Exception:  # noqa: BLE001 - any failure means not ready
+            return False
+
+    # -- appends -----------------------------------------------------------------------
+
+    async def append(
+        self,
+        resource: str,
+        records: list[tuple[str, bytes]],
+        *,
+        client: str,
+        idempotency_key: str | None = None,
+        body_hash: str = "",
+    ) -> AppendResult:
+        """Durably append ``(key, data)`` records: one stream message per batch."""
+        self._check()
+        count = len(records)
+        if not 1 <= count <= MAX_BATCH_RECORDS:
+            raise ValueError(f"a batch holds 1 to {MAX_BATCH_RECORDS} records, not {count}")
+        for i, rec in enumerate(records):
+            if (
+                len(rec) != 2
+                or type(rec[0]) is not str
+                or not isinstance(rec[1], (bytes, bytearray, memoryview))
+            ):
+                raise TypeError(f"record #{i} must be a (str key, bytes data) pair")
+        fut = asyncio.ensure_future(
+            self._append(resource, records, client, idempotency_key, body_hash)
+        )
+        self._pending.add(fut)
+        fut.add_done_callback(self._pending.discard)
+        return await asyncio.shield(fut)
+
+    async def _append(
+        self,
+        resource: str,
+        records: list[tuple[str, bytes]],
+        client: str,
+        idempotency_key: str | None,
+        body_hash: str,
+    ) -> AppendResult:
+        if idempotency_key is None:
+            result, _dup = await self._publish_batch(resource, records, None)
+            return result
+        claim = _digest(client, resource, idempotency_key)
+        while True:
+            mine = self._inflight_idem.get(claim)
+            if mine is None:
+                break
+            # Same node, same key in flight: wait for it instead of racing in NATS.
+            other_hash, other = mine
+            try:
+                result = await asyncio.shield(other)
+            except (StoreUnavailable, StoreError):
+                continue  # the first attempt failed; try ourselves
+            if other_hash != body_hash:
+                raise IdempotencyConflict(
+                    f"Idempotency-Key {idempotency_key!r} was used for another body on {resource!r}"
+                )
+            return AppendResult(result.first, result.last, result.count, replayed=True)
+        fut: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        self._inflight_idem[claim] = (body_hash, fut)
+        try:
+            result = await self._append_claimed(resource, records, claim, body_hash, idempotency_key)
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: waiters re-raise or retry
+            raise
+        else:
+            fut.set_result(result)
+            return result
+        finally:
+            self._inflight_idem.pop(claim, None)
+
+    async def _append_claimed(
+        self, resource: str, records: list[tuple[str, bytes]], claim: str, body_hash: str,
+        idempotency_key: str,
+    ) -> AppendResult:
+        kv = self._idem
+        assert kv is not None
+        deadline = time.monotonic() + self.takeover_s + 2 * self.op_timeout_s
+        pending = _Claim(body_hash, int(time.time() * 1000))
+        try:
+            revision = await self._call(kv.create(claim, _enc(pending)))
+        except nats.js.errors.KeyWrongLastSequenceError:
+            revision = None
+        while revision is None:
+            # Someone holds the claim: replay, conflict, wait, or take over a stale one.
+            try:
+                entry = await self._call(kv.get(claim))
+            except nats.js.errors.KeyNotFoundError:
+                try:
+                    revision = await self._call(kv.create(claim, _enc(pending)))
+                except nats.js.errors.KeyWrongLastSequenceError:
+                    continue
+                break
+            held = _claim_dec.decode(entry.value or b"{}")
+            if held.h != body_hash:
+                raise IdempotencyConflict(
+                    f"Idempotency-Key {idempotency_key!r} was used for another body on {resource!r}"
+                )
+            if held.count:
+                self.stats["replays"] += 1
+                return AppendResult(held.first, held.last, held.count, replayed=True)
+            if time.time() * 1000 - held.t > self.takeover_s * 1000:
+                try:
+                    revision = await self._call(kv.update(claim, _enc(pending), last=entry.revision))
+                    self.stats["takeovers"] += 1
+                    break
+                except nats.js.errors.KeyWrongLastSequenceError:
+                    continue
+            if time.monotonic() > deadline:
+                raise StoreUnavailable(
+                    f"Idempotency-Key {idempotency_key!r} is being appended by another node; retry"
+                )
+            await asyncio.sleep(0.02)
+        result, duplicate = await self._publish_batch(resource, records, claim)
+        done = _Claim(body_hash, pending.t, result.first, result.last, result.count)
+        # Taken over meanwhile: the taker republished with our Msg-Id (the same offsets).
+        with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
+            await self._call(kv.update(claim, _enc(done), last=revision))
+        if duplicate:
+            return AppendResult(result.first, result.last, result.count, replayed=True)
+        return result
+
+    async def _publish_batch(
+        self, resource: str, records: list[tuple[str, bytes]], msg_id: str | None
+    ) -> tuple[AppendResult, bool]:
+        """Publish one batch message and the keys' latest entries; (result, was duplicate)."""
+        now_ms = int(time.time() * 1000)
+        payload = encode_batch([(i, now_ms, k, bytes(d)) for i, (k, d) in enumerate(records)])
+        if len(payload) > self._max_payload:
+            raise StoreError(
+                f"a batch of {len(payload)} bytes exceeds the NATS max_payload of "
+                f"{self._max_payload} bytes; raise max_payload in the nats-server configuration"
+            )
+        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+        subject = f"{self.prefix}.rec.{resource}"
+        ack = await self._call(self.js.publish(subject, payload, headers=headers))
+        base = ack.seq * OFFSET_STRIDE
+        count = len(records)
+        result = AppendResult(base, base + count - 1, count)
+        if ack.duplicate:
+            # The batch was appended before (a retry after a takeover): its keys are indexed.
+            return result, True
+        await self._index(resource, records, base, now_ms)
+        self.stats["appends"] += 1
+        self.stats["records"] += count
+        return result, False
+
+    async def _index(
+        self, resource: str, records: list[tuple[str, bytes]], base: int, now_ms: int
+    ) -> None:
+        """Write each key's last record of the batch to the keys stream, in one round trip."""
+        last: dict[str, int] = {}
+        for i, (k, _d) in enumerate(records):
+            last[k] = i
+        nc = self.nc
+        assert nc is not None
+        items = list(last.items())
+        pre = f"{self.prefix}.key.{resource}."
+        for k, i in items[:-1]:
+            body = encode_batch([(base + i, now_ms, k, bytes(records[i][1]))])
+            await self._call(nc.publish(pre + _digest(k), body))
+        k, i = items[-1]
+        body = encode_batch([(base + i, now_ms, k, bytes(records[i][1]))])
+        await self._call(self.js.publish(pre + _digest(k), body))
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def _direct_get(self, stream: str, request: dict[str, Any]) -> tuple[int, bytes] | None:
+        """(sequence, payload) of a direct get, None when there is no such message."""
+        nc = self.nc
+        assert nc is not None
+        msg = await self._call(
+            nc.request(f"$JS.API.DIRECT.GET.{stream}", _enc(request), timeout=self.op_timeout_s)
+        )
+        hdrs = msg.headers or {}
+        status = hdrs.get("Status")
+        if status == "404":
+            if self.replicas > 1:
+                # A lagging follower may have answered; ask the stream leader.
+                return await self._leader_get(stream, request)
+            return None
+        if status:
+            raise StoreUnavailable(f"JetStream direct get failed: {status} {hdrs.get('Description', '')}")
+        return int(hdrs["Nats-Sequence"]), msg.data
+
+    async def _leader_get(self, stream: str, request: dict[str, Any]) -> tuple[int, bytes] | None:
+        try:
+            raw = await self._call(
+                self.js._jsm.get_msg(
+                    stream,
+                    seq=request.get("seq"),
+                    subject=request.get("next_by_subj") or request.get("last_by_subj"),
+                    next="next_by_subj" in request,
+                )
+            )
+        except nats.js.errors.NotFoundError:
+            return None
+        return raw.seq, raw.data or b""
+
+    async def read(self, resource: str, after: int, limit: int) -> list[Record]:
+        """Records with offset > ``after``: direct gets from the batch holding ``after``."""
+        self._check()
+        if limit <= 0:
+            return []
+        subject = f"{self.prefix}.rec.{resource}"
+        stream = self.names["records"]
+        seq = max(after // OFFSET_STRIDE, 1) if after > 0 else 1
+        out: list[Record] = []
+        while len(out) < limit:
+            got = await self._direct_get(stream, {"seq": seq, "next_by_subj": subject})
+            if got is None:
+                break
+            mseq, payload = got
+            base = mseq * OFFSET_STRIDE
+            try:
+                decoded = decode_batch(payload, max(after - base, -1), limit - len(out))
+            except CorruptBatch as exc:
+                raise StoreError(f"batch {mseq} of resource {resource!r} is corrupt: {exc}") from exc
+            out.extend([Record(base + off, key, ts, data) for off, ts, key, data in decoded])
+            seq = mseq + 1
+        return out
+
+    async def latest(self, resource: str, key: str) -> Record | None:
+        """The last record written with this key: one direct get of its keys-stream subject."""
+        self._check()
+        subject = f"{self.prefix}.key.{resource}.{_digest(key)}"
+        stream = self.names["keys"]
+        if self.replicas > 1:
+            got = await self._leader_get(stream, {"last_by_subj": subject})
+        else:
+            got = await self._direct_get(stream, {"last_by_subj": subject})
+        if got is None:
+            return None
+        try:
+            decoded = decode_batch(got[1])
+        except CorruptBatch as exc:
+            raise StoreError(f"key entry of {resource!r} is corrupt: {exc}") from exc
+        if len(decoded) != 1 or decoded[0][2] != key:
+            return None  # a digest collision: not this key
+        off, ts, k, data = decoded[0]
+        return Record(off, k, ts, data)
+
+    async def wait(self, resource: str, after: int, timeout: float) -> bool:
+        """Wait for a record > ``after``: a subscription on the resource's subject wakes us."""
+        self._check()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0.0)
+        waiters = self._waiters.setdefault(resource, set())
+        fut: asyncio.Future[None] = loop.create_future()
+        waiters.add(fut)
+        try:
+            await self._subscribe(resource)
+            while True:
+                # Subscribed before the check: an append in between still wakes us.
+                if await self.read(resource, after, 1):
+                    return True
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                try:
+                    async with asyncio.timeout(remaining):
+                        await fut
+                except TimeoutError:
+                    return False
+                if self._state != "open":
+                    return False
+                waiters.discard(fut)
+                fut = loop.create_future()
+                waiters.add(fut)
+        finally:
+            waiters.discard(fut)
+            if not waiters:
+                self._waiters.pop(resource, None)
+                sub = self._subs.pop(resource, None)
+                if sub is not None and self.connected:
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
+
+    async def _subscribe(self, resource: str) -> None:
+        if resource in self._subs:
+            return
+        nc = self.nc
+        assert nc is not None
+
+        async def woke(_msg: Any) -> None:
+            for f in self._waiters.get(resource, ()):
+                if not f.done():
+                    f.set_result(None)
+
+        sub = await self._call(nc.subscribe(f"{self.prefix}.rec.{resource}", cb=woke))
+        if resource in self._subs:  # another waiter subscribed meanwhile
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+            return
+        self._subs[resource] = sub
+        await self._call(nc.flush(timeout=self.op_timeout_s))
+
+    # -- cursors -----------------------------------------------------------------------
+
+    async def get_cursor(self, client: str, resource: str) -> int:
+        """The client's committed offset, 0 when none."""
+        self._check()
+        assert self._cursors is not None
+        try:
+            entry = await self._call(self._cursors.get(_digest(client, resource)))
+        except nats.js.errors.KeyNotFoundError:
+            return 0
+        return int(entry.value or b"0")
+
+    async def set_cursor(self, client: str, resource: str, offset: int, force: bool = False) -> int:
+        """Commit with compare-and-set on the bucket's revision; CursorConflict when backwards."""
+        self._check()
+        if type(offset) is not int or offset < 0:
+            raise ValueError(f"cursor offset must be an integer >= 0, not {offset!r}")
+        kv = self._cursors
+        assert kv is not None
+        key = _digest(client, resource)
+        value = str(offset).encode()
+        for _ in range(100):
+            try:
+                entry = await self._call(kv.get(key))
+            except nats.js.errors.KeyNotFoundError:
+                try:
+                    await self._call(kv.create(key, value))
+                    return offset
+                except nats.js.errors.KeyWrongLastSequenceError:
+                    continue
+            current = int(entry.value or b"0")
+            if offset < current and not force:
+                raise CursorConflict(current, offset)
+            if offset == current:
+                return offset
+            try:
+                await self._call(kv.update(key, value, last=entry.revision))
+                return offset
+            except nats.js.errors.KeyWrongLastSequenceError:
+                continue
+        raise StoreUnavailable("cursor commit kept racing with other commits; retry")
+
+    def info(self) -> dict[str, Any]:
+        """Connection and counters for metrics and the bench."""
+        nc = self.nc
+        return {
+            "state": self._state,
+            "connected": self.connected,
+            "server": str(nc.connected_url.netloc) if nc is not None and nc.connected_url else None,
+            "setup_error": self._setup_error,
+            "waiters": sum(len(v) for v in self._waiters.values()),
+            **self.stats,
+        }
+
