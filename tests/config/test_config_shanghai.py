@@ -142,3 +142,20 @@ def test_file_is_commented() -> None:
     text = PATH.read_text(encoding="utf-8")
     assert text.startswith("# OneStop Exchange")
     assert sum(1 for line in text.splitlines() if line.lstrip().startswith("#")) >= 40
+
+
+def test_facts_the_gateway_tests_rely_on(cat: Catalog) -> None:
+    """tests/gateway/gwkit.py names these subsystems and resources; keep them true."""
+    id_card, hukou = cat.by_id["psb.id-card"], cat.by_id["psb.hukou"]
+    assert id_card.spec.owner == hukou.spec.owner == "SH/GOV/psb/hukou"
+    assert cat.access("SH/GOV/hrss/employment", id_card).fields == ("id_number", "name")
+    hotline = cat.access("SH/GOV/bdc/hotline", id_card)
+    assert hotline.plan.masks == {"id_number": (6, 4), "name": (1, 0)}
+    assert cat.access("SH/GOV/housing/rental", id_card) is None
+    assert any(
+        e.spec.owner == "SH/GOV/housing/rental" and e.spec.sharing == "open" for e in cat.resources
+    )
+    census = [g for g in cat.doc.grants if g.consumer == "SH/GOV/statistics/census"]
+    assert [(g.resource, g.expires) for g in census] == [("psb.hukou", dt.date(2021, 6, 30))]
+    cases = cat.by_id["psb.case-files"].spec
+    assert (cases.sharing, cases.owner) == ("restricted", "SH/GOV/psb/cases")
