@@ -12,7 +12,7 @@ import msgspec
 from gateway.tomlfile import ConfigError, load_toml
 
 KEY_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-SECRET_RE = re.compile(r"^[0-9a-f]{64,}$")
+SECRET_RE = re.compile(r"^(?:[0-9a-f]{2}){32,}$")  # whole bytes: an even number of hex digits
 
 
 class Key(msgspec.Struct, forbid_unknown_fields=True):
@@ -38,7 +38,7 @@ class Keyring:
             if not KEY_ID_RE.match(k.id):
                 raise ConfigError(source, f"keys[{i}].id", f"invalid key id {k.id!r}")
             if not SECRET_RE.match(k.secret):
-                raise ConfigError(source, f"keys[{i}].secret", "must be lower-case hex of 32 bytes or more")
+                raise ConfigError(source, f"keys[{i}].secret", "must be lower-case hex of 32 bytes or more (an even number of digits, at least 64)")
             if k.id in self.by_id:
                 raise ConfigError(source, f"keys[{i}].id", f"duplicate key id {k.id!r}")
             self.by_id[k.id] = k
