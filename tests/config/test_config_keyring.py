@@ -35,6 +35,7 @@ def test_empty_keyring_loads(write) -> None:
     [
         (key(secret="ab" * 31), "keys[0].secret", "lower-case hex of 32 bytes or more"),
         (key(secret=""), "keys[0].secret", "32 bytes or more"),
+        (key(secret="ab" * 32 + "c"), "keys[0].secret", "an even number of digits"),
         (key(secret="xy" * 32), "keys[0].secret", "lower-case hex"),
         (key(secret="AB" * 32), "keys[0].secret", "lower-case hex"),
         (key(secret="ab" * 32 + " "), "keys[0].secret", "lower-case hex"),
