@@ -61,6 +61,12 @@ async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload
     store = open_store(config)
     node = Node(config, state, store)
     await node.start()
+    watcher = None
+    if config.store.backend == "jetstream":  # cluster mode: catalog and keys from the KV bucket
+        from gateway.kvwatch import ConfigWatcher
+
+        watcher = ConfigWatcher(node, store)  # type: ignore[arg-type]
+        watcher.start()
     server = make_server(node)
     runner = web.ServerRunner(server, handle_signals=False,
                               shutdown_timeout=config.limits.shutdown_timeout_s)
@@ -93,6 +99,8 @@ async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload
     node.draining = True
     node.log.event("draining", inflight=node.inflight)
     await runner.cleanup()  # stops accepting, waits for in-flight requests up to shutdown_timeout
+    if watcher is not None:
+        await watcher.stop()
     await node.stop()
     print('{"event":"stopped"}', file=sys.stderr, flush=True)
 
