@@ -183,3 +183,28 @@ def load_city(catalog: str | Path, keyring: str | Path) -> City:
     except ConfigError as exc:
         raise LoadTestError(str(exc)) from None
     return City(cat, ring)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What a run reads, pulls and pushes; ``seed`` fills exactly ``resources``."""
+
+    targets: list[ReadTarget]
+    pulls: list[tuple[str, Credential]]
+    owned: list[tuple[str, Credential]]
+    resources: list[str]
+
+
+def workload(city: City, limit: int = 0) -> Workload:
+    """The resources a run uses: the first ``limit`` keyed readable ones (0 = all)."""
+    targets = city.read_targets()
+    if limit > 0:
+        keep = list(dict.fromkeys(t.resource for t in targets))[:limit]
+        targets = [t for t in targets if t.resource in set(keep)]
+    keyed = {t.resource for t in targets}
+    pulls = [p for p in city.pull_targets() if p[0] in keyed] or (
+        city.pull_targets()[: limit or None]
+    )
+    owned = [o for o in city.owned() if o[0] in keyed] or city.owned()[: limit or None]
+    resources = list(dict.fromkeys([t.resource for t in targets] + [p[0] for p in pulls]))
+    return Workload(targets, pulls, owned, resources)
