@@ -9,6 +9,7 @@ looked up in dicts built once when the table is constructed.
 from cpython.dict cimport PyDict_GetItem
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
+from libc.stdint cimport uint64_t
 from libc.string cimport memcmp
 
 from fastpath._router_py import _check_static, _index, _valid_rid, _valid_service_id
@@ -179,21 +180,114 @@ cdef inline Py_ssize_t _find_slash(const unsigned char* s, Py_ssize_t a,
     return a
 
 
+cdef struct Slot:
+    uint64_t hash
+    Py_ssize_t index            # resource index, or -1 when the slot is empty
+    const unsigned char* data   # the resource id's ASCII bytes (owned by _rid_list)
+    Py_ssize_t length
+
+
+cdef inline uint64_t _fnv1a(const unsigned char* s, Py_ssize_t n) noexcept nogil:
+    cdef uint64_t h = 14695981039346656037ULL
+    cdef Py_ssize_t i
+    for i in range(n):
+        h = (h ^ s[i]) * 1099511628211ULL
+    return h
+
+
 cdef class RouteTable:
-    """An immutable route table over resource ids, service ids and static paths."""
+    """An immutable route table over resource ids, service ids and static paths.
+
+    Resource ids are also held in a C open-addressing table (FNV-1a over the id's ASCII
+    bytes) so that a lookup needs neither a new string nor a Python hash; its contents
+    come from the catalog, never from requests.
+    """
 
     cdef dict _rids
     cdef dict _services
     cdef dict _static
     cdef Py_ssize_t _max_path
+    cdef bytes _static_lengths  # _static_lengths[n] == 1 when a static path has length n
+    cdef Py_ssize_t _static_max
+    cdef tuple _rid_list        # resource ids by index (kept alive for _rid_data)
+    cdef tuple _idx_objs        # the ints 0..len-1, so that a match allocates no int
+    cdef Slot* _slots           # open addressing, linear probing
+    cdef Py_ssize_t _mask
+
+    def __cinit__(self):
+        self._slots = NULL
+
+    def __dealloc__(self):
+        PyMem_Free(self._slots)
+
+    cdef _build_slots(self):
+        cdef Py_ssize_t count = len(self._rid_list)
+        cdef Py_ssize_t cap = 8
+        cdef Py_ssize_t i, j
+        cdef uint64_t h
+        cdef const unsigned char* data
+        cdef Py_ssize_t length
+        cdef str rid
+        while cap < 2 * count:
+            cap *= 2
+        PyMem_Free(self._slots)
+        self._slots = <Slot*>PyMem_Malloc(cap * sizeof(Slot))
+        if self._slots == NULL:
+            raise MemoryError()
+        self._mask = cap - 1
+        for i in range(cap):
+            self._slots[i].index = -1
+        for i in range(count):
+            rid = self._rid_list[i]
+            data = <const unsigned char*>PyUnicode_DATA(rid)
+            length = PyUnicode_GET_LENGTH(rid)
+            h = _fnv1a(data, length)
+            j = <Py_ssize_t>(h & <uint64_t>self._mask)
+            while self._slots[j].index >= 0:
+                j = (j + 1) & self._mask
+            self._slots[j].hash = h
+            self._slots[j].index = i
+            self._slots[j].data = data
+            self._slots[j].length = length
+
+    cdef inline Py_ssize_t _find_rid(self, const unsigned char* s, Py_ssize_t a,
+                                     Py_ssize_t b) noexcept:
+        cdef uint64_t h = _fnv1a(s + a, b - a)
+        cdef Py_ssize_t j = <Py_ssize_t>(h & <uint64_t>self._mask)
+        cdef Slot* slot
+        if self._slots == NULL:
+            return -1
+        while True:
+            slot = &self._slots[j]
+            if slot.index < 0:
+                return -1
+            if (slot.hash == h and slot.length == b - a
+                    and memcmp(slot.data, s + a, b - a) == 0):
+                return slot.index
+            j = (j + 1) & self._mask
+
+    cdef inline tuple _resource(self, int kind, object raw_path, const unsigned char* s,
+                                Py_ssize_t a, Py_ssize_t b, object extra):
+        cdef Py_ssize_t i = self._find_rid(s, a, b)
+        if i >= 0:
+            return (kind, self._idx_objs[i], self._rid_list[i], extra)
+        return (kind, -1, PyUnicode_Substring(raw_path, a, b), extra)
 
     def __init__(self, resource_ids, service_ids=(), static=None, int max_path=2048):
         if max_path < 1:
             raise ValueError(f"max_path must be a positive int, not {max_path!r}")
         self._rids = _index(resource_ids, "resource id", _valid_rid)
+        self._rid_list = tuple(self._rids)
+        self._idx_objs = tuple(range(len(self._rid_list)))
+        self._build_slots()
         self._services = _index(service_ids, "service id", _valid_service_id)
         self._static = _check_static(static)
         self._max_path = max_path
+        self._static_max = max((len(p) for p in self._static), default=-1)
+        lengths = bytearray(self._static_max + 1)
+        for path in self._static:
+            lengths[len(path)] = 1
+        self._static_lengths = bytes(lengths)
 
     @property
     def max_path(self):
@@ -220,11 +314,11 @@ cdef class RouteTable:
             if not isinstance(raw_path, str):
                 return None
             raw_path = PyUnicode_Substring(raw_path, 0, PyUnicode_GET_LENGTH(raw_path))
-        if self._static:
+        n = PyUnicode_GET_LENGTH(raw_path)
+        if n <= self._static_max and (<const unsigned char*>self._static_lengths)[n]:
             hit = PyDict_GetItem(self._static, raw_path)
             if hit != NULL:
                 return (<object>hit, -1, None, None)
-        n = PyUnicode_GET_LENGTH(raw_path)
         if n < 4 or n > self._max_path or not PyUnicode_IS_ASCII(raw_path):
             return None
         s = <const unsigned char*>PyUnicode_DATA(raw_path)
@@ -239,34 +333,31 @@ cdef class RouteTable:
             end = _find_slash(s, pos, n)
             if end == n or not _is_rid(s, pos, end):
                 return None
-            rid = PyUnicode_Substring(raw_path, pos, end)
-            pos = end + 1
-            if _eq(s, n, pos, b"records", 7):
-                return (K_RECORDS, self._index_of(self._rids, rid), rid, None)
-            if _eq(s, n, pos, b"cursor", 6):
-                return (K_CURSOR, self._index_of(self._rids, rid), rid, None)
-            if _starts(s, n, pos, b"records/", 8):
-                pos += 8
-                if _find_slash(s, pos, n) != n:
+            if _eq(s, n, end + 1, b"records", 7):
+                return self._resource(K_RECORDS, raw_path, s, pos, end, None)
+            if _eq(s, n, end + 1, b"cursor", 6):
+                return self._resource(K_CURSOR, raw_path, s, pos, end, None)
+            if _starts(s, n, end + 1, b"records/", 8):
+                seg_start = end + 9
+                if _find_slash(s, seg_start, n) != n:
                     return None
-                scan = _scan_segment(s, pos, n, False)
+                scan = _scan_segment(s, seg_start, n, False)
                 if scan == SEG_BAD:
                     return None
                 if scan == SEG_PLAIN:
-                    key = PyUnicode_Substring(raw_path, pos, n)
+                    key = PyUnicode_Substring(raw_path, seg_start, n)
                 else:
-                    key = _decode_segment(s, pos, n)
+                    key = _decode_segment(s, seg_start, n)
                     if key is None:
                         return None
-                return (K_RECORD, self._index_of(self._rids, rid), rid, key)
+                return self._resource(K_RECORD, raw_path, s, pos, end, key)
             return None
 
         if _starts(s, n, 4, b"catalog/", 8):
             pos = 12
             if _find_slash(s, pos, n) != n or not _is_rid(s, pos, n):
                 return None
-            rid = PyUnicode_Substring(raw_path, pos, n)
-            return (K_CATALOG_ITEM, self._index_of(self._rids, rid), rid, None)
+            return self._resource(K_CATALOG_ITEM, raw_path, s, pos, n, None)
 
         if _starts(s, n, 4, b"services/", 9):
             part_start = 13

@@ -1,0 +1,424 @@
+"""Benchmark of the fast path: compiled modules vs their Python twins (and aiohttp's router).
+
+``python -m fastpath.bench [--json FILE] [--resources N] [--repeat N] [--quick]`` prints a
+table of operations per second and speed-ups, and writes the same figures as JSON.
+
+* router: ``RouteTable.match`` over a deterministic mix of record pulls, keyed reads,
+  cursor commits and catalog reads on a table of ``--resources`` resource ids (16,000 by
+  default, from ``gateway.synth.synth_catalog`` when present), against aiohttp's own
+  ``UrlDispatcher.resolve`` on the same table (one aiohttp resource per rid route, requests
+  from ``make_mocked_request``; their parsed URLs are built once and cached, which favours
+  aiohttp). Every timed run matches fresh ``str`` objects, as a server would.
+* router (services): service paths with tails, compiled vs twin.
+* codec: ``encode_batch`` / ``decode_batch`` of 100-record batches of JSON payloads.
+* projection: ``project_many`` / ``project`` with a grant of half the fields and a mask.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import fastpath
+
+__all__ = ["main", "run", "resource_catalog"]
+
+TARGETS = {
+    "router": {"cython_vs_aiohttp": 10.0, "cython_vs_python": 5.0},
+    "codec encode": {"cython_vs_python": 3.0},
+    "codec decode": {"cython_vs_python": 3.0},
+    "projection project_many": {"cython_vs_python": 3.0},
+}
+
+_FIELD_TYPES = ["str", "int", "float", "bool", "date", "str?"]
+
+
+def resource_catalog(resources: int, members: int = 50, seed: int = 0) -> list[dict[str, Any]]:
+    """Resources ``{"id", "key", "fields"}`` like the catalog's (synth_catalog when present)."""
+    try:
+        from gateway.synth import synth_catalog
+    except ImportError:
+        synth_catalog = None
+    if synth_catalog is not None:
+        doc = synth_catalog(resources, members, seed)
+        return [{"id": r["id"], "key": r["key"], "fields": r["fields"]} for r in doc["resources"]]
+    rng = random.Random(seed)
+    agencies = [f"agency{i}" for i in range(members)]
+    datasets = ["records", "permits", "accounts", "cases", "register", "certificates"]
+    out = []
+    for n in range(resources):
+        fields = {"id_number": "str"}
+        for i in range(rng.randint(3, 12)):
+            fields[f"field_{i}"] = rng.choice(_FIELD_TYPES)
+        rid = f"{rng.choice(agencies)}.{rng.choice(datasets)}-{n}"
+        out.append({"id": rid, "key": "id_number", "fields": fields})
+    return out
+
+
+def _value(rng: random.Random, kind: str, key: bool) -> Any:
+    if key:
+        return f"3101{rng.randrange(10**14):014d}"
+    base = kind.rstrip("?")
+    if base == "int":
+        return rng.randrange(10**6)
+    if base == "float":
+        return round(rng.uniform(0, 10**4), 2)
+    if base == "bool":
+        return rng.random() < 0.5
+    if base == "date":
+        return f"20{rng.randrange(10, 30)}-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}"
+    if base == "datetime":
+        return "2026-11-26T17:40:35Z"
+    if base.startswith("list"):
+        return ["a", "b"]
+    return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz ") for _ in range(rng.randint(4, 24)))
+
+
+def _record(rng: random.Random, resource: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: _value(rng, kind, name == resource["key"])
+        for name, kind in resource["fields"].items()
+    }
+
+
+def _best(fn: Callable[[int], int], repeat: int) -> float:
+    """Operations per second: the best of ``repeat`` runs of ``fn(run) -> operations``."""
+    best = 0.0
+    for run in range(repeat):
+        start = time.perf_counter()
+        ops = fn(run)
+        elapsed = time.perf_counter() - start
+        best = max(best, ops / elapsed)
+    return best
+
+
+def _fresh(strings: Sequence[str]) -> list[str]:
+    """New str objects equal to ``strings`` (no cached hash), as a server's parser makes."""
+    return [s.encode().decode() for s in strings]
+
+
+def _router_workload(rids: list[str], count: int, rng: random.Random) -> list[tuple[str, str]]:
+    out = []
+    for _ in range(count):
+        rid = rng.choice(rids)
+        roll = rng.random()
+        if roll < 0.45:
+            out.append(("GET", f"/v1/resources/{rid}/records/3101{rng.randrange(10**14):014d}"))
+        elif roll < 0.75:
+            out.append(("GET", f"/v1/resources/{rid}/records"))
+        elif roll < 0.85:
+            out.append(("POST", f"/v1/resources/{rid}/records"))
+        elif roll < 0.95:
+            out.append(("PUT", f"/v1/resources/{rid}/cursor"))
+        else:
+            out.append(("GET", f"/v1/catalog/{rid}"))
+    return out
+
+
+def _bench_match(table: Any, methods: list[str], paths: list[str], repeat: int) -> float:
+    runs = [_fresh(paths) for _ in range(repeat)]
+    match = table.match
+
+    def go(run: int) -> int:
+        for method, path in zip(methods, runs[run], strict=True):
+            match(method, path)
+        return len(paths)
+
+    return _best(go, repeat)
+
+
+def _bench_aiohttp(rids: list[str], workload: list[tuple[str, str]], repeat: int) -> float:
+    from aiohttp import web
+    from aiohttp.test_utils import make_mocked_request
+
+    async def handler(request: web.Request) -> web.Response:  # pragma: no cover - not called
+        return web.Response()
+
+    app = web.Application()
+    router = app.router
+    for rid in rids:
+        records = router.add_resource(f"/v1/resources/{rid}/records")
+        records.add_route("GET", handler)
+        records.add_route("POST", handler)
+        router.add_resource(f"/v1/resources/{rid}/records/{{key}}").add_route("GET", handler)
+        router.add_resource(f"/v1/resources/{rid}/cursor").add_route("PUT", handler)
+        router.add_resource(f"/v1/catalog/{rid}").add_route("GET", handler)
+    requests = [make_mocked_request(method, path, app=app) for method, path in workload]
+    resolve = router.resolve
+
+    async def one_run() -> float:
+        start = time.perf_counter()
+        for request in requests:
+            await resolve(request)
+        return time.perf_counter() - start
+
+    async def all_runs() -> float:
+        matched = await resolve(requests[0])
+        if matched.http_exception is not None:
+            raise RuntimeError(f"aiohttp did not resolve {workload[0]}: {matched!r}")
+        return min([await one_run() for _ in range(repeat)])
+
+    return len(requests) / asyncio.run(all_runs())
+
+
+def _service_workload(rng: random.Random, count: int) -> tuple[list[str], list[tuple[str, str]]]:
+    services = [f"SH/GOV/agency{i % 50}/sub{i % 7}/service-{i}" for i in range(1000)]
+    tails = ["", "/people/42", "/v2/items/a%20b/detail", "/query"]
+    workload = [
+        ("GET", f"/v1/services/{rng.choice(services)}{rng.choice(tails)}") for _ in range(count)
+    ]
+    return services, workload
+
+
+def _row(name: str, unit: str, cy: float | None, py: float, aio: float | None = None) -> dict:
+    row: dict[str, Any] = {"name": name, "unit": unit, "cython": cy, "python": py}
+    row["cython_vs_python"] = cy / py if cy else None
+    if aio is not None:
+        row["aiohttp"] = aio
+        row["cython_vs_aiohttp"] = cy / aio if cy else None
+        row["python_vs_aiohttp"] = py / aio
+    targets = TARGETS.get(name, {})
+    row["targets"] = targets
+    row["meets_targets"] = (
+        all(row.get(k) is not None and row[k] >= v for k, v in targets.items()) if targets else None
+    )
+    return row
+
+
+def run(resources: int = 16000, repeat: int = 5, requests: int = 20000, seed: int = 0) -> dict:
+    """Run every benchmark; return the results as a JSON-ready dict."""
+    py = fastpath.implementation("python")
+    try:
+        cy = fastpath.implementation("cython")
+    except ImportError:
+        cy = None
+    rng = random.Random(seed)
+    catalog = resource_catalog(resources, seed=seed)
+    rids = [r["id"] for r in catalog]
+    rows = []
+
+    # -- router over the resource table
+    workload = _router_workload(rids, requests, rng)
+    methods = [m for m, _ in workload]
+    paths = [p for _, p in workload]
+    static = {"/healthz": 100, "/readyz": 101, "/metrics": 102, "/v1/catalog": 103}
+    cy_ops = _bench_match(cy.RouteTable(rids, (), static), methods, paths, repeat) if cy else None
+    py_ops = _bench_match(py.RouteTable(rids, (), static), methods, paths, repeat)
+    aio_ops = _bench_aiohttp(rids, workload, repeat)
+    rows.append(_row("router", "paths/s", cy_ops, py_ops, aio_ops))
+
+    # -- router over service paths
+    services, svc_workload = _service_workload(rng, requests)
+    methods = [m for m, _ in svc_workload]
+    paths = [p for _, p in svc_workload]
+    cy_ops = _bench_match(cy.RouteTable(rids, services), methods, paths, repeat) if cy else None
+    py_ops = _bench_match(py.RouteTable(rids, services), methods, paths, repeat)
+    rows.append(_row("router services", "paths/s", cy_ops, py_ops))
+
+    # -- codec
+    import msgspec
+
+    encode_json = msgspec.json.encode
+    batches = []
+    offset = 0
+    for _ in range(50):
+        resource = rng.choice(catalog)
+        batch = []
+        for _ in range(100):
+            offset += rng.randint(1, 3)
+            data = _record(rng, resource)
+            batch.append(
+                (offset, 1_764_000_000_000 + offset, str(data[resource["key"]]), encode_json(data))
+            )
+        batches.append(batch)
+    framed = [py.encode_batch(b) for b in batches]
+    n_records = sum(len(b) for b in batches)
+
+    def encoder(impl: Any) -> Callable[[int], int]:
+        def go(_run: int) -> int:
+            for b in batches:
+                impl.encode_batch(b)
+            return n_records
+
+        return go
+
+    def decoder(impl: Any) -> Callable[[int], int]:
+        def go(_run: int) -> int:
+            for buf in framed:
+                impl.decode_batch(buf)
+            return n_records
+
+        return go
+
+    rows.append(
+        _row(
+            "codec encode",
+            "records/s",
+            _best(encoder(cy), repeat) if cy else None,
+            _best(encoder(py), repeat),
+        )
+    )
+    rows.append(
+        _row(
+            "codec decode",
+            "records/s",
+            _best(decoder(cy), repeat) if cy else None,
+            _best(decoder(py), repeat),
+        )
+    )
+
+    # -- projection: per resource, a grant of half its fields with the key masked
+    groups = []
+    for resource in rng.sample(catalog, min(50, len(catalog))):
+        names = list(resource["fields"])
+        granted = [n for i, n in enumerate(names) if i % 2 == 0 or n == resource["key"]]
+        masks = {resource["key"]: (6, 4)}
+        records = [_record(rng, resource) for _ in range(100)]
+        groups.append((granted, masks, records))
+    n_projected = sum(len(g[2]) for g in groups)
+
+    def projector(impl: Any, many: bool) -> Callable[[int], int]:
+        plans = [(impl.compile_plan(f, m), recs) for f, m, recs in groups]
+        project, project_many = impl.project, impl.project_many
+
+        def go(_run: int) -> int:
+            if many:
+                for plan, recs in plans:
+                    project_many(plan, recs)
+            else:
+                for plan, recs in plans:
+                    for r in recs:
+                        project(plan, r)
+            return n_projected
+
+        return go
+
+    for many, name in ((True, "projection project_many"), (False, "projection project")):
+        rows.append(
+            _row(
+                name,
+                "records/s",
+                _best(projector(cy, many), repeat) if cy else None,
+                _best(projector(py, many), repeat),
+            )
+        )
+
+    import aiohttp
+
+    return {
+        "implementation": fastpath.IMPLEMENTATION,
+        "compiled_available": cy is not None,
+        "resources": resources,
+        "requests": requests,
+        "repeat": repeat,
+        "python": sys.version.split()[0],
+        "aiohttp": aiohttp.__version__,
+        "results": rows,
+    }
+
+
+def _fmt(value: float | None, ratio: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.1f}x" if ratio else f"{value:,.0f}"
+
+
+def format_table(result: dict) -> str:
+    """The results as a plain-text table."""
+    head = ("benchmark", "unit", "cython", "python", "aiohttp", "cy/py", "cy/aiohttp", "targets")
+    lines = []
+    for r in result["results"]:
+        met = r["meets_targets"]
+        lines.append(
+            (
+                r["name"],
+                r["unit"],
+                _fmt(r["cython"]),
+                _fmt(r["python"]),
+                _fmt(r.get("aiohttp")),
+                _fmt(r["cython_vs_python"], True),
+                _fmt(r.get("cython_vs_aiohttp"), True),
+                "-" if met is None else ("met" if met else "MISSED"),
+            )
+        )
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=True)]
+    fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    out = [
+        f"fastpath bench: {result['resources']:,} resources, {result['requests']:,} requests, "
+        f"best of {result['repeat']}, Python {result['python']}, aiohttp {result['aiohttp']}",
+        fmt.format(*head),
+        fmt.format(*("-" * w for w in widths)),
+    ]
+    out += [fmt.format(*line) for line in lines]
+    if not result["compiled_available"]:
+        out.append("the compiled fast path is not built: run `python setup.py build_ext --inplace`")
+    return "\n".join(out)
+
+
+def _bounded_int(name: str, low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, not {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be between {low} and {high}, not {value}"
+            )
+        return value
+
+    return parse
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point."""
+    parser = argparse.ArgumentParser(
+        prog="python -m fastpath.bench",
+        description="Ops/s of the compiled fast path, its Python twins and aiohttp's router.",
+    )
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results here")
+    parser.add_argument(
+        "--resources",
+        type=_bounded_int("--resources", 1, 1_000_000),
+        default=16000,
+        help="resource ids in the route table (default 16000)",
+    )
+    parser.add_argument(
+        "--requests",
+        type=_bounded_int("--requests", 100, 1_000_000),
+        default=20000,
+        help="paths per router run (default 20000)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=_bounded_int("--repeat", 1, 100),
+        default=5,
+        help="runs per benchmark; the best counts (default 5)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes for a smoke run (2,000 resources, 2 repeats)",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.resources, args.requests, args.repeat = 2000, 2000, 2
+    if args.json is not None and not args.json.parent.is_dir():
+        parser.error(f"--json: directory {str(args.json.parent)!r} does not exist")
+    result = run(args.resources, args.repeat, args.requests)
+    print(format_table(result))
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
