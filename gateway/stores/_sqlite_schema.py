@@ -9,7 +9,9 @@ from gateway.stores.base import StoreError, StoreUnavailable
 
 SCHEMA_VERSION = 1
 
-#: One row per pushed batch; its records' offsets are ``id * OFFSET_STRIDE + index``.
+#: ``batches``: one row per pushed batch; its records' offsets are ``id * OFFSET_STRIDE + index``.
+#: ``latest``: per key, the offset of its newest record (the data stays in the batch: random
+#: keys dirty one index page per record, so the index rows are kept as small as possible).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     k TEXT PRIMARY KEY,
@@ -32,8 +34,6 @@ CREATE TABLE IF NOT EXISTS latest (
     resource_id INTEGER NOT NULL,
     key TEXT NOT NULL,
     "offset" INTEGER NOT NULL,
-    ts_ms INTEGER NOT NULL,
-    data BLOB NOT NULL,
     PRIMARY KEY (resource_id, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cursors (
@@ -59,6 +59,12 @@ CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency (created_ms);
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
 
+#: The writer updates index pages all over the file (random keys): give it a big cache.
+WRITER_CACHE_KIB = 64 * 1024
+#: Readers mostly read batch blobs: a small private cache, and the OS page cache via mmap.
+READER_CACHE_KIB = 8 * 1024
+READER_MMAP_BYTES = 256 * 1024 * 1024
+
 
 def connect(
     path: str, *, synchronous: str, busy_timeout_ms: int, readonly: bool
@@ -75,6 +81,10 @@ def connect(
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     if readonly:
         conn.execute("PRAGMA query_only = ON")
+        conn.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB}")
+        conn.execute(f"PRAGMA mmap_size = {READER_MMAP_BYTES}")
+    else:
+        conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
     return conn
 
 

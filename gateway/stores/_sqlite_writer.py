@@ -191,7 +191,7 @@ class Writer(threading.Thread):
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         heads: dict[str, int] = {}
         new_rids: dict[str, int] = {}
-        latest: dict[tuple[int, str], tuple[int, int, bytes]] = {}
+        latest: dict[tuple[int, str], int] = {}
         records = 0
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -223,15 +223,10 @@ class Writer(threading.Thread):
                         outcomes.append((op.future, result, None))
                 if latest:
                     conn.executemany(
-                        'INSERT INTO latest (resource_id, key, "offset", ts_ms, data)'
-                        " VALUES (?, ?, ?, ?, ?)"
+                        'INSERT INTO latest (resource_id, key, "offset") VALUES (?, ?, ?)'
                         " ON CONFLICT (resource_id, key) DO UPDATE SET"
-                        ' "offset" = excluded."offset", ts_ms = excluded.ts_ms, data = excluded.data'
-                        ' WHERE excluded."offset" > latest."offset"',
-                        [
-                            (rid, key, off, ts, data)
-                            for (rid, key), (off, ts, data) in latest.items()
-                        ],
+                        ' "offset" = excluded."offset" WHERE excluded."offset" > latest."offset"',
+                        [(rid, key, off) for (rid, key), off in latest.items()],
                     )
                 self._maybe_purge(conn, now_ms)
                 conn.execute("COMMIT")
@@ -272,7 +267,7 @@ class Writer(threading.Thread):
         now_ms: int,
         next_id: int,
         new_rids: dict[str, int],
-        latest: dict[tuple[int, str], tuple[int, int, bytes]],
+        latest: dict[tuple[int, str], int],
         heads: dict[str, int],
     ) -> tuple[AppendResult, int]:
         rid = self._resource_id(conn, op.resource, new_rids)
@@ -306,8 +301,8 @@ class Writer(threading.Thread):
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (op.client, rid, key, op.body_hash, base, last, count, now_ms),
             )
-        for off, ts, k, data in framed:
-            latest[(rid, k)] = (off, ts, data)
+        for off, _ts, k, _data in framed:
+            latest[(rid, k)] = off
         heads[op.resource] = last
         return AppendResult(base, last, count), next_id + 1
 

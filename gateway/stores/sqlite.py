@@ -402,12 +402,25 @@ class SQLiteStore:
         if rid is None:
             return None
         row = conn.execute(
-            'SELECT "offset", ts_ms, data FROM latest WHERE resource_id = ? AND key = ?',
-            (rid, key),
+            'SELECT "offset" FROM latest WHERE resource_id = ? AND key = ?', (rid, key)
         ).fetchone()
         if row is None:
             return None
-        return Record(row[0], key, row[1], row[2])
+        offset = row[0]
+        batch_id = offset // OFFSET_STRIDE
+        found = conn.execute("SELECT blob FROM batches WHERE id = ?", (batch_id,)).fetchone()
+        if found is None:
+            raise StoreError(f"the latest {key!r} of {name!r} points at missing batch {batch_id}")
+        try:
+            decoded = decode_batch(found[0], offset - 1, 1)
+        except CorruptBatch as exc:
+            raise StoreError(
+                f"stored batch {batch_id} of resource {name!r} is corrupt: {exc}"
+            ) from exc
+        if not decoded or decoded[0][0] != offset or decoded[0][2] != key:
+            raise StoreError(f"the latest {key!r} of {name!r} points at a missing offset {offset}")
+        off, ts, k, data = decoded[0]
+        return Record(off, k, ts, data)
 
     def _cursor_sync(self, client: str, name: str) -> int:
         conn = self._conn()

@@ -1,0 +1,209 @@
+"""Store micro-benchmark: ``python -m gateway.stores.bench --out FILE``.
+
+Measures the SQLite store alone (no HTTP): durable appends of ``--batch``-record
+batches from ``--tasks`` concurrent tasks, paged reads of 100 records, and keyed
+``latest`` reads, for each ``--synchronous`` mode. Prints a table, writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from gateway.stores.sqlite import SQLiteStore
+
+CLIENT = "SH/GOV/bench/store"
+RESOURCE = "bench.records"
+
+
+def _record(i: int) -> tuple[str, bytes]:
+    key = f"31010119{i % 100_000:08d}"
+    data = json.dumps(
+        {"id_number": key, "name": f"resident {i}", "birth_date": "1990-01-01", "address": "x" * 80}
+    ).encode()
+    return key, data
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _drive(
+    tasks: int, seconds: float, op: Callable[[int, int], Awaitable[int]]
+) -> tuple[int, int, float, list[float]]:
+    """Run ``op(task, n)`` in ``tasks`` loops for ``seconds``: (calls, items, elapsed, latencies)."""
+    stop = time.perf_counter() + seconds
+    latencies: list[float] = []
+    items = 0
+
+    async def loop(t: int) -> None:
+        nonlocal items
+        n = 0
+        while time.perf_counter() < stop:
+            started = time.perf_counter()
+            got = await op(t, n)
+            latencies.append(time.perf_counter() - started)
+            items += got
+            n += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*[loop(t) for t in range(tasks)])
+    return len(latencies), items, time.perf_counter() - started, latencies
+
+
+async def bench_mode(directory: Path, synchronous: str, args: argparse.Namespace) -> dict[str, Any]:
+    path = directory / f"bench-{synchronous.lower()}.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    batch_size = args.batch
+    async with SQLiteStore(path, synchronous=synchronous) as store:
+        payloads = [[_record(t * 1000 + i) for i in range(batch_size)] for t in range(args.tasks)]
+
+        async def append(t: int, n: int) -> int:
+            result = await store.append(RESOURCE, payloads[t], client=CLIENT)
+            return result.count
+
+        calls, records, elapsed, lat = await _drive(args.tasks, args.seconds, append)
+        stats = store.stats()
+        head = await store.head(RESOURCE)
+        out: dict[str, Any] = {
+            "synchronous": synchronous,
+            "append_batches_per_s": calls / elapsed,
+            "append_records_per_s": records / elapsed,
+            "append_p50_ms": _percentile(lat, 0.5) * 1000,
+            "append_p99_ms": _percentile(lat, 0.99) * 1000,
+            "commits": stats["commits"],
+            "mean_group": stats["mean_group"],
+            "mean_commit_ms": stats["mean_commit_seconds"] * 1000,
+        }
+        rng = random.Random(1)
+
+        async def read(t: int, n: int) -> int:
+            after = rng.randrange(0, max(head - 100 * 1024, 1))
+            return len(await store.read(RESOURCE, after, 100))
+
+        calls, records, elapsed, lat = await _drive(args.tasks, args.seconds, read)
+        out.update(
+            read_calls_per_s=calls / elapsed,
+            read_records_per_s=records / elapsed,
+            read_p99_ms=_percentile(lat, 0.99) * 1000,
+        )
+
+        async def latest(t: int, n: int) -> int:
+            key = _record(rng.randrange(args.tasks * 1000))[0]
+            return 1 if await store.latest(RESOURCE, key) is not None else 0
+
+        calls, _, elapsed, lat = await _drive(args.tasks, args.seconds, latest)
+        out.update(latest_per_s=calls / elapsed, latest_p99_ms=_percentile(lat, 0.99) * 1000)
+    return out
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    columns = [
+        ("synchronous", "sync", "{}"),
+        ("append_records_per_s", "append rec/s", "{:,.0f}"),
+        ("append_batches_per_s", "batches/s", "{:,.0f}"),
+        ("append_p99_ms", "append p99 ms", "{:.1f}"),
+        ("mean_group", "ops/commit", "{:.1f}"),
+        ("mean_commit_ms", "commit ms", "{:.2f}"),
+        ("read_records_per_s", "read rec/s", "{:,.0f}"),
+        ("read_calls_per_s", "reads/s", "{:,.0f}"),
+        ("latest_per_s", "latest/s", "{:,.0f}"),
+    ]
+    cells = [[title for _, title, _ in columns]] + [
+        [fmt.format(row[key]) for key, _, fmt in columns] for row in rows
+    ]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+def _batch_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 1 and 1000")
+    return value
+
+
+def _tasks(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 1 and 10000")
+    return value
+
+
+def _modes(text: str) -> list[str]:
+    modes = [m.strip().upper() for m in text.split(",") if m.strip()]
+    bad = [m for m in modes if m not in ("FULL", "NORMAL", "EXTRA")]
+    if not modes or bad:
+        raise argparse.ArgumentTypeError(f"{text!r}: use FULL, NORMAL or EXTRA, comma-separated")
+    return modes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gateway.stores.bench", description=__doc__)
+    parser.add_argument("--out", required=True, help="JSON file to write")
+    parser.add_argument("--seconds", type=_positive_float, default=3.0, help="per phase")
+    parser.add_argument("--tasks", type=_tasks, default=32, help="concurrent tasks")
+    parser.add_argument("--batch", type=_batch_size, default=100, help="records per append")
+    parser.add_argument("--synchronous", type=_modes, default=["FULL", "NORMAL"])
+    parser.add_argument("--dir", default=None, help="where the database goes (default: a temp dir)")
+    args = parser.parse_args(argv)
+    try:
+        import uvloop
+
+        runner: Callable[[Any], Any] = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    rows = []
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        for mode in args.synchronous:
+            rows.append(runner(bench_mode(Path(tmp), mode, args)))
+    result = {
+        "tasks": args.tasks,
+        "batch": args.batch,
+        "seconds": args.seconds,
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "modes": rows,
+    }
+    print(_table(rows))
+    out = Path(args.out)
+    if out.parent and not out.parent.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
