@@ -37,6 +37,9 @@ TARGETS = {
     "projection project_many": {"cython_vs_python": 3.0},
 }
 
+#: aiohttp's mocked requests are slow to build; it resolves the first this many of the mix.
+AIOHTTP_REQUESTS = 5000
+
 _FIELD_TYPES = ["str", "int", "float", "bool", "date", "str?"]
 
 
@@ -88,15 +91,24 @@ def _record(rng: random.Random, resource: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _best(fn: Callable[[int], int], repeat: int) -> float:
-    """Operations per second: the best of ``repeat`` runs of ``fn(run) -> operations``."""
-    best = 0.0
+Runner = Callable[[int], int]  # run number -> operations done
+
+
+def _compare(runners: dict[str, Runner | None], repeat: int) -> dict[str, float | None]:
+    """Operations per second of each runner: the best of ``repeat`` runs.
+
+    The runners take turns, run by run, so that a busy machine slows them alike.
+    """
+    best: dict[str, float] = {}
     for run in range(repeat):
-        start = time.perf_counter()
-        ops = fn(run)
-        elapsed = time.perf_counter() - start
-        best = max(best, ops / elapsed)
-    return best
+        for name, fn in runners.items():
+            if fn is None:
+                continue
+            start = time.perf_counter()
+            ops = fn(run)
+            elapsed = time.perf_counter() - start
+            best[name] = max(best.get(name, 0.0), ops / elapsed)
+    return {name: best.get(name) for name in runners}
 
 
 def _fresh(strings: Sequence[str]) -> list[str]:
@@ -122,7 +134,7 @@ def _router_workload(rids: list[str], count: int, rng: random.Random) -> list[tu
     return out
 
 
-def _bench_match(table: Any, methods: list[str], paths: list[str], repeat: int) -> float:
+def _match_runner(table: Any, methods: list[str], paths: list[str], repeat: int) -> Runner:
     runs = [_fresh(paths) for _ in range(repeat)]
     match = table.match
 
@@ -131,10 +143,13 @@ def _bench_match(table: Any, methods: list[str], paths: list[str], repeat: int) 
             match(method, path)
         return len(paths)
 
-    return _best(go, repeat)
+    return go
 
 
-def _bench_aiohttp(rids: list[str], workload: list[tuple[str, str]], repeat: int) -> float:
+def _aiohttp_runner(
+    rids: list[str], workload: list[tuple[str, str]], loop: asyncio.AbstractEventLoop
+) -> Runner:
+    """aiohttp's UrlDispatcher with one resource per rid route, resolving ``workload``."""
     from aiohttp import web
     from aiohttp.test_utils import make_mocked_request
 
@@ -153,19 +168,23 @@ def _bench_aiohttp(rids: list[str], workload: list[tuple[str, str]], repeat: int
     requests = [make_mocked_request(method, path, app=app) for method, path in workload]
     resolve = router.resolve
 
-    async def one_run() -> float:
-        start = time.perf_counter()
+    async def check() -> None:
+        for request, (method, path) in zip(requests, workload, strict=True):
+            matched = await resolve(request)
+            if matched.http_exception is not None:
+                raise RuntimeError(f"aiohttp did not resolve {method} {path}: {matched!r}")
+
+    async def one_run() -> None:
         for request in requests:
             await resolve(request)
-        return time.perf_counter() - start
 
-    async def all_runs() -> float:
-        matched = await resolve(requests[0])
-        if matched.http_exception is not None:
-            raise RuntimeError(f"aiohttp did not resolve {workload[0]}: {matched!r}")
-        return min([await one_run() for _ in range(repeat)])
+    loop.run_until_complete(check())
 
-    return len(requests) / asyncio.run(all_runs())
+    def go(_run: int) -> int:
+        loop.run_until_complete(one_run())
+        return len(requests)
+
+    return go
 
 
 def _service_workload(rng: random.Random, count: int) -> tuple[list[str], list[tuple[str, str]]]:
@@ -209,18 +228,36 @@ def run(resources: int = 16000, repeat: int = 5, requests: int = 20000, seed: in
     methods = [m for m, _ in workload]
     paths = [p for _, p in workload]
     static = {"/healthz": 100, "/readyz": 101, "/metrics": 102, "/v1/catalog": 103}
-    cy_ops = _bench_match(cy.RouteTable(rids, (), static), methods, paths, repeat) if cy else None
-    py_ops = _bench_match(py.RouteTable(rids, (), static), methods, paths, repeat)
-    aio_ops = _bench_aiohttp(rids, workload, repeat)
-    rows.append(_row("router", "paths/s", cy_ops, py_ops, aio_ops))
+    loop = asyncio.new_event_loop()
+    try:
+        ops = _compare(
+            {
+                "cython": _match_runner(cy.RouteTable(rids, (), static), methods, paths, repeat)
+                if cy
+                else None,
+                "python": _match_runner(py.RouteTable(rids, (), static), methods, paths, repeat),
+                "aiohttp": _aiohttp_runner(rids, workload[:AIOHTTP_REQUESTS], loop),
+            },
+            repeat,
+        )
+    finally:
+        loop.close()
+    rows.append(_row("router", "paths/s", ops["cython"], ops["python"], ops["aiohttp"]))
 
     # -- router over service paths
     services, svc_workload = _service_workload(rng, requests)
     methods = [m for m, _ in svc_workload]
     paths = [p for _, p in svc_workload]
-    cy_ops = _bench_match(cy.RouteTable(rids, services), methods, paths, repeat) if cy else None
-    py_ops = _bench_match(py.RouteTable(rids, services), methods, paths, repeat)
-    rows.append(_row("router services", "paths/s", cy_ops, py_ops))
+    ops = _compare(
+        {
+            "cython": _match_runner(cy.RouteTable(rids, services), methods, paths, repeat)
+            if cy
+            else None,
+            "python": _match_runner(py.RouteTable(rids, services), methods, paths, repeat),
+        },
+        repeat,
+    )
+    rows.append(_row("router services", "paths/s", ops["cython"], ops["python"]))
 
     # -- codec
     import msgspec
@@ -257,22 +294,9 @@ def run(resources: int = 16000, repeat: int = 5, requests: int = 20000, seed: in
 
         return go
 
-    rows.append(
-        _row(
-            "codec encode",
-            "records/s",
-            _best(encoder(cy), repeat) if cy else None,
-            _best(encoder(py), repeat),
-        )
-    )
-    rows.append(
-        _row(
-            "codec decode",
-            "records/s",
-            _best(decoder(cy), repeat) if cy else None,
-            _best(decoder(py), repeat),
-        )
-    )
+    for name, make in (("codec encode", encoder), ("codec decode", decoder)):
+        ops = _compare({"cython": make(cy) if cy else None, "python": make(py)}, repeat)
+        rows.append(_row(name, "records/s", ops["cython"], ops["python"]))
 
     # -- projection: per resource, a grant of half its fields with the key masked
     groups = []
@@ -284,7 +308,7 @@ def run(resources: int = 16000, repeat: int = 5, requests: int = 20000, seed: in
         groups.append((granted, masks, records))
     n_projected = sum(len(g[2]) for g in groups)
 
-    def projector(impl: Any, many: bool) -> Callable[[int], int]:
+    def projector(impl: Any, many: bool) -> Runner:
         plans = [(impl.compile_plan(f, m), recs) for f, m, recs in groups]
         project, project_many = impl.project, impl.project_many
 
@@ -301,14 +325,11 @@ def run(resources: int = 16000, repeat: int = 5, requests: int = 20000, seed: in
         return go
 
     for many, name in ((True, "projection project_many"), (False, "projection project")):
-        rows.append(
-            _row(
-                name,
-                "records/s",
-                _best(projector(cy, many), repeat) if cy else None,
-                _best(projector(py, many), repeat),
-            )
+        ops = _compare(
+            {"cython": projector(cy, many) if cy else None, "python": projector(py, many)},
+            repeat,
         )
+        rows.append(_row(name, "records/s", ops["cython"], ops["python"]))
 
     import aiohttp
 
