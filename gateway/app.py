@@ -154,6 +154,7 @@ class Node:
             resp = self._problem(Problem("server.unavailable", "node is at max_inflight; retry shortly",
                                          headers={"Retry-After": "1"}), request_id)
             self._finish(request, request_id, None, "overload", method, 503, t0)
+            resp.headers["X-Exchange-Request-Id"] = request_id
             return resp
         self.inflight += 1
         self.metrics.inflight.inc()
