@@ -106,19 +106,53 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="open model: requests per second started on a fixed schedule (kinds from the mix)",
     )
-    r.add_argument("--citizens", type=int, default=1000, help="citizens whose keys are read (default %(default)s)")
-    r.add_argument("--seed", action="store_true", help="seed the citizens' records before the run (see `seed`)")
-    r.add_argument("--resources", type=int, default=0,
-                   help="use (and seed) only the first N keyed readable resources (0 = all; use ~50 with a 16,000-resource catalog)")
-    r.add_argument("--pull-wait", type=int, default=1, help="long-poll wait of AgencyConsumer pulls, s (default %(default)s)")
-    r.add_argument("--catalog-share", type=float, default=0.02, help="share of catalog requests in the mix (default %(default)s)")
-    r.add_argument("--open-concurrency", type=int, default=200,
-                   help="open model: most requests in flight per worker; more arrivals are dropped (default %(default)s)")
-    r.add_argument("--remote-workers", type=int, default=0,
-                   help="also wait for this many workers on other machines (`python -m loadtest worker`)")
-    r.add_argument("--master-bind", default="127.0.0.1",
-                   help="address the master listens on for workers (default %(default)s; 0.0.0.0 for remote workers)")
-    r.add_argument("--master-port", type=int, default=0, help="master port for workers (default: a free port)")
+    r.add_argument(
+        "--citizens",
+        type=int,
+        default=1000,
+        help="citizens whose keys are read (default %(default)s)",
+    )
+    r.add_argument(
+        "--seed", action="store_true", help="seed the citizens' records before the run (see `seed`)"
+    )
+    r.add_argument(
+        "--resources",
+        type=int,
+        default=0,
+        help="use (and seed) only the first N keyed readable resources (0 = all; use ~50 with a 16,000-resource catalog)",
+    )
+    r.add_argument(
+        "--pull-wait",
+        type=int,
+        default=1,
+        help="long-poll wait of AgencyConsumer pulls, s (default %(default)s)",
+    )
+    r.add_argument(
+        "--catalog-share",
+        type=float,
+        default=0.02,
+        help="share of catalog requests in the mix (default %(default)s)",
+    )
+    r.add_argument(
+        "--open-concurrency",
+        type=int,
+        default=200,
+        help="open model: most requests in flight per worker; more arrivals are dropped (default %(default)s)",
+    )
+    r.add_argument(
+        "--remote-workers",
+        type=int,
+        default=0,
+        help="also wait for this many workers on other machines (`python -m loadtest worker`)",
+    )
+    r.add_argument(
+        "--master-bind",
+        default="127.0.0.1",
+        help="address the master listens on for workers (default %(default)s; 0.0.0.0 for remote workers)",
+    )
+    r.add_argument(
+        "--master-port", type=int, default=0, help="master port for workers (default: a free port)"
+    )
     r.set_defaults(func=_cmd_run)
 
     s = sub.add_parser("seed", help="push a deterministic synthetic population")

@@ -35,8 +35,14 @@ def _kind_slot(store: dict[str, Any], name: str) -> dict[str, Any]:
     return slot
 
 
-def on_request(request_type: str, name: str, response_time: float, response_length: int,
-               exception: BaseException | None = None, **_kw: Any) -> None:
+def on_request(
+    request_type: str,
+    name: str,
+    response_time: float,
+    response_length: int,
+    exception: BaseException | None = None,
+    **_kw: Any,
+) -> None:
     """Record one request into its kind's histogram."""
     slot = _kind_slot(_pending, name)
     hdr.record_ms(slot["hist"], response_time or 0.0)
@@ -77,8 +83,11 @@ def _merge_open(into: dict[str, float], other: dict[str, float]) -> None:
 
 
 def _drain_pending() -> dict[str, Any]:
-    out = {name: {"hist": hdr.encode(s["hist"]), "failures": s["failures"]}
-           for name, s in _pending.items() if s["hist"].get_total_count()}
+    out = {
+        name: {"hist": hdr.encode(s["hist"]), "failures": s["failures"]}
+        for name, s in _pending.items()
+        if s["hist"].get_total_count()
+    }
     _pending.clear()
     return out
 
@@ -116,7 +125,10 @@ def build_summary(duration_s: float, config: Any = None) -> dict[str, Any]:
     _pending.clear()
     _merge_open(_open_totals, _open)
     _open.clear()
-    kinds = {name: hdr.summary(s["hist"], duration_s, s["failures"]) for name, s in sorted(_totals.items())}
+    kinds = {
+        name: hdr.summary(s["hist"], duration_s, s["failures"])
+        for name, s in sorted(_totals.items())
+    }
     total = hdr.new_histogram()
     for s in _totals.values():
         hdr.merge_into(total, s["hist"])
@@ -127,8 +139,12 @@ def build_summary(duration_s: float, config: Any = None) -> dict[str, Any]:
     }
     if config is not None:
         out["config"] = {
-            "host": config.host, "mix": config.shares, "mix_source": config.mix_source,
-            "users": config.users, "workers": config.workers, "shape": config.shape,
+            "host": config.host,
+            "mix": config.shares,
+            "mix_source": config.mix_source,
+            "users": config.users,
+            "workers": config.workers,
+            "shape": config.shape,
             "open_rate": config.open_rate,
         }
     if _open_totals:

@@ -53,10 +53,14 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def compare(run: dict[str, Any], sim: dict[str, Any]) -> dict[str, Any]:
     """The comparison table as data."""
     if "kinds" not in run:
-        raise LoadTestError("RUN_DIR/summary.json has no 'kinds' (is it from `python -m loadtest run`?)")
+        raise LoadTestError(
+            "RUN_DIR/summary.json has no 'kinds' (is it from `python -m loadtest run`?)"
+        )
     gw = sim.get("gateway")
     if not isinstance(gw, dict):
-        raise LoadTestError("SIM_DIR/summary.json has no 'gateway' section (is it from `python -m simulator run`?)")
+        raise LoadTestError(
+            "SIM_DIR/summary.json has no 'gateway' section (is it from `python -m simulator run`?)"
+        )
     days = _num((sim.get("scenario") or {}).get("days")) or 1.0
     seconds = days * 86400.0
     total_sim = _num(gw.get("requests"))
@@ -71,8 +75,13 @@ def compare(run: dict[str, Any], sim: dict[str, Any]) -> dict[str, Any]:
         s = sim_kinds.get(kind)
         row: dict[str, Any] = {"measured": None, "simulated": None}
         if m:
-            row["measured"] = {"rps": m.get("rate"), "p50_ms": m.get("p50_ms"), "p99_ms": m.get("p99_ms"),
-                               "count": m.get("count"), "failures": m.get("failures")}
+            row["measured"] = {
+                "rps": m.get("rate"),
+                "p50_ms": m.get("p50_ms"),
+                "p99_ms": m.get("p99_ms"),
+                "count": m.get("count"),
+                "failures": m.get("failures"),
+            }
         if s is not None:
             count = _num(s)
             share = count / total_sim if count is not None and total_sim else None
@@ -81,14 +90,21 @@ def compare(run: dict[str, Any], sim: dict[str, Any]) -> dict[str, Any]:
             p99 = _num(klat.get("p99")) if isinstance(klat, dict) else sim_p99
             row["simulated"] = {
                 "mean_rps": round(count / seconds, 4) if count is not None else None,
-                "peak_rps": round(peak_total * share, 4) if peak_total and share is not None else None,
-                "p50_ms": p50, "p99_ms": p99,
+                "peak_rps": round(peak_total * share, 4)
+                if peak_total and share is not None
+                else None,
+                "p50_ms": p50,
+                "p99_ms": p99,
                 "latency_source": "kind" if isinstance(klat, dict) else "gateway overall",
             }
         if row["measured"] and row["simulated"]:
             row["rps_vs_sim_peak"] = _ratio(row["measured"]["rps"], row["simulated"]["peak_rps"])
-            row["p50_measured_over_sim"] = _ratio(row["measured"]["p50_ms"], row["simulated"]["p50_ms"])
-            row["p99_measured_over_sim"] = _ratio(row["measured"]["p99_ms"], row["simulated"]["p99_ms"])
+            row["p50_measured_over_sim"] = _ratio(
+                row["measured"]["p50_ms"], row["simulated"]["p50_ms"]
+            )
+            row["p99_measured_over_sim"] = _ratio(
+                row["measured"]["p99_ms"], row["simulated"]["p99_ms"]
+            )
         elif row["measured"]:
             row["note"] = "not in the simulation"
         else:
@@ -97,8 +113,12 @@ def compare(run: dict[str, Any], sim: dict[str, Any]) -> dict[str, Any]:
     t = run.get("total") or {}
     total = {
         "measured": {"rps": t.get("rate"), "p50_ms": t.get("p50_ms"), "p99_ms": t.get("p99_ms")},
-        "simulated": {"mean_rps": round(total_sim / seconds, 4) if total_sim is not None else None,
-                      "peak_rps": peak_total, "p50_ms": sim_p50, "p99_ms": sim_p99},
+        "simulated": {
+            "mean_rps": round(total_sim / seconds, 4) if total_sim is not None else None,
+            "peak_rps": peak_total,
+            "p50_ms": sim_p50,
+            "p99_ms": sim_p99,
+        },
     }
     return {"kinds": rows, "total": total}
 
@@ -111,17 +131,41 @@ def _fmt(v: Any) -> str:
 
 def format_table(result: dict[str, Any]) -> str:
     """Measured vs simulated, one line per kind."""
-    head = ("kind", "meas rps", "sim mean", "sim peak", "meas p50", "sim p50", "meas p99", "sim p99", "note")
+    head = (
+        "kind",
+        "meas rps",
+        "sim mean",
+        "sim peak",
+        "meas p50",
+        "sim p50",
+        "meas p99",
+        "sim p99",
+        "note",
+    )
     rows = [head]
     items = list(result["kinds"].items()) + [("total", result["total"])]
     for kind, r in items:
         m, s = r.get("measured") or {}, r.get("simulated") or {}
-        rows.append((kind, _fmt(m.get("rps")), _fmt(s.get("mean_rps")), _fmt(s.get("peak_rps")),
-                     _fmt(m.get("p50_ms")), _fmt(s.get("p50_ms")), _fmt(m.get("p99_ms")),
-                     _fmt(s.get("p99_ms")), r.get("note", "")))
+        rows.append(
+            (
+                kind,
+                _fmt(m.get("rps")),
+                _fmt(s.get("mean_rps")),
+                _fmt(s.get("peak_rps")),
+                _fmt(m.get("p50_ms")),
+                _fmt(s.get("p50_ms")),
+                _fmt(m.get("p99_ms")),
+                _fmt(s.get("p99_ms")),
+                r.get("note", ""),
+            )
+        )
     w = [max(len(str(r[i])) for r in rows) for i in range(len(head))]
-    return "\n".join("  ".join(str(c).ljust(w[i]) if i in (0, 8) else str(c).rjust(w[i])
-                               for i, c in enumerate(r)).rstrip() for r in rows)
+    return "\n".join(
+        "  ".join(
+            str(c).ljust(w[i]) if i in (0, 8) else str(c).rjust(w[i]) for i, c in enumerate(r)
+        ).rstrip()
+        for r in rows
+    )
 
 
 def compare_main(args: argparse.Namespace) -> int:
@@ -130,7 +174,11 @@ def compare_main(args: argparse.Namespace) -> int:
     result = compare(_load(run_dir, "RUN_DIR"), _load(sim_dir, "SIM_DIR"))
     result["run_dir"], result["sim_dir"] = str(run_dir), str(sim_dir)
     print(format_table(result))
-    out = Path(args.out) if args.out else (run_dir if run_dir.is_dir() else run_dir.parent) / "compare.json"
+    out = (
+        Path(args.out)
+        if args.out
+        else (run_dir if run_dir.is_dir() else run_dir.parent) / "compare.json"
+    )
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
     return 0

@@ -60,7 +60,9 @@ def load_mix(path: str | Path | None, catalog_share: float = CATALOG_SHARE) -> M
     try:
         from simulator import scenario as sc
     except ImportError as exc:  # pragma: no cover - the simulator ships with the project
-        raise LoadTestError(f"cannot read scenarios: the simulator package is missing ({exc})") from None
+        raise LoadTestError(
+            f"cannot read scenarios: the simulator package is missing ({exc})"
+        ) from None
     try:
         scn = sc.load(path)
     except sc.ScenarioError as exc:

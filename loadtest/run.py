@@ -25,9 +25,9 @@ from typing import Any
 from loadtest.errors import LoadTestError
 from loadtest.mix import load_mix
 from loadtest.population import load_city
+from loadtest.profile import SHAPES
 from loadtest.runconfig import ENV, RunConfig, write_config
 from loadtest.servers import child_env, free_port
-from loadtest.shapes import SHAPES
 from loadtest.units import parse_duration
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -96,7 +96,9 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     mix = load_mix(args.scenario, args.catalog_share)
     city = load_city(args.catalog, args.keyring)
     if not city.read_targets() and mix.shares.get("read", 0) > 0:
-        raise LoadTestError(f"{args.catalog}: no keyed resource that a client of {args.keyring} may read")
+        raise LoadTestError(
+            f"{args.catalog}: no keyed resource that a client of {args.keyring} may read"
+        )
     users = args.users
     if args.open_rate:
         users = max(1, args.workers + args.remote_workers)
@@ -135,15 +137,36 @@ def locust_cmd(cfg: RunConfig, classes: list[str], out: Path, role: str, port: i
         host = "127.0.0.1" if cfg.master_bind in ("0.0.0.0", "::", "") else cfg.master_bind
         return [*base, "--worker", "--master-host", host, "--master-port", str(port), *classes]
     cmd = [
-        *base, "--headless", "-H", cfg.host,
-        "-t", f"{max(1, round(cfg.duration_s))}s",
-        "-u", str(cfg.users), "-r", str(cfg.spawn_rate),
-        "--csv", str(out / "locust"), "--html", str(out / "report.html"),
-        "--only-summary", "--stop-timeout", "5",
+        *base,
+        "--headless",
+        "-H",
+        cfg.host,
+        "-t",
+        f"{max(1, round(cfg.duration_s))}s",
+        "-u",
+        str(cfg.users),
+        "-r",
+        str(cfg.spawn_rate),
+        "--csv",
+        str(out / "locust"),
+        "--html",
+        str(out / "report.html"),
+        "--only-summary",
+        "--stop-timeout",
+        "5",
     ]
     if role == "master":
-        cmd += ["--master", "--master-bind-host", cfg.master_bind, "--master-bind-port", str(port),
-                "--expect-workers", str(cfg.workers + cfg.remote_workers), "--expect-workers-max-wait", "120"]
+        cmd += [
+            "--master",
+            "--master-bind-host",
+            cfg.master_bind,
+            "--master-bind-port",
+            str(port),
+            "--expect-workers",
+            str(cfg.workers + cfg.remote_workers),
+            "--expect-workers-max-wait",
+            "120",
+        ]
     return [*cmd, *classes]
 
 
@@ -162,22 +185,33 @@ def run_locust(cfg: RunConfig, classes: list[str]) -> int:
     port = cfg.master_port or free_port()
     role = "master" if cfg.workers + cfg.remote_workers > 0 else "local"
     if cfg.remote_workers:
-        print(f"master listening on {cfg.master_bind}:{port}; on each worker machine run:\n"
-              f"  python -m loadtest worker --master <this-host>:{port} "
-              f"--config run-config.json --user-classes {' '.join(classes)}\n"
-              f"(copy {conf} there; its keyring and catalog paths must exist on that machine)", flush=True)
+        print(
+            f"master listening on {cfg.master_bind}:{port}; on each worker machine run:\n"
+            f"  python -m loadtest worker --master <this-host>:{port} "
+            f"--config run-config.json --user-classes {' '.join(classes)}\n"
+            f"(copy {conf} there; its keyring and catalog paths must exist on that machine)",
+            flush=True,
+        )
     log = out / "locust.log"
     workers: list[subprocess.Popen] = []
     wlogs = []
     with open(log, "wb") as lf:
-        master = subprocess.Popen(locust_cmd(cfg, classes, out, role, port), stdout=lf, stderr=subprocess.STDOUT, env=env)
+        master = subprocess.Popen(
+            locust_cmd(cfg, classes, out, role, port), stdout=lf, stderr=subprocess.STDOUT, env=env
+        )
         try:
             time.sleep(0.5 if cfg.workers else 0)
             for i in range(cfg.workers):
                 wl = open(out / f"locust-worker-{i}.log", "wb")  # noqa: SIM115 - closed below
                 wlogs.append(wl)
-                workers.append(subprocess.Popen(locust_cmd(cfg, classes, out, "worker", port),
-                                                stdout=wl, stderr=subprocess.STDOUT, env=env))
+                workers.append(
+                    subprocess.Popen(
+                        locust_cmd(cfg, classes, out, "worker", port),
+                        stdout=wl,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                    )
+                )
             code = master.wait(timeout=cfg.duration_s + 180)
         except subprocess.TimeoutExpired:
             master.kill()
@@ -205,16 +239,31 @@ def format_summary(summary: dict[str, Any]) -> str:
     for name, s in items:
         if not s:
             continue
-        rows.append((name, str(s["count"]), f"{s['rate']:.1f}", f"{s['p50_ms']:.2f}",
-                     f"{s['p95_ms']:.2f}", f"{s['p99_ms']:.2f}", str(s["failures"])))
+        rows.append(
+            (
+                name,
+                str(s["count"]),
+                f"{s['rate']:.1f}",
+                f"{s['p50_ms']:.2f}",
+                f"{s['p95_ms']:.2f}",
+                f"{s['p99_ms']:.2f}",
+                str(s["failures"]),
+            )
+        )
     w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.rjust(w[i]) if i else c.ljust(w[i]) for i, c in enumerate(r)) for r in rows)
+    return "\n".join(
+        "  ".join(c.rjust(w[i]) if i else c.ljust(w[i]) for i, c in enumerate(r)) for r in rows
+    )
 
 
 def run_main(args: argparse.Namespace) -> int:
     """The ``run`` command."""
     cfg = build_config(args)
-    classes = ["OpenModelUser"] if cfg.open_rate and not args.user_classes else pick_classes(args.user_classes, cfg.shares)
+    classes = (
+        ["OpenModelUser"]
+        if cfg.open_rate and not args.user_classes
+        else pick_classes(args.user_classes, cfg.shares)
+    )
     check_host(cfg.host)
     if args.seed:
         from loadtest.seed import seed_city
@@ -225,13 +274,18 @@ def run_main(args: argparse.Namespace) -> int:
     code = run_locust(cfg, classes)
     summary_path = out / "summary.json"
     if not summary_path.exists():
-        raise LoadTestError(f"locust ended (exit code {code}) without a summary:\n{_tail(out / 'locust.log')}", exit_code=code or 2)
+        raise LoadTestError(
+            f"locust ended (exit code {code}) without a summary:\n{_tail(out / 'locust.log')}",
+            exit_code=code or 2,
+        )
     summary = json.loads(summary_path.read_text())
     print(format_summary(summary))
     if "open_model" in summary:
         om = summary["open_model"]
-        print(f"open model: target {om['target_rate']}/s, achieved {om['achieved_rate']}/s, "
-              f"late {om['late']}, dropped {om['dropped']} (latency from intended start)")
+        print(
+            f"open model: target {om['target_rate']}/s, achieved {om['achieved_rate']}/s, "
+            f"late {om['late']}, dropped {om['dropped']} (latency from intended start)"
+        )
     slo = summary.get("slo")
     if slo:
         if slo["passed"]:
@@ -252,10 +306,25 @@ def worker_main(args: argparse.Namespace) -> int:
     host, _, port = args.master.rpartition(":")
     if not host or not port.isdigit():
         raise LoadTestError(f"--master must be host:port, got {args.master!r}")
-    classes = (["OpenModelUser"] if cfg.open_rate and not args.user_classes
-               else pick_classes(args.user_classes, cfg.shares))
+    classes = (
+        ["OpenModelUser"]
+        if cfg.open_rate and not args.user_classes
+        else pick_classes(args.user_classes, cfg.shares)
+    )
     env = dict(os.environ)
     env.update(child_env({ENV: str(Path(args.config).resolve())}))
-    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--skip-log-setup", "--worker",
-           "--master-host", host, "--master-port", port, *classes]
+    cmd = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--skip-log-setup",
+        "--worker",
+        "--master-host",
+        host,
+        "--master-port",
+        port,
+        *classes,
+    ]
     return subprocess.call(cmd, env=env)

@@ -38,12 +38,16 @@ async def _seed(host: str, city: City, citizens: int, limit: int) -> int:
         recs = [make_record(fields, key, i) for i in range(start, min(start + BATCH, citizens))]
         async with sem:
             try:
-                await client_for(rid).push(rid, recs, idempotency_key=f"seed-{rid}-{start}-{len(recs)}")
+                await client_for(rid).push(
+                    rid, recs, idempotency_key=f"seed-{rid}-{start}-{len(recs)}"
+                )
             except ExchangeError as exc:
                 raise LoadTestError(f"seeding {rid} failed: {exc}") from None
         return len(recs)
 
-    jobs = [one(rid, s) for rid in work.resources if rid in owners for s in range(0, citizens, BATCH)]
+    jobs = [
+        one(rid, s) for rid in work.resources if rid in owners for s in range(0, citizens, BATCH)
+    ]
     try:
         counts = await asyncio.gather(*jobs)
     finally:

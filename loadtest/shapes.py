@@ -1,6 +1,7 @@
 """Load shapes: how the load varies over a run, as Locust ``LoadTestShape`` classes.
 
-Every shape is a factor in [0, 1] of the peak over the run's time (:func:`factor`).
+Every shape is a factor in [0, 1] of the peak over the run's time
+(:func:`loadtest.profile.factor`).
 In the closed model the shape sets the user count (peak = ``--users``); in the open
 model it scales the arrival rate (peak = ``--open-rate``).
 
@@ -12,42 +13,11 @@ model it scales the arrival rate (peak = ``--open-rate``).
 
 from __future__ import annotations
 
-from typing import Any
-
 from locust import LoadTestShape
 
-from loadtest.errors import LoadTestError
+from loadtest.profile import SHAPES, factor
 
-SHAPES = ("diurnal", "step", "spike")
-STEPS = 5
-
-
-def diurnal_factor(hourly: list[float], t: float, duration: float) -> float:
-    """The hourly profile at run time ``t`` (the day compressed into ``duration``), peak = 1."""
-    top = max(hourly) or 1.0
-    x = min(max(t / duration, 0.0), 1.0) * 24.0 - 0.5  # hour midpoints at h + 0.5
-    h0 = int(x // 1) % 24
-    frac = x - (x // 1)
-    a, b = hourly[h0], hourly[(h0 + 1) % 24]
-    return (a + (b - a) * frac) / top
-
-
-def factor(shape: str, t: float, duration: float, hourly: list[float] | None = None) -> float:
-    """The share of the peak load at run time ``t`` for a named shape."""
-    if shape == "diurnal":
-        return diurnal_factor(hourly or [1.0] * 24, t, duration)
-    if shape == "step":
-        return min(STEPS, int(t / duration * STEPS) + 1) / STEPS
-    if shape == "spike":
-        return 1.0 if 0.6 <= t / duration < 0.8 else 0.2
-    raise LoadTestError(f"--shape: unknown shape {shape!r} (one of {', '.join(SHAPES)})")
-
-
-def rate_factor(cfg: Any, t: float) -> float:
-    """The shape's factor for a run configuration (1 without a shape)."""
-    if not cfg.shape:
-        return 1.0
-    return factor(cfg.shape, t, cfg.duration_s, cfg.hourly)
+__all__ = ["SHAPES", "SHAPE_CLASSES", "DiurnalShape", "SpikeShape", "StepShape"]
 
 
 class _ConfiguredShape(LoadTestShape):
@@ -56,8 +26,13 @@ class _ConfiguredShape(LoadTestShape):
     abstract = True
     name = ""
 
-    def __init__(self, peak_users: int | None = None, duration_s: float | None = None,
-                 spawn_rate: float | None = None, hourly: list[float] | None = None) -> None:
+    def __init__(
+        self,
+        peak_users: int | None = None,
+        duration_s: float | None = None,
+        spawn_rate: float | None = None,
+        hourly: list[float] | None = None,
+    ) -> None:
         super().__init__()
         if peak_users is None or duration_s is None:
             from loadtest.users import config

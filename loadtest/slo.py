@@ -86,7 +86,9 @@ def load_slo(path: str | Path) -> SloFile:
     if not isinstance(kinds, dict):
         raise LoadTestError(f"{src}: kinds: must be a table of [kinds.<kind>] tables")
     total = _objectives(doc.get("total", {}), "total", src)
-    slo = SloFile(total=total, kinds={k: _objectives(v, f"kinds.{k}", src) for k, v in kinds.items()})
+    slo = SloFile(
+        total=total, kinds={k: _objectives(v, f"kinds.{k}", src) for k, v in kinds.items()}
+    )
     _check(slo, src)
     return slo
 
@@ -107,7 +109,9 @@ def _objectives(obj: Any, where: str, src: str) -> Objectives:
         raise LoadTestError(f"{src}: {where}.{key}: {reason}") from None
 
 
-def _breach(where: str, name: str, got: float, limit: float, unit: str, worse_is_higher: bool) -> dict[str, Any]:
+def _breach(
+    where: str, name: str, got: float, limit: float, unit: str, worse_is_higher: bool
+) -> dict[str, Any]:
     over = (got - limit) if worse_is_higher else (limit - got)
     rel = (over / limit * 100.0) if limit else math.inf
     op = ">" if worse_is_higher else "<"
@@ -123,7 +127,9 @@ def _breach(where: str, name: str, got: float, limit: float, unit: str, worse_is
     }
 
 
-def _evaluate_one(where: str, obj: Objectives, stats: dict[str, Any] | None) -> list[dict[str, Any]]:
+def _evaluate_one(
+    where: str, obj: Objectives, stats: dict[str, Any] | None
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if stats is None or not stats.get("count"):
         if obj.min_rps:  # latency and failure objectives of a kind not exercised are moot
@@ -134,7 +140,9 @@ def _evaluate_one(where: str, obj: Objectives, stats: dict[str, Any] | None) -> 
         if limit is not None and stats[name] > limit:
             out.append(_breach(where, name, stats[name], limit, " ms", True))
     if obj.failure_ratio is not None and stats["failure_ratio"] > obj.failure_ratio:
-        out.append(_breach(where, "failure_ratio", stats["failure_ratio"], obj.failure_ratio, "", True))
+        out.append(
+            _breach(where, "failure_ratio", stats["failure_ratio"], obj.failure_ratio, "", True)
+        )
     if obj.min_rps is not None and stats["rate"] < obj.min_rps:
         out.append(_breach(where, "min_rps", stats["rate"], obj.min_rps, "/s", False))
     return out

@@ -42,8 +42,8 @@ from loadtest.population import (
     make_record,
     workload,
 )
+from loadtest.profile import rate_factor
 from loadtest.runconfig import RunConfig, read_config
-from loadtest.shapes import rate_factor
 
 _ENC = msgspec.json.Encoder()
 _DEC = msgspec.json.Decoder()
@@ -156,7 +156,10 @@ class _Exchange:
         k = make_record(fields, key, i)["key"]
         path = f"/v1/resources/{t.resource}/records/{quote(k, safe='')}"
         self._send(
-            "read", t.reader, "GET", path,
+            "read",
+            t.reader,
+            "GET",
+            path,
             extra={"X-Exchange-UserId": citizen_id(i), "X-Exchange-Purpose": "one-stop service"},
             intended=intended,
         )
@@ -166,28 +169,48 @@ class _Exchange:
         fields, key = city().fields_of(rid)
         n = max(1, config().push_batch_records)
         start = random.randrange(max(1, config().citizens))
-        records = [make_record(fields, key, (start + j) % max(1, config().citizens)) for j in range(n)]
+        records = [
+            make_record(fields, key, (start + j) % max(1, config().citizens)) for j in range(n)
+        ]
         body = _ENC.encode({"records": records})
         self._send(
-            "push", owner, "POST", f"/v1/resources/{rid}/records", body=body,
-            extra={"Idempotency-Key": uuid.uuid4().hex}, intended=intended,
+            "push",
+            owner,
+            "POST",
+            f"/v1/resources/{rid}/records",
+            body=body,
+            extra={"Idempotency-Key": uuid.uuid4().hex},
+            intended=intended,
         )
 
-    def do_pull(self, rid: str, cred: Credential, after: int | None, wait: int,
-                intended: float | None = None) -> int | None:
+    def do_pull(
+        self,
+        rid: str,
+        cred: Credential,
+        after: int | None,
+        wait: int,
+        intended: float | None = None,
+    ) -> int | None:
         q = []
         if after is not None:
             q.append(f"after={after}")
         q.append(f"limit={config().pull_limit}")
         q.append(f"wait={wait}")
-        resp = self._send("pull", cred, "GET", f"/v1/resources/{rid}/records", "&".join(q),
-                          intended=intended)
+        resp = self._send(
+            "pull", cred, "GET", f"/v1/resources/{rid}/records", "&".join(q), intended=intended
+        )
         if resp is None:
             return None
         doc = _DEC.decode(resp.content)
         if doc.get("records"):
-            self._send("commit", cred, "PUT", f"/v1/resources/{rid}/cursor",
-                       body=_ENC.encode({"offset": doc["next"]}), ok=(200, 409))
+            self._send(
+                "commit",
+                cred,
+                "PUT",
+                f"/v1/resources/{rid}/cursor",
+                body=_ENC.encode({"offset": doc["next"]}),
+                ok=(200, 409),
+            )
         return doc.get("next")
 
     def do_catalog(self, intended: float | None = None) -> None:
@@ -320,7 +343,14 @@ class OpenModelUser(_Exchange, FastHttpUser):
 
 USER_CLASSES = {
     c.__name__: c
-    for c in (CitizenPortalUser, AgencyProducer, AgencyConsumer, CatalogBrowser, OpenModelUser, SignedPingUser)
+    for c in (
+        CitizenPortalUser,
+        AgencyProducer,
+        AgencyConsumer,
+        CatalogBrowser,
+        OpenModelUser,
+        SignedPingUser,
+    )
 }
 #: Which closed-model user class carries which request kind of the mix.
 KIND_USERS = {
