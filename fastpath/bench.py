@@ -50,7 +50,7 @@ def resource_catalog(resources: int, members: int = 50, seed: int = 0) -> list[d
     except ImportError:
         synth_catalog = None
     if synth_catalog is not None:
-        doc = synth_catalog(resources, members, seed)
+        doc = synth_catalog(resources, min(members, resources), seed)
         return [{"id": r["id"], "key": r["key"], "fields": r["fields"]} for r in doc["resources"]]
     rng = random.Random(seed)
     agencies = [f"agency{i}" for i in range(members)]

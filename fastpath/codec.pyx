@@ -74,7 +74,8 @@ def encode_batch(records):
     """Frame ``(offset, ts_ms, key, payload)`` records as one batch."""
     cdef list seq = records if type(records) is list else list(records)
     cdef Py_ssize_t count = len(seq)
-    cdef Py_ssize_t i, klen, plen
+    cdef Py_ssize_t i, plen
+    cdef Py_ssize_t klen = 0
     cdef uint64_t total = 0
     cdef const char** kptr = NULL
     cdef Py_ssize_t* klens = NULL

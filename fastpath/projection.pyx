@@ -98,8 +98,8 @@ cdef dict _project(Plan plan, object data):
     cdef dict src
     cdef dict out
     cdef Py_ssize_t pos = 0
-    cdef PyObject* k
-    cdef PyObject* v
+    cdef PyObject* k = NULL
+    cdef PyObject* v = NULL
     cdef PyObject* hit
     cdef frozenset allowed = plan._allowed
     cdef Py_ssize_t i

@@ -309,7 +309,7 @@ cdef class RouteTable:
         cdef Py_ssize_t n, i, pos, end, part_start, seg_start
         cdef const unsigned char* s
         cdef int scan
-        cdef object rid, key, sid, tail
+        cdef object key, sid, tail
         if type(raw_path) is not str:
             if not isinstance(raw_path, str):
                 return None
@@ -362,6 +362,7 @@ cdef class RouteTable:
         if _starts(s, n, 4, b"services/", 9):
             part_start = 13
             pos = part_start
+            end = pos
             for i in range(5):
                 end = _find_slash(s, pos, n)
                 if not _is_service_part(s, pos, end):

@@ -76,3 +76,40 @@ def test_kinds_are_shared() -> None:
     assert (fastpath.NO_MATCH, fastpath.RECORDS, fastpath.RECORD) == (0, 1, 2)
     assert (fastpath.CURSOR, fastpath.CATALOG_ITEM, fastpath.SERVICE) == (3, 4, 5)
     assert fastpath.STATIC_MIN == 100
+
+
+def test_missing_compiled_module_fails_the_suite_instead_of_skipping(tmp_path: Path) -> None:
+    """With a compiled module unimportable, the guard fails and the cython param errors."""
+    if fastpath.NO_EXTENSIONS:
+        pytest.skip("GATEWAY_NO_EXTENSIONS is set: compiled modules are not expected")
+    env = dict(os.environ)
+    env.pop("GATEWAY_NO_EXTENSIONS", None)
+    code = (
+        "import sys; sys.modules['fastpath.codec'] = None; import pytest; "
+        "sys.exit(pytest.main(sys.argv[1:]))"
+    )
+    guard = "tests/fastpath/test_fastpath_guard.py"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--basetemp",
+            str(tmp_path / "inner"),
+            f"{guard}::test_compiled_modules_are_loaded_unless_disabled",
+            f"{guard}::test_corrupt_batch_is_one_class",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode != 0, out.stdout
+    assert "FAILED " + guard + "::test_compiled_modules_are_loaded_unless_disabled" in out.stdout
+    assert "ERROR " + guard + "::test_corrupt_batch_is_one_class[cython]" in out.stdout
+    assert "the compiled fast path is missing" in out.stdout
+    assert "skipped" not in out.stdout
