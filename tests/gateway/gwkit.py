@@ -341,3 +341,37 @@ async def wait_until(pred: Callable[[], Any], timeout: float = 10.0, every: floa
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(every)
+
+
+async def raw_http(port: int, request: bytes, *, half_close: bool = False,
+                   timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes exactly as given (no client-side path normalisation) and read one response:
+    (status, lower-cased headers, body)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        if half_close:
+            writer.write_eof()
+        async with asyncio.timeout(timeout):
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            status = int(lines[0].split()[1])
+            headers = {}
+            for line in lines[1:]:
+                if ":" in line:
+                    k, _, v = line.partition(":")
+                    headers[k.strip().lower()] = v.strip()
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+        return status, headers, body
+    finally:
+        writer.close()
+
+
+async def inflight(raw: Raw) -> float:
+    """The node's in-flight gauge as read by a /metrics request (which counts itself)."""
+    r = await raw.request("GET", "/metrics", signed=False)
+    for line in r.body.decode().splitlines():
+        if line.startswith("exchange_inflight_requests "):
+            return float(line.split()[1])
+    raise AssertionError("no exchange_inflight_requests in /metrics")

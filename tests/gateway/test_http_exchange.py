@@ -20,6 +20,7 @@ from gwkit import (
     Raw,
     assert_problem,
     id_card,
+    inflight,
     record_for,
     wait_until,
 )
@@ -84,10 +85,11 @@ async def test_keyed_read_returns_latest_projected(sdk) -> None:
     assert mine["data"] == second["data"]  # the owner reads every field of the latest record
     assert mine["offset"] == res["first"] and mine["key"] == first["key"]
 
-    granted = await sdk(GRANTED).get(ID_CARD, first["key"])
-    assert granted["data"] == {"id_number": first["key"], "name": "New Name"}
+    # A keyed read of a personal record by a consumer: this grant names a legal basis, so no
+    # citizen consent is needed; the answer holds the grant's fields only.
     pension = await sdk(PENSION).get(ID_CARD, first["key"])
-    assert set(pension["data"]) == {"id_number", "name", "gender", "birth_date"}
+    assert pension["data"] == {k: second["data"][k] for k in ("id_number", "name", "gender", "birth_date")}
+    assert pension["offset"] == res["first"]
     assert await owner.get(ID_CARD, "310101000000000000-none") is None
 
 
@@ -103,8 +105,6 @@ async def test_masks_applied_for_masked_grants(sdk) -> None:
     page = await sdk(SELF_SERVICE).pull(ID_CARD, after=res["first"] - 1, limit=1)
     assert page.records[0]["data"] == {"id_number": num[:6] + "*" * 8 + num[-4:],
                                        "name": "Zhang San", "valid_until": "2035-01-01"}
-    got = await sdk(MASKED).get(ID_CARD, num)
-    assert got["data"]["id_number"] != num and got["data"]["id_number"].endswith(num[-4:])
 
 
 async def test_owner_sees_all_fields(sdk) -> None:
@@ -172,7 +172,7 @@ async def test_msgpack_request_and_response(raw: Raw) -> None:
         assert doc["next"] == res["first"] and doc["records"][0]["data"] == expect
         assert doc["records"][0]["key"] == rec["key"]
 
-    r = await raw.request("GET", f"/v1/resources/{ID_CARD}/records/{rec['key']}", client=GRANTED,
+    r = await raw.request("GET", f"/v1/resources/{ID_CARD}/records/{rec['key']}", client=PENSION,
                           headers={"Accept": "application/msgpack"})
     assert msgspec.msgpack.decode(r.body)["data"]["name"] == rec["data"]["name"]
 
@@ -194,9 +194,8 @@ async def test_long_poll_wakes_on_push(sdk, raw: Raw) -> None:
     res = await owner.push(ID_CARD, [id_card()])
     poll = asyncio.create_task(consumer.pull(ID_CARD, after=res["last"], wait=20))
 
-    async def polling() -> bool:
-        r = await raw.request("GET", "/metrics")
-        return b"exchange_inflight_requests 1.0" in r.body or poll.done()
+    async def polling() -> bool:  # the poll and this /metrics request itself
+        return await inflight(raw) >= 2 or poll.done()
 
     await wait_until(polling)
     assert not poll.done()

@@ -1,0 +1,126 @@
+"""Node limits over HTTP: a fast 503 over max_inflight, and graceful shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+
+import aiohttp
+from gwkit import (
+    GRANTED,
+    ID_CARD,
+    OWNER,
+    NodeProcess,
+    Raw,
+    assert_problem,
+    id_card,
+    inflight,
+    wait_until,
+)
+
+from gateway.client import ExchangeClient
+from gateway.keyring import Keyring
+
+
+def _client(node: NodeProcess, keyring: Keyring, sub: str, **kw: object) -> ExchangeClient:
+    key = keyring.for_client(sub)
+    assert key is not None
+    return ExchangeClient(node.url, key.id, key.secret, sub, **kw)  # type: ignore[arg-type]
+
+
+async def test_over_max_inflight_is_a_fast_503(make_node: Callable[..., NodeProcess], keyring: Keyring) -> None:
+    n = make_node(limits={"max_inflight": 2})
+    async with aiohttp.ClientSession() as session:
+        raw = Raw(session, n.url, keyring)
+        res = (await raw.push(ID_CARD, [id_card()])).json()
+        consumer = _client(n, keyring, GRANTED, retries=0)
+        try:
+            polls = [asyncio.create_task(consumer.pull(ID_CARD, after=res["last"], wait=3)) for _ in range(2)]
+
+            async def full() -> bool:
+                r = await raw.request("GET", "/healthz", signed=False)
+                return r.status == 503
+
+            await wait_until(full)
+            for method, path, signed in (("GET", "/healthz", False), ("GET", "/metrics", False),
+                                         ("POST", f"/v1/resources/{ID_CARD}/records", True),
+                                         ("GET", "/v1/catalog", True)):
+                body = {"records": [id_card()]} if method == "POST" else None
+                r = await raw.request(method, path, signed=signed, json_body=body)
+                doc = assert_problem(r, 503, "server.unavailable")
+                assert r.headers["Retry-After"].isdigit(), r.headers
+                assert "max_inflight" in doc["detail"]
+            assert not any(p.done() for p in polls)
+            pages = await asyncio.gather(*polls)  # the held requests are answered normally
+            assert all(p.records == [] and p.next == res["last"] for p in pages)
+        finally:
+            await consumer.close()
+        assert (await raw.request("GET", "/healthz", signed=False)).status == 200
+        r = await raw.request("GET", "/metrics", signed=False)
+        assert b"exchange_overload_rejections_total" in r.body
+        rejected = [ln for ln in r.body.decode().splitlines()
+                    if ln.startswith("exchange_overload_rejections_total ")]
+        assert rejected and float(rejected[0].split()[1]) >= 4
+        r = await raw.snapshot(ID_CARD)
+        assert len(r) == 1  # the refused push appended nothing
+
+
+async def test_sdk_retries_a_503_until_capacity_returns(make_node: Callable[..., NodeProcess],
+                                                       keyring: Keyring) -> None:
+    n = make_node(limits={"max_inflight": 1})
+    holder = _client(n, keyring, GRANTED, retries=0)
+    owner = _client(n, keyring, OWNER, retries=8, backoff=0.2)
+    try:
+        async with aiohttp.ClientSession() as session:
+            raw = Raw(session, n.url, keyring)
+            poll = asyncio.create_task(holder.pull(ID_CARD, after=0, wait=1))
+            await wait_until(lambda: _refused(raw))
+            res = await owner.push(ID_CARD, [id_card()])  # 503s first, then succeeds
+            assert res["count"] == 1 and res["replayed"] is False
+            await poll
+            assert len(await raw.snapshot(ID_CARD)) == 1
+    finally:
+        await holder.close()
+        await owner.close()
+
+
+async def _refused(raw: Raw) -> bool:
+    return (await raw.request("GET", "/healthz", signed=False)).status == 503
+
+
+async def test_sigterm_answers_inflight_long_poll_and_closes_store(
+        make_node: Callable[..., NodeProcess], keyring: Keyring) -> None:
+    n = make_node()
+    owner, consumer = _client(n, keyring, OWNER), _client(n, keyring, GRANTED, retries=0)
+    try:
+        rec = id_card()
+        res = await owner.push(ID_CARD, [rec])
+        poll = asyncio.create_task(consumer.pull(ID_CARD, after=res["last"], wait=3))
+        async with aiohttp.ClientSession() as session:
+            raw = Raw(session, n.url, keyring)
+            await wait_until(lambda: _poll_in_flight(raw))
+        n.signal(signal.SIGTERM)
+        page = await asyncio.wait_for(poll, 30)  # answered, not dropped
+        assert page.records == [] and page.next == res["last"]
+        assert n.wait(30) == 0
+        log = n.log_text()
+        assert '"draining"' in log and '"stopped"' in log
+        assert "Traceback" not in log
+    finally:
+        await owner.close()
+        await consumer.close()
+
+    # The store was closed cleanly: a new node on the same data_dir serves the record.
+    n.start()
+    owner = _client(n, keyring, OWNER)
+    try:
+        got = await owner.get(ID_CARD, rec["key"])
+        assert got is not None and got["data"] == rec["data"] and got["offset"] == res["first"]
+        assert (await owner.push(ID_CARD, [id_card()]))["first"] > res["last"]
+    finally:
+        await owner.close()
+
+
+async def _poll_in_flight(raw: Raw) -> bool:
+    return await inflight(raw) >= 2
