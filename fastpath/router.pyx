@@ -273,8 +273,8 @@ cdef class RouteTable:
             return (kind, self._idx_objs[i], self._rid_list[i], extra)
         return (kind, -1, PyUnicode_Substring(raw_path, a, b), extra)
 
-    def __init__(self, resource_ids, service_ids=(), static=None, int max_path=2048):
-        if max_path < 1:
+    def __init__(self, resource_ids, service_ids=(), static=None, max_path=2048):
+        if type(max_path) is not int or max_path < 1:
             raise ValueError(f"max_path must be a positive int, not {max_path!r}")
         self._rids = _index(resource_ids, "resource id", _valid_rid)
         self._rid_list = tuple(self._rids)
@@ -282,7 +282,7 @@ cdef class RouteTable:
         self._build_slots()
         self._services = _index(service_ids, "service id", _valid_service_id)
         self._static = _check_static(static)
-        self._max_path = max_path
+        self._max_path = min(max_path, 1 << 62)
         self._static_max = max((len(p) for p in self._static), default=-1)
         lengths = bytearray(self._static_max + 1)
         for path in self._static:

@@ -218,6 +218,8 @@ def test_max_path_is_enforced(impl: fastpath.Implementation) -> None:
     assert table.match("GET", ok) == (fastpath.RECORD, 0, "a", "k" * 16)
     assert table.match("GET", ok + "k") is None
     assert table.max_path == 40
+    huge = impl.RouteTable(["a"], max_path=2**80)
+    assert huge.match("GET", ok + "k") == (fastpath.RECORD, 0, "a", "k" * 17)
 
 
 def test_kind_does_not_depend_on_method(table) -> None:
@@ -253,6 +255,8 @@ def test_str_subclass_matches_like_str(table) -> None:
         ((["a"], (), {"healthz": 100}), "static route 'healthz' must be a str starting with '/'"),
         ((["a"], (), {"/healthz": 5}), "kind 5 must be an int >= 100"),
         ((["a"], (), None, 0), "max_path must be a positive int"),
+        ((["a"], (), None, 2.5), "max_path must be a positive int, not 2.5"),
+        ((["a"], (), None, True), "max_path must be a positive int, not True"),
     ],
 )
 def test_bad_tables_are_refused(impl: fastpath.Implementation, args: tuple, message: str) -> None:
