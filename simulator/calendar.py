@@ -38,7 +38,7 @@ def source_profile(scn: Scenario, source: str) -> tuple[list[float], float]:
     for ch in scn.channels:
         if ch.name == source:
             return ch.weekday_profile or d.weekday_profile, cal.holiday_weight_online
-    return d.weekday_profile, cal.holiday_weight_online
+    return d.background_weekday_profile or d.weekday_profile, cal.holiday_weight_online
 
 
 def weight_sum(scn: Scenario, source: str, days: Iterable[datetime.date]) -> float:

@@ -47,7 +47,7 @@ class Centre:
     """State and observations of one service centre."""
 
     __slots__ = ("idx", "counters", "q_len", "q_area", "q_last", "busy_s", "staffed_s",
-                 "visits", "served", "baulked", "reneged")
+                 "visits", "served", "baulked", "reneged", "reneged_wait_s")
 
     def __init__(self, env: simpy.Environment, idx: int, staff: int) -> None:
         self.idx = idx
@@ -61,6 +61,7 @@ class Centre:
         self.served = 0
         self.baulked = 0
         self.reneged = 0
+        self.reneged_wait_s = 0.0
 
 
 class BackOffice:
@@ -198,7 +199,7 @@ def visitor(env: simpy.Environment, w: World, c: Centre, patience: Callable[[], 
         c.q_len += 1
         if patience is not None:
             env.timeout(patience()).callbacks.append(
-                lambda _ev: _renege(env, c, req, counted))
+                lambda _ev: _renege(env, c, req, counted, t0))
         yield req
         now = env.now
         c.q_area += c.q_len * (now - c.q_last)
@@ -216,7 +217,8 @@ def visitor(env: simpy.Environment, w: World, c: Centre, patience: Callable[[], 
     start_application(env, w, 0)
 
 
-def _renege(env: simpy.Environment, c: Centre, req: simpy.Resource, counted: bool) -> None:
+def _renege(env: simpy.Environment, c: Centre, req: simpy.Resource, counted: bool,
+            t0: float) -> None:
     """Patience ran out: a still-waiting visitor leaves the queue (and its process ends)."""
     if req.triggered:
         return
@@ -227,6 +229,7 @@ def _renege(env: simpy.Environment, c: Centre, req: simpy.Resource, counted: boo
     c.q_len -= 1
     if counted:
         c.reneged += 1
+        c.reneged_wait_s += now - t0
 
 
 def start_application(env: simpy.Environment, w: World, src: int) -> None:
@@ -234,7 +237,8 @@ def start_application(env: simpy.Environment, w: World, src: int) -> None:
     e = w.pick_eservice()
     if env.now >= w.warmup_s:
         w.applications[src] += 1
-    w.backoffices[w.owner[e]].submit(env.now)
+    if w.backoffices and (w.review_share >= 1 or w.review() < w.review_share):
+        w.backoffices[w.owner[e]].submit(env.now)
     seq = w.seqs[e]
     if len(seq) == 1:
         w.gateway.submit(seq[0], src)
@@ -369,10 +373,19 @@ def run_replication(scn: Scenario, seed_seq: np.random.SeedSequence, sample: int
 
     # Back offices (sampled runs keep 1 in k officers: see docs/simulator.md).
     a = scn.agencies
-    officers = max(1, round(a.officers / k))
-    bo_draw = st.draws("backoffice", a.processing.dist, a.processing.cv)
-    w.backoffices = [BackOffice(officers, a.office_hours, a.processing.mean_minutes * 60.0,
-                                bo_draw, w.warmup_s) for _ in range(a.count)]
+    w.backoffices = []
+    w.review = st.draws("backoffice.review", "uniform")
+    w.review_share = a.review_share
+    if a.officers > 0:
+        share = [0.0] * a.count
+        for p, o in zip(w.pop, w.owner, strict=True):
+            share[o] += p
+        per = ([a.officers * a.count * x for x in share] if a.officers_by_load
+               else [a.officers] * a.count)
+        bo_draw = st.draws("backoffice", a.processing.dist, a.processing.cv)
+        w.backoffices = [BackOffice(max(1, round(n / k)), a.office_hours,
+                                    a.processing.mean_minutes * 60.0, bo_draw, w.warmup_s)
+                         for n in per]
 
     # Gateway.
     dil = float(k)
@@ -392,11 +405,15 @@ def run_replication(scn: Scenario, seed_seq: np.random.SeedSequence, sample: int
     simulated = list(range(0, c.count, k))
     sim_sizes = sizes[simulated]
     centre_frac = float(sim_sizes.sum() / sizes.sum())
-    w.centres = [Centre(env, i, c.staff) for i in simulated]
-    plan = shift_plan(scn, c.staff)
-    for ce in w.centres:
+    if c.staff_by_size:
+        staff = [max(1, round(c.staff * c.count * float(sizes[i] / sizes.sum()))) for i in simulated]
+    else:
+        staff = [c.staff] * len(simulated)
+    w.centres = [Centre(env, i, n) for i, n in zip(simulated, staff, strict=True)]
+    for ce, n in zip(w.centres, staff, strict=True):
+        plan = shift_plan(scn, n)
         ce.counters.set_capacity(0 if c.open_hours[0] > 0 else plan[0][1])
-        env.process(centre_shifts(env, w, ce, c.staff, plan))
+        env.process(centre_shifts(env, w, ce, n, plan))
         lo = w.warmup_s
         for day in range(w.days):
             ce.staffed_s += staffed_seconds(plan, c.open_hours, max(0.0, lo - day * DAY), DAY)
@@ -432,7 +449,8 @@ def run_replication(scn: Scenario, seed_seq: np.random.SeedSequence, sample: int
     # Background gateway traffic (agency-to-agency requests not tied to an application).
     bg = (d.background_requests_per_day or 0.0) / k
     if bg > 0:
-        rates = hourly_rates(bg, hp, d.weekday_profile, w.days, scn)
+        rates = hourly_rates(bg, hp, d.background_weekday_profile or d.weekday_profile, w.days,
+                             scn)
         mix = [getattr(d.background_mix, kk) for kk in KINDS]
         pick_kind = st.choices("background.kind", mix)
         src = w.src_background
@@ -515,6 +533,9 @@ def _observations(w: World, obs: dict, centre_frac: float, events: int) -> dict[
             "busy_s": sum(c.busy_s for c in w.centres),
             "staffed_s": sum(c.staffed_s for c in w.centres),
             "queue_area": sum(c.q_area for c in w.centres) - w.area_at_warmup,
+            "reneged_wait_s": sum(c.reneged_wait_s for c in w.centres),
+            "reneged_n": sum(c.reneged for c in w.centres),
+            "n_centres": len(w.centres),
             "visits_by_hour": [n * scale_c for n in obs["visits_hour"]],
             "queue_by_hour": [q / n / len(w.centres) if n else 0.0
                               for q, n in zip(obs["queue_samples"], obs["queue_n"], strict=True)],

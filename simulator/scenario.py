@@ -84,6 +84,7 @@ class Demand(_S):
     gateway_requests_per_day: float
     hourly_profile: str | list[float] = "flat"
     weekday_profile: list[float] = msgspec.field(default_factory=lambda: [1.0] * 7)
+    background_weekday_profile: list[float] | None = None
     background_mix: RequestMix = msgspec.field(
         default_factory=lambda: RequestMix(keyed_read=0.6, pull=0.3, push=0.1))
     # Derived (never set in a file): gateway requests not produced by modelled sources.
@@ -111,7 +112,8 @@ class Centers(_S):
     shifts: list[Shift] = []
     baulk_queue: int | None = None
     patience_minutes: float | None = None
-    size_spread: float = 0.0
+    size_spread: float = 0.0  # lognormal sigma of centre sizes (share of visits)
+    staff_by_size: bool = False  # counters per centre proportional to its size
 
 
 class EServices(_S):
@@ -123,7 +125,9 @@ class EServices(_S):
 
 class Agencies(_S):
     count: int = 1
-    officers: int = 10
+    officers: int = 0  # per agency (mean); 0 = back offices not modelled
+    officers_by_load: bool = False  # spread officers over agencies by their share of applications
+    review_share: float = 1.0  # share of applications that need a back-office officer
     office_hours: list[float] = msgspec.field(default_factory=lambda: [9.0, 17.0])
     processing: CentreServiceTime = msgspec.field(
         default_factory=lambda: CentreServiceTime(mean_minutes=20.0))
@@ -363,6 +367,8 @@ def check(s: Scenario) -> None:
     _pos(f, "demand.gateway_requests_per_day", d.gateway_requests_per_day)
     profile(d.hourly_profile, f, "demand.hourly_profile")
     profile(d.weekday_profile, f, "demand.weekday_profile", 7)
+    if d.background_weekday_profile is not None:
+        profile(d.background_weekday_profile, f, "demand.background_weekday_profile", 7)
     for k in KINDS:
         _pos(f, f"demand.background_mix.{k}", getattr(d.background_mix, k), allow_zero=True)
     if sum(getattr(d.background_mix, k) for k in KINDS) <= 0:
@@ -411,7 +417,9 @@ def check(s: Scenario) -> None:
         _pos(f, f"eservices.requests.{k}", getattr(e.requests, k), allow_zero=True)
     a = s.agencies
     _pos(f, "agencies.count", a.count)
-    _pos(f, "agencies.officers", a.officers)
+    _pos(f, "agencies.officers", a.officers, allow_zero=True)
+    if not 0 < a.review_share <= 1:
+        raise ScenarioError(f, "agencies.review_share", f"must be in (0, 1], got {a.review_share}")
     _hours(f, "agencies.office_hours", a.office_hours)
     _dist(f, "agencies.processing", a.processing)
     _pos(f, "agencies.sync_interval_minutes", a.sync_interval_minutes, allow_zero=True)

@@ -53,11 +53,11 @@ def build(scn: Scenario, reps: list[dict[str, Any]], wall_s: float) -> dict[str,
     _with_ci(centers, "baulked", [c["baulked"] for c in cs])
     _with_ci(centers, "reneged", [c["reneged"] for c in cs])
     span = reps[0]["span_s"]
+    # Little's law on the queues (all simulated centres): L = lambda * W, where the
+    # queue's customers are those served and those who reneged.
     lq = [c["queue_area"] / span for c in cs]
-    lam = [len(c["wait_min"]) / span for c in cs]
-    wq = [float(c["wait_min"].mean()) * 60.0 if len(c["wait_min"]) else 0.0 for c in cs]
-    lw = [a * b for a, b in zip(lam, wq, strict=True)]
-    _with_ci(centers, "queue_length", lq)
+    lw = [(float(c["wait_min"].sum()) * 60.0 + c["reneged_wait_s"]) / span for c in cs]
+    _with_ci(centers, "queue_length", [x / c["n_centres"] for x, c in zip(lq, cs, strict=True)])
     centers["little"] = {"L": rnd(float(np.mean(lq))), "lambda_W": rnd(float(np.mean(lw))),
                          "error_pct": rnd(100.0 * (np.mean(lq) - np.mean(lw)) / np.mean(lw))
                          if np.mean(lw) > 0 else None}
@@ -83,13 +83,16 @@ def build(scn: Scenario, reps: list[dict[str, Any]], wall_s: float) -> dict[str,
     gateway["utilization_by_node"] = [rnd(float(np.mean([g["util_by_node"][n] for g in gs])))
                                       for n in range(scn.gateway.nodes)]
 
-    agencies = {
-        "turnaround_hours": _pct_block([a["turnaround_h"] for a in ag], {"p50": 50, "p95": 95}),
-        "utilization_max": block([max(a["utilization"]) for a in ag]),
-        "utilization_mean": block([float(np.mean(a["utilization"])) for a in ag]),
+    agencies: dict[str, Any] = {
+        "back_offices_modelled": bool(ag[0]["utilization"]),
         "applications": {src: block([a["applications"][src] for a in ag])
                          for src in ag[0]["applications"]},
     }
+    if ag[0]["utilization"]:
+        agencies["turnaround_hours"] = _pct_block([a["turnaround_h"] for a in ag],
+                                                  {"p50": 50, "p95": 95})
+        agencies["utilization_max"] = block([max(a["utilization"]) for a in ag])
+        agencies["utilization_mean"] = block([float(np.mean(a["utilization"])) for a in ag])
     return {
         "scenario": {
             "name": scn.name, "file": scn.source, "days": scn.simulation.days,
