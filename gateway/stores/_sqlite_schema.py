@@ -61,6 +61,11 @@ SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
 
 #: The writer updates index pages all over the file (random keys): give it a big cache.
 WRITER_CACHE_KIB = 64 * 1024
+#: A group commit of random keys writes thousands of pages: checkpoint every ~40 MB of WAL
+#: (not every 4 MB, SQLite's default) so that checkpoints do not follow every commit, and
+#: truncate the WAL back to 64 MB after one.
+WAL_CHECKPOINT_PAGES = 10_000
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 #: Readers mostly read batch blobs: a small private cache, and the OS page cache via mmap.
 READER_CACHE_KIB = 8 * 1024
 READER_MMAP_BYTES = 256 * 1024 * 1024
@@ -85,6 +90,8 @@ def connect(
         conn.execute(f"PRAGMA mmap_size = {READER_MMAP_BYTES}")
     else:
         conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
     return conn
 
 

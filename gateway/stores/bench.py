@@ -26,7 +26,7 @@ RESOURCE = "bench.records"
 
 
 def _record(i: int) -> tuple[str, bytes]:
-    key = f"31010119{i % 100_000:08d}"
+    key = f"3101{i:014d}"
     data = json.dumps(
         {"id_number": key, "name": f"resident {i}", "birth_date": "1990-01-01", "address": "x" * 80}
     ).encode()
@@ -69,10 +69,14 @@ async def bench_mode(directory: Path, synchronous: str, args: argparse.Namespace
         Path(str(path) + suffix).unlink(missing_ok=True)
     batch_size = args.batch
     async with SQLiteStore(path, synchronous=synchronous) as store:
-        payloads = [[_record(t * 1000 + i) for i in range(batch_size)] for t in range(args.tasks)]
+        rng = random.Random(1)
+        # Citizen ids drawn at random from --keys: every record updates a random index entry.
+        payloads = [
+            [_record(rng.randrange(args.keys)) for _ in range(batch_size)] for _ in range(256)
+        ]
 
         async def append(t: int, n: int) -> int:
-            result = await store.append(RESOURCE, payloads[t], client=CLIENT)
+            result = await store.append(RESOURCE, payloads[(t * 31 + n) % 256], client=CLIENT)
             return result.count
 
         calls, records, elapsed, lat = await _drive(args.tasks, args.seconds, append)
@@ -88,7 +92,6 @@ async def bench_mode(directory: Path, synchronous: str, args: argparse.Namespace
             "mean_group": stats["mean_group"],
             "mean_commit_ms": stats["mean_commit_seconds"] * 1000,
         }
-        rng = random.Random(1)
 
         async def read(t: int, n: int) -> int:
             after = rng.randrange(0, max(head - 100 * 1024, 1))
@@ -102,7 +105,7 @@ async def bench_mode(directory: Path, synchronous: str, args: argparse.Namespace
         )
 
         async def latest(t: int, n: int) -> int:
-            key = _record(rng.randrange(args.tasks * 1000))[0]
+            key = rng.choice(rng.choice(payloads))[0]
             return 1 if await store.latest(RESOURCE, key) is not None else 0
 
         calls, _, elapsed, lat = await _drive(args.tasks, args.seconds, latest)
@@ -142,23 +145,25 @@ def _positive_float(text: str) -> float:
 
 
 def _batch_size(text: str) -> int:
+    return _bounded_int(text, 1000)
+
+
+def _bounded_int(text: str, high: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 1 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 1 and 1000")
+    if not 1 <= value <= high:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 1 and {high}")
     return value
 
 
 def _tasks(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 1 <= value <= 10_000:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 1 and 10000")
-    return value
+    return _bounded_int(text, 10_000)
+
+
+def _tasks_or_keys(text: str) -> int:
+    return _bounded_int(text, 10**12)
 
 
 def _modes(text: str) -> list[str]:
@@ -175,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=_positive_float, default=3.0, help="per phase")
     parser.add_argument("--tasks", type=_tasks, default=32, help="concurrent tasks")
     parser.add_argument("--batch", type=_batch_size, default=100, help="records per append")
+    parser.add_argument("--keys", type=_tasks_or_keys, default=1_000_000, help="distinct keys")
     parser.add_argument("--synchronous", type=_modes, default=["FULL", "NORMAL"])
     parser.add_argument("--dir", default=None, help="where the database goes (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -190,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(runner(bench_mode(Path(tmp), mode, args)))
     result = {
         "tasks": args.tasks,
+        "keys": args.keys,
         "batch": args.batch,
         "seconds": args.seconds,
         "cpus": os.cpu_count(),
