@@ -70,7 +70,7 @@ def note_open_dropped() -> None:
 
 
 def note_open_window(duration_s: float) -> None:
-    """The open-model schedule of one user finished."""
+    """An open-model user's schedule has covered ``duration_s`` seconds so far."""
     _open["window_s"] = max(_open.get("window_s", 0.0), duration_s)
 
 

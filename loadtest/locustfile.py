@@ -23,8 +23,9 @@ from loadtest.users import (  # noqa: F401 - Locust finds the user classes in th
 
 collect.register()
 _cfg = config()
-for _kind, _name in KIND_USERS.items():
-    USER_CLASSES[_name].weight = max(1, round(_cfg.shares.get(_kind, 0.0) * 1000))
+if _cfg.weights_from_mix:  # classes chosen by the mix: users in proportion to its shares
+    for _kind, _name in KIND_USERS.items():
+        USER_CLASSES[_name].weight = max(1, round(_cfg.shares.get(_kind, 0.0) * 1000))
 OpenModelUser.concurrency = _cfg.open_concurrency
 
 if _cfg.shape and not _cfg.open_rate:

@@ -122,6 +122,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         push_batch_records=min(max(1, mix.push_batch_records), 1000),
         pull_limit=min(max(1, mix.pull_batch_records), 1000),
         pull_wait_s=args.pull_wait,
+        weights_from_mix=not args.user_classes,
         workers=args.workers,
         remote_workers=args.remote_workers,
         master_bind=args.master_bind,
@@ -152,8 +153,6 @@ def locust_cmd(cfg: RunConfig, classes: list[str], out: Path, role: str, port: i
         "--html",
         str(out / "report.html"),
         "--only-summary",
-        "--stop-timeout",
-        "5",
     ]
     if role == "master":
         cmd += [

@@ -41,6 +41,7 @@ class RunConfig(msgspec.Struct, forbid_unknown_fields=True):
     pull_wait_s: int = 1
     think_s: float = 0.0
     late_ms: float = 10.0
+    weights_from_mix: bool = True
     workers: int = 0
     remote_workers: int = 0
     master_bind: str = "127.0.0.1"
