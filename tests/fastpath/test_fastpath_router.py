@@ -393,3 +393,28 @@ def _table_for(impl: fastpath.Implementation):
 
 def _pair_tables(pair):
     return _table_for(pair[0]), _table_for(pair[1])
+
+
+_part = st.from_regex(r"[A-Za-z0-9._-]{1,8}", fullmatch=True).filter(lambda p: p not in (".", ".."))
+
+
+@settings(settings.get_profile("fastpath"), max_examples=150)
+@given(
+    services=st.lists(st.lists(_part, min_size=5, max_size=5).map("/".join), unique=True),
+    probe=st.lists(_part, min_size=5, max_size=5).map("/".join),
+    tail=st.lists(_segment, max_size=3).map(lambda segs: "".join("/" + s for s in segs)),
+)
+def test_implementations_agree_on_service_tables(pair, services, probe, tail) -> None:
+    cy, py = pair
+    a, b = cy.RouteTable([], services), py.RouteTable([], services)
+    for sid in [*services[:3], probe]:
+        path = f"/v1/services/{sid}{tail}"
+        assert a.match("PUT", path) == b.match("PUT", path), path
+        result = b.match("PUT", path)
+        if result is not None:
+            assert result[:3] == (
+                fastpath.SERVICE,
+                services.index(sid) if sid in services else -1,
+                sid,
+            )
+            assert result[3] == tail
