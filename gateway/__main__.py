@@ -1,4 +1,5 @@
-"""``python -m gateway``: serve a node, check configs, manage dev keys, synthesize catalogs, verify audit."""
+"""``python -m gateway``: serve a node, check configs, manage dev keys, synthesize catalogs,
+audit (verify, export) and webhooks (list, replay)."""
 
 from __future__ import annotations
 
@@ -78,17 +79,39 @@ def _cmd_catalog_synth(argv: list[str]) -> int:
 
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
-    from gateway.audit import verify
+    from gateway.governance.cli import audit_verify, db_path
 
-    path = Path(args.log)
-    if not path.exists():
-        print(f"error: audit log {path} not found", file=sys.stderr)
+    return audit_verify(None if args.log else db_path(args.config, args.db), args.log)
+
+
+def _cmd_audit_export(args: argparse.Namespace) -> int:
+    from gateway.governance.cli import audit_export, db_path
+
+    path = db_path(args.config, args.db)
+    try:
+        if args.out and args.out != "-":
+            with open(args.out, "w") as f:
+                n = audit_export(path, args.since, args.until, f)
+        else:
+            n = audit_export(path, args.since, args.until, sys.stdout)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    count, problem = verify(path)
-    if problem:
-        print(f"BROKEN after {count} good entries: {problem}")
-        return 1
-    print(f"ok: {count} entries, chain intact")
+    print(f"exported {n} entries", file=sys.stderr)
+    return 0
+
+
+def _cmd_webhooks(args: argparse.Namespace) -> int:
+    from gateway.governance.cli import db_path, webhooks_list, webhooks_replay
+
+    path = db_path(args.config, args.db)
+    if args.webhooks_command == "list":
+        return webhooks_list(path)
+    try:
+        print(webhooks_replay(path, args.subscription, args.after))
+    except LookupError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -121,11 +144,30 @@ def build_parser() -> argparse.ArgumentParser:
     cat.add_argument("rest", nargs=argparse.REMAINDER, help="options of the action (see ACTION --help)")
     cat.set_defaults(func=None)
 
-    a = sub.add_parser("audit", help="audit log tools")
+    a = sub.add_parser("audit", help="audit log tools (the hash-chained log in the governance store)")
     asub = a.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
-    av = asub.add_parser("verify", help="check the hash chain; report the first broken link")
-    av.add_argument("--log", default="var/audit.log", help="audit log file (DATA_DIR/audit.log)")
+    av = asub.add_parser("verify", help="check the hash chain; report the first broken or missing link")
+    ae = asub.add_parser("export", help="write entries as JSON lines (verifiable with verify --log)")
+    for x in (av, ae):
+        x.add_argument("--config", help="node config TOML (finds DATA_DIR/governance.db)")
+        x.add_argument("--db", help="governance database file (default var/governance.db)")
+    av.add_argument("--log", help="verify an exported JSON-lines file instead of the store")
     av.set_defaults(func=_cmd_audit_verify)
+    ae.add_argument("--since", help="first time, inclusive: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ")
+    ae.add_argument("--until", help="end time, exclusive: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ")
+    ae.add_argument("--out", help="output file (default: standard output)")
+    ae.set_defaults(func=_cmd_audit_export)
+
+    w = sub.add_parser("webhooks", help="webhook subscriptions: list, replay a dead-lettered one")
+    wsub = w.add_subparsers(dest="webhooks_command", metavar="ACTION", required=True)
+    wl = wsub.add_parser("list", help="every subscription with its state, cursor and last error (JSON lines)")
+    wr = wsub.add_parser("replay", help="re-activate a subscription (dead-lettered ones too)")
+    wr.add_argument("subscription", help="subscription id (s-...)")
+    wr.add_argument("--after", type=int, help="rewind (or skip) the delivery cursor to this offset")
+    for x in (wl, wr):
+        x.add_argument("--config", help="node config TOML (finds DATA_DIR/governance.db)")
+        x.add_argument("--db", help="governance database file (default var/governance.db)")
+        x.set_defaults(func=_cmd_webhooks)
     return p
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -18,25 +19,57 @@ from typing import Any
 from aiohttp import web
 
 import fastpath
-from fastpath import CATALOG_ITEM, CURSOR, RECORD, RECORDS, RouteTable
+from fastpath import CATALOG_ITEM, CURSOR, RECORD, RECORDS, SERVICE, RouteTable
 from gateway import signing
-from gateway.audit import AuditEntry, AuditLog, citizen_hash
+from gateway.audit import AuditEntry, AuditLog, citizen_hash, load_key
 from gateway.auth import authenticate
 from gateway.catalog import Access, Catalog, ResourceEntry
 from gateway.config import NodeConfig
 from gateway.errors import Problem
+from gateway.governance import GovernanceStore, open_governance
+from gateway.governance.quotas import RateLimiter
+from gateway.governance.webhooks import Deliverer
 from gateway.handlers import catalog as catalog_handlers
+from gateway.handlers import consents as consent_handlers
 from gateway.handlers import ops, records
+from gateway.handlers import services as service_handlers
+from gateway.handlers import webhooks as webhook_handlers
 from gateway.keyring import Keyring
 from gateway.logs import AccessLog
 from gateway.metrics import Metrics
+from gateway.services.proxy import ServiceRegistry
 from gateway.stores.base import Store, StoreError, StoreUnavailable
 from gateway.wire import PROBLEM, read_body
 
 # Static routes (kinds >= fastpath.STATIC_MIN).
 HEALTHZ, READYZ, METRICS, OPENAPI, CATALOG = range(fastpath.STATIC_MIN, fastpath.STATIC_MIN + 5)
+# Services and governance routes (static, or matched by _match_extra: not on the hot path).
+(SERVICES, CONSENTS, CONSENT_ITEM, ACCESS_LOG, SUBSCRIPTIONS, SUBSCRIPTION_ITEM, MY_SUBSCRIPTIONS,
+ COMPOSITE) = range(fastpath.STATIC_MIN + 5, fastpath.STATIC_MIN + 13)
 STATIC = {"/healthz": HEALTHZ, "/readyz": READYZ, "/metrics": METRICS,
-          "/openapi.json": OPENAPI, "/v1/catalog": CATALOG}
+          "/openapi.json": OPENAPI, "/v1/catalog": CATALOG, "/v1/services": SERVICES,
+          "/v1/consents": CONSENTS, "/v1/subscriptions": MY_SUBSCRIPTIONS}
+_SEGMENT = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+
+
+def _match_extra(path: str) -> tuple[int, int, str | None, str | None] | None:
+    """Governance routes with an id in the path (consents, citizens, subscriptions, composites)."""
+    parts = path.split("/")
+    n = len(parts)
+    if n < 4 or parts[1] != "v1" or not all(_SEGMENT.match(p) for p in parts[2:]):
+        return None
+    section = parts[2]
+    if n == 4 and section == "consents":
+        return (CONSENT_ITEM, -1, parts[3], None)
+    if n == 4 and section == "subscriptions":
+        return (SUBSCRIPTION_ITEM, -1, parts[3], None)
+    if n == 4 and section == "composites":
+        return (COMPOSITE, -1, parts[3], None)
+    if n == 5 and section == "citizens" and parts[4] == "access-log":
+        return (ACCESS_LOG, -1, parts[3], None)
+    if n == 5 and section == "resources" and parts[4] == "subscriptions":
+        return (SUBSCRIPTIONS, -1, parts[3], None)
+    return None
 
 Handler = Callable[["Call"], Awaitable[web.StreamResponse]]
 
@@ -63,6 +96,19 @@ ROUTES: dict[int, Route] = {
     READYZ: Route("readyz", {"GET": ops.readyz}, signed=False),
     METRICS: Route("metrics", {"GET": ops.metrics}, signed=False),
     OPENAPI: Route("openapi", {"GET": ops.openapi}, signed=False),
+    SERVICE: Route("service", dict.fromkeys(("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"),
+                                            service_handlers.call_service)),
+    SERVICES: Route("services", {"GET": service_handlers.list_services}),
+    COMPOSITE: Route("composite", {"POST": service_handlers.run_composite}),
+    CONSENTS: Route("consents", {"POST": consent_handlers.create_consent}),
+    CONSENT_ITEM: Route("consent", {"GET": consent_handlers.get_consent,
+                                    "DELETE": consent_handlers.revoke_consent}),
+    ACCESS_LOG: Route("access_log", {"GET": consent_handlers.access_log}),
+    SUBSCRIPTIONS: Route("subscriptions", {"POST": webhook_handlers.subscribe,
+                                           "GET": webhook_handlers.list_for_resource}),
+    MY_SUBSCRIPTIONS: Route("subscriptions", {"GET": webhook_handlers.list_mine}),
+    SUBSCRIPTION_ITEM: Route("subscription", {"GET": webhook_handlers.get_subscription,
+                                              "DELETE": webhook_handlers.unsubscribe}),
 }
 KNOWN_METHODS = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}
 
@@ -80,7 +126,8 @@ class Call:
     """One request on its way through the node."""
 
     __slots__ = ("node", "request", "request_id", "client", "entry", "access", "key",
-                 "body", "body_sha256", "count", "state")
+                 "body", "body_sha256", "count", "state", "target", "audit_op", "citizens",
+                 "consent", "purpose")
 
     def __init__(self, node: Node, request: web.BaseRequest, request_id: str, state: State) -> None:
         self.node = node
@@ -94,25 +141,36 @@ class Call:
         self.body = b""
         self.body_sha256 = signing.EMPTY_SHA256
         self.count = 0
+        self.target: str | None = None  # resource, service, consent ... named by the path
+        self.audit_op: str | None = None  # set when the exchange is audited
+        self.citizens: list[str] | None = None  # keyed hashes; None = from X-Exchange-UserId
+        self.consent: str | None = None
+        self.purpose: str | None = None
 
 
 def build_state(catalog: Catalog, keyring: Keyring) -> State:
     """Check that keys name declared subsystems and compile the route table."""
     keyring.check_clients(set(catalog.subsystems))
-    return State(catalog, keyring, RouteTable(catalog.resource_ids, (), STATIC))
+    return State(catalog, keyring, RouteTable(catalog.resource_ids, catalog.services.ids, STATIC))
 
 
 class Node:
     """A gateway node: holds the state and serves requests through :meth:`handle`."""
 
-    def __init__(self, config: NodeConfig, state: State, store: Store, *, audit: bool = True) -> None:
+    def __init__(self, config: NodeConfig, state: State, store: Store, *, audit: bool = True,
+                 governance: GovernanceStore | None = None) -> None:
         self.config = config
         self.state = state
         self.store = store
         self.metrics = Metrics()
         self.metrics.catalog_resources.set(len(state.catalog.resources))
         data_dir = config.resolve(config.node.data_dir)
-        self.audit = AuditLog(data_dir / "audit.log") if audit else None
+        self.governance = governance if governance is not None else open_governance(config)
+        self.citizen_key = load_key(data_dir / "audit.key")
+        self.audit = AuditLog(self.governance, self.citizen_key) if audit else None
+        self.services = ServiceRegistry()
+        self.limiter = RateLimiter()
+        self.webhooks = Deliverer(self)
         self.log = AccessLog(enabled=config.node.access_log)
         self.inflight = 0
         self.max_inflight = config.limits.max_inflight
@@ -125,18 +183,27 @@ class Node:
         """Atomically replace catalog, keys and route table (one reference assignment)."""
         self.state = state
         self.metrics.catalog_resources.set(len(state.catalog.resources))
+        if self.ready:
+            self.services.update(state.catalog.services.services)
 
     async def start(self) -> None:
         await self.store.open()
+        await self.governance.open()
         if self.audit:
             self.audit.start()
+        self.services.update(self.state.catalog.services.services)
+        self.services.start()
+        self.webhooks.start()
         self.log.start()
         self.ready = True
 
     async def stop(self) -> None:
         self.ready = False
+        await self.webhooks.stop()
+        await self.services.close()
         if self.audit:
             await self.audit.close()
+        await self.governance.close()
         await self.store.close()
         await self.log.close()
 
@@ -184,9 +251,10 @@ class Node:
             self.inflight -= 1
             self.metrics.inflight.dec()
             self._finish(request, request_id, call.client, route_name, method, status, t0)
-            if call.entry is not None and call.client is not None and self.audit is not None:
-                self._audit(call, route_name, status)
-        resp.headers["X-Exchange-Request-Id"] = request_id
+            if call.audit_op is not None and call.client is not None and self.audit is not None:
+                self._audit(call, status)
+        if not resp.prepared:
+            resp.headers["X-Exchange-Request-Id"] = request_id
         return resp
 
     async def _dispatch(self, call: Call) -> tuple[str, web.StreamResponse]:
@@ -197,6 +265,8 @@ class Node:
         query = "" if qpos < 0 else raw_path[qpos + 1:]
         state = call.state
         m = state.routes.match(request.method, path)
+        if m is None:
+            m = _match_extra(path)
         if m is None:
             if len(path) > 2048 or "%" in path or "/./" in path or "/../" in path or "//" in path:
                 raise Problem("client.bad_request", "malformed request path")
@@ -218,6 +288,14 @@ class Node:
         call.client = authenticate(state.keyring, state.catalog.subsystems, request.headers,
                                    request.method, path, query, call.body_sha256)
         self._check_mtls(call)
+        if state.catalog.quotas:
+            self.limiter.check(call.client, state.catalog.quotas)
+        if kind == SERVICE:
+            call.target, call.key = ident, extra
+            return route.name, await handler(call)
+        if kind >= SERVICES:
+            call.target = ident
+            return route.name, await handler(call)
         if ident is not None and kind in (RECORDS, RECORD, CURSOR, CATALOG_ITEM):
             if index < 0:
                 raise Problem("client.not_found", f"unknown resource {ident!r}")
@@ -226,16 +304,24 @@ class Node:
             if kind == CATALOG_ITEM:
                 return route.name, await handler(call)
             call.key = extra
-            audit = self.audit
-            if audit is not None and audit.queue.qsize() + self.inflight >= audit.queue.maxsize:
-                raise Problem("server.unavailable", "audit log is saturated; retry shortly",
-                              headers={"Retry-After": "1"})
+            call.target = entry.id
+            call.audit_op = route.audit_op.get(request.method)
+            self.audit_guard()
             if not (kind == RECORDS and request.method == "POST"):
                 access = state.catalog.access(call.client, entry)
                 if access is None:
                     raise Problem("client.access_denied", f"{call.client} has no read access to {entry.id}")
                 call.access = access
+                if kind == RECORD and entry.spec.personal:
+                    return route.name, await consent_handlers.personal_read(call)
         return route.name, await handler(call)
+
+    def audit_guard(self, reserve: int = 1) -> None:
+        """Refuse (503) an exchange that the audit queue might not have room to record."""
+        audit = self.audit
+        if audit is not None and not audit.room(self.inflight + reserve):
+            raise Problem("server.unavailable", "audit log is saturated; retry shortly",
+                          headers={"Retry-After": "1"})
 
     def _check_mtls(self, call: Call) -> None:
         if not self.config.node.client_ca:
@@ -263,26 +349,40 @@ class Node:
         self.metrics.observe(route, method if method in KNOWN_METHODS else "OTHER", status, dt)
         self.log.access(request_id, client, method, request.path, status, dt)
 
-    def _audit(self, call: Call, route_name: str, status: int) -> None:
-        route = ROUTES.get({"records": RECORDS, "record": RECORD, "cursor": CURSOR}.get(route_name, -1))
-        if route is None:
-            return
-        op = route.audit_op.get(call.request.method)
-        if op is None:
+    def _audit(self, call: Call, status: int) -> None:
+        headers = call.request.headers
+        citizens = call.citizens
+        if citizens is None:
+            user = headers.get("X-Exchange-UserId")
+            citizens = [citizen_hash(self.citizen_key, user)] if user else []
+        entry = AuditEntry(ts=time.time(), request_id=call.request_id, client=call.client or "",
+                           op=call.audit_op or "", target=call.target or "", status=status,
+                           count=call.count, citizens=citizens,
+                           purpose=call.purpose or headers.get("X-Exchange-Purpose"),
+                           consent=call.consent or headers.get("X-Exchange-Consent"))
+        self.submit_audit(entry, call.request_id)
+
+    def audit_step(self, call: Call, op: str, target: str, status: int, *, count: int = 1,
+                   detail: str | None = None) -> None:
+        """Audit one part of a call (a composite step) under the call's request id."""
+        if self.audit is None:
             return
         headers = call.request.headers
         user = headers.get("X-Exchange-UserId")
-        assert self.audit is not None
-        entry = AuditEntry(ts=time.time(), request_id=call.request_id, client=call.client or "",
-                           op=op, target=call.entry.id if call.entry else "", status=status,
-                           count=call.count,
-                           citizens=[citizen_hash(self.audit.key, user)] if user else [],
-                           purpose=headers.get("X-Exchange-Purpose"),
-                           consent=headers.get("X-Exchange-Consent"))
+        self.submit_audit(AuditEntry(
+            ts=time.time(), request_id=call.request_id, client=call.client or "", op=op, target=target,
+            status=status, count=count, citizens=[citizen_hash(self.citizen_key, user)] if user else [],
+            purpose=headers.get("X-Exchange-Purpose"), consent=headers.get("X-Exchange-Consent"),
+            detail=detail), call.request_id)
+
+    def submit_audit(self, entry: AuditEntry, request_id: str = "") -> None:
+        """Queue an audit entry (the guard made room before the access)."""
+        if self.audit is None:
+            return
         try:
             self.audit.submit(entry)
         except Problem:
-            self.log.error(call.request_id, "audit queue full", None)
+            self.log.error(request_id, "audit queue full", None)
 
 
 def make_server(node: Node) -> web.Server:

@@ -1,9 +1,11 @@
 """Hash-chained audit log, fed from the request path through a bounded queue.
 
-Each entry is one JSON line whose ``hash`` is SHA-256 over the previous entry's hash
-and the entry's canonical JSON (without ``hash``). ``verify`` finds the first broken
-or missing link. When the queue is full the request is refused (503): an unaudited
-data access must never happen.
+Every exchange writes an :class:`AuditEntry`. A background task takes queued entries in
+batches and appends them to the governance store (``DATA_DIR/governance.db`` or
+JetStream), which links each entry to the previous one: ``hash`` is SHA-256 over the
+previous entry's hash and the entry's canonical JSON (without ``hash``). ``verify``
+finds the first broken or missing link. When the queue is (nearly) full the node refuses
+requests with 503: an unaudited data access must never happen.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import contextlib
 import hashlib
 import hmac
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ _enc = msgspec.json.Encoder(order="sorted")
 
 
 class AuditEntry(msgspec.Struct, omit_defaults=True):
-    """One exchange: who did what to which resource, with what outcome."""
+    """One exchange: who did what to which resource or service, with what outcome."""
 
     ts: float
     request_id: str
@@ -38,6 +41,7 @@ class AuditEntry(msgspec.Struct, omit_defaults=True):
     citizens: list[str] = []
     purpose: str | None = None
     consent: str | None = None
+    detail: str | None = None
     seq: int = 0
     prev: str = ""
     hash: str = ""
@@ -48,49 +52,55 @@ def citizen_hash(secret: bytes, user_id: str) -> str:
     return hmac.new(secret, user_id.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def _chain(prev: str, entry: AuditEntry) -> str:
+def _digest(prev: str, entry: AuditEntry) -> str:
+    stored = entry.hash
+    entry.hash = ""
+    try:
+        return hashlib.sha256(prev.encode() + _enc.encode(entry)).hexdigest()
+    finally:
+        entry.hash = stored
+
+
+def chain_entry(prev: str, entry: AuditEntry) -> str:
+    """Link ``entry`` (its ``seq`` already set) to ``prev``; set and return its hash."""
     entry.prev = prev
     entry.hash = ""
-    return hashlib.sha256(prev.encode() + _enc.encode(entry)).hexdigest()
+    entry.hash = _digest(prev, entry)
+    return entry.hash
+
+
+def load_key(path: str | Path) -> bytes:
+    """The secret for citizen hashes (created with mode 0600 when missing)."""
+    kp = Path(path)
+    if kp.exists():
+        return bytes.fromhex(kp.read_text().strip())
+    key = os.urandom(32)
+    kp.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(kp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.hex())
+    return key
 
 
 class AuditLog:
-    """Appends entries to ``path`` from a background task; ``submit`` never blocks."""
+    """Queues entries (``submit`` never blocks) and writes them to ``sink`` in batches.
 
-    def __init__(self, path: str | Path, queue_size: int = 65536, fsync: bool = False) -> None:
-        self.path = Path(path)
+    ``sink`` is a governance store (``audit_append(list[AuditEntry])``).
+    """
+
+    def __init__(self, sink: Any, key: bytes, queue_size: int = 65536, batch: int = 2048) -> None:
+        self.sink = sink
+        self.key = key
         self.queue: asyncio.Queue[AuditEntry] = asyncio.Queue(maxsize=queue_size)
-        self.fsync = fsync
+        self.batch = batch
+        self.written = 0
+        self.failures = 0
         self._task: asyncio.Task | None = None
-        self._seq, self._prev = self._tail()
-        self.key = self._load_key()
+        self._writing = False
 
-    def _load_key(self) -> bytes:
-        kp = self.path.with_suffix(".key")
-        if kp.exists():
-            return bytes.fromhex(kp.read_text().strip())
-        key = os.urandom(32)
-        kp.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(kp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(key.hex())
-        return key
-
-    def _tail(self) -> tuple[int, str]:
-        if not self.path.exists():
-            return 0, GENESIS
-        last = None
-        with self.path.open("rb") as f:
-            for line in f:
-                if line.strip():
-                    last = line
-        if last is None:
-            return 0, GENESIS
-        try:
-            e = msgspec.json.decode(last, type=AuditEntry)
-            return e.seq, e.hash
-        except msgspec.DecodeError:
-            return 0, GENESIS  # a torn last line; verify will report it
+    def room(self, reserve: int = 0) -> bool:
+        """Whether the queue has room for ``reserve`` more entries than are queued now."""
+        return self.queue.qsize() + reserve < self.queue.maxsize
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -104,68 +114,68 @@ class AuditLog:
                           headers={"Retry-After": "1"}) from None
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = self.path.open("ab")
-        try:
+        q = self.queue
+        while True:
+            batch = [await q.get()]
+            self._writing = True
+            while not q.empty() and len(batch) < self.batch:
+                batch.append(q.get_nowait())
             while True:
-                first = await self.queue.get()
-                batch = [first]
-                while not self.queue.empty() and len(batch) < 4096:
-                    batch.append(self.queue.get_nowait())
-                lines = []
-                for e in batch:
-                    self._seq += 1
-                    e.seq = self._seq
-                    h = _chain(self._prev, e)
-                    e.hash = h
-                    self._prev = h
-                    lines.append(_enc.encode(e))
-                data = b"\n".join(lines) + b"\n"
-                await loop.run_in_executor(None, self._write, f, data)
-        finally:
-            f.close()
+                try:
+                    await self.sink.audit_append(batch)
+                    self.written += len(batch)
+                    self._writing = False
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - keep the entries, retry; the queue fills -> 503
+                    self.failures += 1
+                    print(f'{{"event":"audit_write_failed","error":{_enc.encode(str(exc)).decode()}}}',
+                          file=sys.stderr, flush=True)
+                    await asyncio.sleep(0.5)
 
-    def _write(self, f: Any, data: bytes) -> None:
-        f.write(data)
-        f.flush()
-        if self.fsync:
-            os.fsync(f.fileno())
+    async def flush(self, timeout: float = 10.0) -> None:
+        """Wait until everything queued so far is written."""
+        async with asyncio.timeout(timeout):
+            while not self.queue.empty() or self._pending():
+                await asyncio.sleep(0.005)
+
+    def _pending(self) -> bool:
+        return self._writing and self._task is not None and not self._task.done()
 
     async def close(self) -> None:
         """Write what is queued, then stop."""
-        while not self.queue.empty() and self._task and not self._task.done():
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0)
-        if self._task:
+        if self._task is not None and not self._task.done():
+            with contextlib.suppress(TimeoutError):
+                await self.flush()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            self._task = None
+        self._task = None
 
 
-def iter_entries(path: str | Path) -> Iterator[tuple[int, bytes]]:
-    """(line number, raw line) of every non-empty line."""
+def iter_file(path: str | Path) -> Iterator[tuple[str, bytes]]:
+    """(where, raw JSON) of every non-empty line of an exported JSONL file."""
     with Path(path).open("rb") as f:
         for n, line in enumerate(f, 1):
             if line.strip():
-                yield n, line.rstrip(b"\n")
+                yield f"line {n}", line.rstrip(b"\n")
 
 
-def verify(path: str | Path) -> tuple[int, str | None]:
-    """Check the chain; return (entries checked, description of the first broken link or None)."""
+def verify(rows: Iterable[tuple[str, bytes]]) -> tuple[int, str | None]:
+    """Check a chain of (where, raw entry JSON) from the genesis on; return
+    (entries checked, description of the first broken or missing link, or None)."""
     prev, seq, count = GENESIS, 0, 0
-    for n, line in iter_entries(path):
+    for where, raw in rows:
         try:
-            e = msgspec.json.decode(line, type=AuditEntry)
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            return count, f"line {n}: not a valid entry ({exc})"
+            e = msgspec.json.decode(raw, type=AuditEntry)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+            return count, f"{where}: not a valid entry ({exc})"
         if e.seq != seq + 1:
-            return count, f"line {n}: entry {e.seq} follows {seq}: missing or reordered entries"
+            return count, f"{where}: entry {e.seq} follows {seq}: missing or reordered entries"
         if e.prev != prev:
-            return count, f"line {n}: entry {e.seq} does not link to the previous entry's hash"
-        stored = e.hash
-        if _chain(prev, e) != stored:
-            return count, f"line {n}: entry {e.seq} was altered (hash mismatch)"
-        prev, seq, count = stored, e.seq, count + 1
+            return count, f"{where}: entry {e.seq} does not link to the previous entry's hash"
+        if _digest(prev, e) != e.hash:
+            return count, f"{where}: entry {e.seq} was altered (hash mismatch)"
+        prev, seq, count = e.hash, e.seq, count + 1
     return count, None

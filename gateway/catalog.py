@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from fastpath import compile_plan
+from gateway.governance.spec import Quota, check_governance
+from gateway.services.spec import Composite, Service, ServiceGrant, ServiceIndex, check_services
 from gateway.tomlfile import ConfigError, convert, load_toml
 
 MEMBER_RE = re.compile(r"^[A-Z0-9-]{1,16}/[A-Z]{2,8}/[a-z0-9][a-z0-9._-]{0,63}$")
@@ -61,6 +63,7 @@ class Resource(msgspec.Struct, forbid_unknown_fields=True):
     description: str = ""
     personal: bool = False
     key: str | None = None
+    citizen: str | None = None  # field naming the citizen of a personal record (default: the key)
 
 
 class Grant(msgspec.Struct, forbid_unknown_fields=True):
@@ -81,6 +84,11 @@ class CatalogFile(msgspec.Struct, forbid_unknown_fields=True):
     subsystems: list[Subsystem] = []
     resources: list[Resource] = []
     grants: list[Grant] = []
+    services: list[Service] = []
+    service_grants: list[ServiceGrant] = []
+    composites: list[Composite] = []
+    portals: list[str] = []
+    quotas: list[Quota] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +168,10 @@ class Catalog:
                 owner=False, fields=fields, plan=compile_plan(fields, masks or None), grant=g
             )
         self._owner_access = {}
+        self.services: ServiceIndex = check_services(
+            source, doc.instance, set(self.subsystems), doc.services, doc.service_grants, doc.composites)
+        self.portals = frozenset(doc.portals)
+        self.quotas = {q.client: q for q in doc.quotas}
 
     def access(self, client: str, entry: ResourceEntry, today: dt.date | None = None) -> Access | None:
         """What ``client`` may read of the resource, or None when it may not read it."""
@@ -251,7 +263,10 @@ def _check(doc: CatalogFile, src: str) -> None:
                     f"{where}.key",
                     f"key field {r.key!r} is {r.fields[r.key]}; a key must be one of {', '.join(KEY_TYPES)}",
                 )
+        if r.citizen is not None and r.citizen not in r.fields:
+            raise ConfigError(src, f"{where}.citizen", f"citizen field {r.citizen!r} is not among the fields")
         resources[r.id] = r
+    check_governance(src, subsystems, doc.portals, doc.quotas)
     seen: set[tuple[str, str]] = set()
     for i, g in enumerate(doc.grants):
         where = f"grants[{i}]"

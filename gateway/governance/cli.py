@@ -1,0 +1,130 @@
+"""Operator commands on the governance store: audit verify/export, webhook list/replay.
+
+They open ``DATA_DIR/governance.db`` directly (SQLite, WAL: safe while the node runs).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+import msgspec
+
+from gateway.audit import iter_file, verify
+from gateway.governance.model import Subscription
+from gateway.tomlfile import ConfigError
+
+_dec_sub = msgspec.json.Decoder(Subscription)
+_enc = msgspec.json.Encoder(order="sorted")
+
+
+def db_path(config: str | None, db: str | None) -> Path:
+    """The governance database named by --db, or by the node config's data_dir."""
+    if db:
+        return Path(db)
+    if config:
+        from gateway.config import load_node_config
+
+        cfg = load_node_config(config)
+        if cfg.store.backend != "sqlite":
+            raise ConfigError(config, "store.backend",
+                              "audit and webhook commands read the sqlite governance store; "
+                              "in jetstream mode use the nats CLI on the governance stream")
+        return cfg.resolve(cfg.node.data_dir) / "governance.db"
+    return Path("var/governance.db")
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    if not path.exists():
+        raise FileNotFoundError(f"governance store {path} not found")
+    from gateway.governance.sqlite import connect
+
+    return connect(path)
+
+
+def _rows(db: sqlite3.Connection) -> Iterator[tuple[str, bytes]]:
+    for seq, entry in db.execute("SELECT seq, entry FROM audit ORDER BY seq"):
+        yield f"row {seq}", entry
+
+
+def audit_verify(path: Path | None, log: str | None = None) -> int:
+    """Print the verdict; exit status 0 intact, 1 broken."""
+    if log:
+        if not Path(log).exists():
+            raise FileNotFoundError(f"audit export {log} not found")
+        count, problem = verify(iter_file(log))
+    else:
+        assert path is not None
+        with _open(path) as db:
+            count, problem = verify(_rows(db))
+    if problem:
+        print(f"BROKEN after {count} good entries: {problem}")
+        return 1
+    print(f"ok: {count} entries, chain intact")
+    return 0
+
+
+def parse_time(value: str, flag: str) -> float:
+    """A UNIX time from YYYY-MM-DD or an RFC 3339 time (UTC when no zone is given)."""
+    try:
+        if len(value) == 10:
+            d = dt.date.fromisoformat(value)
+            return dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC).timestamp()
+        t = dt.datetime.fromisoformat(value)
+        return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp()
+    except ValueError:
+        raise ValueError(f"{flag} must be YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS[Z], got {value!r}") from None
+
+
+def audit_export(path: Path, since: str | None, until: str | None, out: TextIO) -> int:
+    """Write the entries with since <= ts < until as JSON lines; return how many."""
+    lo = parse_time(since, "--since") if since else None
+    hi = parse_time(until, "--until") if until else None
+    sql, args = "SELECT entry FROM audit WHERE 1=1", []
+    if lo is not None:
+        sql += " AND ts >= ?"
+        args.append(lo)
+    if hi is not None:
+        sql += " AND ts < ?"
+        args.append(hi)
+    n = 0
+    with _open(path) as db:
+        for (entry,) in db.execute(sql + " ORDER BY seq", args):
+            out.write(entry.decode() + "\n")
+            n += 1
+    return n
+
+
+def webhooks_list(path: Path, out: TextIO = sys.stdout) -> int:
+    with _open(path) as db:
+        for (doc,) in db.execute("SELECT doc FROM subscriptions ORDER BY id"):
+            s = _dec_sub.decode(doc)
+            out.write(_enc.encode(s.public()).decode() + "\n")
+    return 0
+
+
+def webhooks_replay(path: Path, sub_id: str, after: int | None = None) -> str:
+    """Bring a dead-lettered (or any) subscription back to active, optionally rewinding its cursor."""
+    with _open(path) as db:
+        db.execute("BEGIN IMMEDIATE")
+        row = db.execute("SELECT doc FROM subscriptions WHERE id = ?", (sub_id,)).fetchone()
+        if row is None:
+            db.execute("ROLLBACK")
+            raise LookupError(f"unknown subscription {sub_id!r}")
+        s = _dec_sub.decode(row[0])
+        if s.state == "deleted":
+            db.execute("ROLLBACK")
+            raise LookupError(f"subscription {sub_id} was deleted by its consumer")
+        was = s.state
+        s.state, s.attempts, s.next_attempt, s.last_error = "active", 0, 0.0, ""
+        s.lease_owner, s.lease_until = "", 0.0
+        if after is not None:
+            s.cursor = after
+        db.execute("UPDATE subscriptions SET doc = ? WHERE id = ?", (_enc.encode(s), sub_id))
+        db.execute("COMMIT")
+    return f"{sub_id}: {was} -> active at cursor {s.cursor} ({time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())})"

@@ -1,0 +1,153 @@
+"""Citizens' consents and the consent rule for keyed reads of personal resources.
+
+A portal subsystem records a consent for a logged-in citizen: consumer, resources,
+purpose, expiry. A keyed read of a ``personal`` resource by a consumer must name the
+record's citizen in ``X-Exchange-UserId`` and needs a valid consent for that consumer and
+resource, unless the consumer's grant names a legal basis. The resource's owner, and a
+portal reading for the citizen named in ``X-Exchange-UserId``, need none.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from gateway.audit import citizen_hash
+from gateway.errors import Problem
+from gateway.governance.model import Consent
+
+if TYPE_CHECKING:
+    from gateway.catalog import Access, Catalog, ResourceEntry
+    from gateway.governance.store import GovernanceStore
+
+USER_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+CONSENT_RE = re.compile(r"^c-[0-9a-f]{32}$")
+MAX_DAYS = 3660
+
+
+class ConsentBody(msgspec.Struct, forbid_unknown_fields=True):
+    """POST /v1/consents body."""
+
+    user_id: str
+    consumer: str
+    resources: list[str]
+    purpose: str
+    expires: str  # YYYY-MM-DD (valid through that UTC day) or RFC 3339 with a zone
+
+
+_decode_body = msgspec.json.Decoder(ConsentBody)
+
+
+def _expiry(value: str) -> float:
+    try:
+        if len(value) == 10:
+            d = dt.date.fromisoformat(value)
+            return dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC).timestamp() + 86400
+        t = dt.datetime.fromisoformat(value)
+    except ValueError:
+        t = None
+    if t is None or t.tzinfo is None:
+        raise Problem("client.validation_failed",
+                      "expires must be YYYY-MM-DD or an RFC 3339 time with a zone (2027-01-01T00:00:00Z)")
+    return t.timestamp()
+
+
+def parse_consent(body: bytes, portal: str, catalog: Catalog, key: bytes,
+                  now: float | None = None) -> tuple[Consent, str]:
+    """Validate a consent request; return the consent and the citizen's raw user id."""
+    try:
+        b = _decode_body.decode(body)
+    except msgspec.ValidationError as exc:
+        raise Problem("client.validation_failed", f"invalid consent: {exc}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise Problem("client.bad_request", f"malformed consent body: {exc}") from None
+    now = time.time() if now is None else now
+    if not USER_RE.match(b.user_id):
+        raise Problem("client.validation_failed", "user_id must be 1-128 of A-Z a-z 0-9 . _ : @ -")
+    if b.consumer not in catalog.subsystems:
+        raise Problem("client.validation_failed", f"consumer {b.consumer[:200]!r} is not a subsystem")
+    if not b.resources or len(b.resources) > 100:
+        raise Problem("client.validation_failed", "resources must list 1 to 100 resource ids")
+    for rid in b.resources:
+        entry = catalog.by_id.get(rid)
+        if entry is None:
+            raise Problem("client.validation_failed", f"unknown resource {rid[:128]!r}")
+        if not entry.spec.personal:
+            raise Problem("client.validation_failed", f"{rid} is not a personal resource; it needs no consent")
+    if not 1 <= len(b.purpose) <= 500:
+        raise Problem("client.validation_failed", "purpose must be 1 to 500 characters")
+    expires = _expiry(b.expires)
+    if expires <= now:
+        raise Problem("client.validation_failed", "expires is in the past")
+    if expires > now + MAX_DAYS * 86400:
+        raise Problem("client.validation_failed", f"expires is more than {MAX_DAYS} days ahead")
+    c = Consent(id="c-" + uuid.uuid4().hex, user=citizen_hash(key, b.user_id), consumer=b.consumer,
+                resources=sorted(set(b.resources)), purpose=b.purpose, expires=expires, created=now,
+                portal=portal)
+    return c, b.user_id
+
+
+def consent_doc(c: Consent, user_id: str | None = None) -> dict[str, Any]:
+    """The public view of a consent (the user id only when the caller gave it)."""
+    doc: dict[str, Any] = {"id": c.id, "consumer": c.consumer, "resources": c.resources,
+                           "purpose": c.purpose, "portal": c.portal,
+                           "created": _iso(c.created), "expires": _iso(c.expires),
+                           "revoked": _iso(c.revoked) if c.revoked else None}
+    if user_id is not None:
+        doc["user_id"] = user_id
+    return doc
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(slots=True)
+class Decision:
+    """Why a personal read was allowed: the citizen's hash, the consent used, the basis."""
+
+    citizen: str | None
+    consent: str | None = None
+    basis: str | None = None
+
+
+async def authorize_personal_read(store: GovernanceStore, catalog: Catalog, key: bytes, client: str,
+                                  entry: ResourceEntry, access: Access, record_citizen: str,
+                                  headers: Any, now: float | None = None) -> Decision:
+    """Apply the consent rule to a keyed read of a personal record of ``record_citizen``."""
+    user = headers.get("X-Exchange-UserId")
+    spec = entry.spec
+    if client == spec.owner:
+        return Decision(citizen_hash(key, record_citizen), basis="owner")
+    grant = access.grant
+    if grant is not None and grant.legal_basis:
+        return Decision(citizen_hash(key, record_citizen), basis=grant.legal_basis)
+    if not user:
+        raise Problem("client.access_denied",
+                      f"{spec.id} is personal: name the citizen in X-Exchange-UserId")
+    if user != record_citizen:
+        raise Problem("client.access_denied",
+                      "X-Exchange-UserId does not name the citizen of this record")
+    h = citizen_hash(key, user)
+    if client in catalog.portals:
+        return Decision(h, basis="citizen")
+    now = time.time() if now is None else now
+    wanted = headers.get("X-Exchange-Consent")
+    if wanted is not None and not CONSENT_RE.match(wanted):
+        raise Problem("client.bad_request", "X-Exchange-Consent must be a consent id c-<32 hex>")
+    for c in await store.consents_for(h, client):
+        if wanted is not None and c.id != wanted:
+            continue
+        if spec.id in c.resources and c.valid(now):
+            return Decision(h, consent=c.id)
+    if wanted is not None:
+        raise Problem("client.access_denied",
+                      f"consent {wanted} is not valid for {client} reading {spec.id} (unknown, expired or revoked)")
+    raise Problem("client.access_denied",
+                  f"no valid consent of this citizen lets {client} read {spec.id}")

@@ -1,0 +1,193 @@
+"""SQLite governance storage: ``DATA_DIR/governance.db``, WAL, one worker thread.
+
+Every call runs on a single-thread executor with its own connection, so nothing blocks
+the event loop; several node processes may share the file (writes use BEGIN IMMEDIATE).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from gateway.audit import GENESIS, AuditEntry, chain_entry
+from gateway.governance.model import Consent, Subscription
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, ts REAL NOT NULL, entry BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts);
+CREATE TABLE IF NOT EXISTS audit_citizen (citizen TEXT NOT NULL, seq INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_citizen_i ON audit_citizen(citizen, seq);
+CREATE TABLE IF NOT EXISTS consents (id TEXT PRIMARY KEY, user TEXT NOT NULL, consumer TEXT NOT NULL,
+                                     doc BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS consents_uc ON consents(user, consumer);
+CREATE TABLE IF NOT EXISTS subscriptions (id TEXT PRIMARY KEY, consumer TEXT NOT NULL, doc BLOB NOT NULL);
+"""
+
+_enc = msgspec.json.Encoder(order="sorted")
+_dec_entry = msgspec.json.Decoder(AuditEntry)
+_dec_consent = msgspec.json.Decoder(Consent)
+_dec_sub = msgspec.json.Decoder(Subscription)
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """A connection in WAL mode with a busy timeout (shared by the store and the CLI)."""
+    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA busy_timeout=30000")
+    db.executescript(SCHEMA)
+    return db
+
+
+class SQLiteGovernance:
+    """The governance store on one SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="governance")
+        self._db: sqlite3.Connection | None = None
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def open(self) -> None:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = await self._run(connect, self.path)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            await self._run(db.close)
+        self._pool.shutdown(wait=True)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("governance store is not open")
+        return self._db
+
+    # -- audit -------------------------------------------------------------------------
+
+    def _append(self, entries: list[AuditEntry]) -> int:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT seq, entry FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev = (0, GENESIS) if row is None else (row[0], _dec_entry.decode(row[1]).hash)
+            rows, cits = [], []
+            for e in entries:
+                seq += 1
+                e.seq = seq
+                prev = chain_entry(prev, e)
+                rows.append((seq, e.ts, _enc.encode(e)))
+                cits.extend((c, seq) for c in e.citizens)
+            db.executemany("INSERT INTO audit(seq, ts, entry) VALUES (?, ?, ?)", rows)
+            if cits:
+                db.executemany("INSERT INTO audit_citizen(citizen, seq) VALUES (?, ?)", cits)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return seq
+
+    async def audit_append(self, entries: list[AuditEntry]) -> int:
+        return await self._run(self._append, entries)
+
+    def _range(self, after_seq: int, since: float | None, until: float | None, limit: int) -> list[AuditEntry]:
+        sql, args = "SELECT entry FROM audit WHERE seq > ?", [after_seq]
+        if since is not None:
+            sql += " AND ts >= ?"
+            args.append(since)
+        if until is not None:
+            sql += " AND ts < ?"
+            args.append(until)
+        sql += " ORDER BY seq LIMIT ?"
+        args.append(limit)
+        return [_dec_entry.decode(r[0]) for r in self.db.execute(sql, args)]
+
+    async def audit_range(self, *, after_seq: int = 0, since: float | None = None,
+                          until: float | None = None, limit: int = 1000) -> list[AuditEntry]:
+        return await self._run(self._range, after_seq, since, until, limit)
+
+    def _for_citizen(self, citizen: str, limit: int) -> list[AuditEntry]:
+        rows = self.db.execute(
+            "SELECT a.entry FROM audit_citizen c JOIN audit a ON a.seq = c.seq "
+            "WHERE c.citizen = ? ORDER BY c.seq DESC LIMIT ?", (citizen, limit))
+        return [_dec_entry.decode(r[0]) for r in rows]
+
+    async def audit_for_citizen(self, citizen: str, limit: int = 1000) -> list[AuditEntry]:
+        return await self._run(self._for_citizen, citizen, limit)
+
+    # -- consents ----------------------------------------------------------------------
+
+    def _consent_put(self, c: Consent) -> None:
+        self.db.execute("INSERT OR REPLACE INTO consents(id, user, consumer, doc) VALUES (?, ?, ?, ?)",
+                        (c.id, c.user, c.consumer, _enc.encode(c)))
+
+    async def consent_put(self, consent: Consent) -> None:
+        await self._run(self._consent_put, consent)
+
+    def _consent_get(self, cid: str) -> Consent | None:
+        row = self.db.execute("SELECT doc FROM consents WHERE id = ?", (cid,)).fetchone()
+        return None if row is None else _dec_consent.decode(row[0])
+
+    async def consent_get(self, consent_id: str) -> Consent | None:
+        return await self._run(self._consent_get, consent_id)
+
+    def _consents_for(self, user: str, consumer: str) -> list[Consent]:
+        rows = self.db.execute("SELECT doc FROM consents WHERE user = ? AND consumer = ?", (user, consumer))
+        return [_dec_consent.decode(r[0]) for r in rows]
+
+    async def consents_for(self, user: str, consumer: str) -> list[Consent]:
+        return await self._run(self._consents_for, user, consumer)
+
+    # -- subscriptions -----------------------------------------------------------------
+
+    def _sub_put(self, s: Subscription) -> None:
+        self.db.execute("INSERT OR REPLACE INTO subscriptions(id, consumer, doc) VALUES (?, ?, ?)",
+                        (s.id, s.consumer, _enc.encode(s)))
+
+    async def sub_put(self, sub: Subscription) -> None:
+        await self._run(self._sub_put, sub)
+
+    def _sub_get(self, sid: str) -> Subscription | None:
+        row = self.db.execute("SELECT doc FROM subscriptions WHERE id = ?", (sid,)).fetchone()
+        return None if row is None else _dec_sub.decode(row[0])
+
+    async def sub_get(self, sub_id: str) -> Subscription | None:
+        return await self._run(self._sub_get, sub_id)
+
+    def _sub_list(self, consumer: str | None) -> list[Subscription]:
+        if consumer is None:
+            rows = self.db.execute("SELECT doc FROM subscriptions ORDER BY id")
+        else:
+            rows = self.db.execute("SELECT doc FROM subscriptions WHERE consumer = ? ORDER BY id", (consumer,))
+        return [_dec_sub.decode(r[0]) for r in rows]
+
+    async def sub_list(self, consumer: str | None = None) -> list[Subscription]:
+        return await self._run(self._sub_list, consumer)
+
+    def _sub_claim(self, sid: str, owner: str, until: float, now: float) -> Subscription | None:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            s = self._sub_get(sid)
+            if s is None or (s.lease_owner not in ("", owner) and s.lease_until > now):
+                db.execute("ROLLBACK")
+                return None
+            s.lease_owner, s.lease_until = owner, until
+            self._sub_put(s)
+            db.execute("COMMIT")
+            return s
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    async def sub_claim(self, sub_id: str, owner: str, until: float, now: float) -> Subscription | None:
+        return await self._run(self._sub_claim, sub_id, owner, until, now)

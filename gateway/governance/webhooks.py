@@ -1,0 +1,230 @@
+"""Webhook delivery: new records of a resource pushed to a consumer's callback URL.
+
+Each subscription has a delivery cursor in the governance store. A node leases a
+subscription (so that several nodes or worker processes never deliver it twice at once),
+reads the records after the cursor, projects them to the consumer's grant and POSTs them
+in order, in batches, signed (``EXG-HMAC-SHA256`` with the subscriber's key from the
+keyring, verifiable with :func:`gateway.client.verify_webhook`). Only a 2xx answer moves
+the cursor: delivery is at least once and in offset order. Failures back off
+exponentially (``base_s * 2**attempt``, capped, with jitter); after ``max_attempts``
+failures in a row the subscription is dead-lettered until an operator replays it
+(``python -m gateway webhooks replay``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import msgspec
+from prometheus_client import Counter, Gauge
+
+from gateway.audit import AuditEntry
+from gateway.governance.model import Subscription
+from gateway.signing import Signer
+from gateway.wire import iso_ms
+
+if TYPE_CHECKING:
+    from gateway.app import Node
+
+_enc = msgspec.json.Encoder()
+
+
+class _Out(msgspec.Struct):
+    offset: int
+    key: str
+    ts: str
+    data: Any
+
+
+def check_url(url: str) -> str | None:
+    """None when ``url`` is an acceptable callback URL, else the reason."""
+    if len(url) > 2048 or any(c in url for c in "\r\n\t \x00"):
+        return "must be at most 2048 characters without spaces or control characters"
+    u = urlsplit(url)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        return "must be an http:// or https:// URL with a host"
+    if u.username or u.password or u.fragment:
+        return "must not carry credentials or a fragment"
+    try:
+        u.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return "has a bad port"
+    return None
+
+
+class Deliverer:
+    """Runs the deliveries of every active subscription this node holds a lease on."""
+
+    def __init__(self, node: Node, *, scan_s: float = 1.0, lease_s: float = 30.0, max_attempts: int = 8,
+                 base_s: float = 0.5, cap_s: float = 300.0, timeout_s: float = 10.0) -> None:
+        self.node = node
+        self.scan_s = scan_s
+        self.lease_s = lease_s
+        self.max_attempts = max_attempts
+        self.base_s = base_s
+        self.cap_s = cap_s
+        self.timeout_s = timeout_s
+        self.owner = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(3).hex()}"
+        self.workers: dict[str, asyncio.Task] = {}
+        self.lag: dict[str, float] = {}
+        self._task: asyncio.Task | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._kick = asyncio.Event()
+        r = node.metrics.registry
+        self.m_deliveries = Counter("exchange_webhook_deliveries", "Webhook batches by outcome",
+                                    ["outcome"], registry=r)
+        self.m_records = Counter("exchange_webhook_records_delivered", "Records delivered by webhooks",
+                                 registry=r)
+        self.m_lag = Gauge("exchange_webhook_lag_seconds",
+                           "Age of the oldest record not yet delivered, worst subscription", registry=r)
+        self.m_dead = Gauge("exchange_webhook_dead", "Dead-lettered subscriptions seen by this node",
+                            registry=r)
+
+    def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                                              cookie_jar=aiohttp.DummyCookieJar())
+        self._task = asyncio.get_running_loop().create_task(self._scan_forever())
+
+    def kick(self) -> None:
+        """Look for new subscriptions now (after a subscribe)."""
+        self._kick.set()
+
+    async def stop(self) -> None:
+        tasks = [t for t in [self._task, *self.workers.values()] if t is not None]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self.workers.clear()
+        self._task = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _scan_forever(self) -> None:
+        while True:
+            try:
+                await self._scan()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep scanning; report
+                self.node.log.error("webhooks", "subscription scan failed", exc)
+            self._kick.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.scan_s):
+                    await self._kick.wait()
+
+    async def _scan(self) -> None:
+        subs = await self.node.governance.sub_list()
+        self.m_dead.set(sum(1 for s in subs if s.state == "dead"))
+        now = time.time()
+        for s in subs:
+            if s.state != "active" or s.id in self.workers:
+                continue
+            if s.lease_owner not in ("", self.owner) and s.lease_until > now:
+                continue
+            claimed = await self.node.governance.sub_claim(s.id, self.owner, now + self.lease_s, now)
+            if claimed is None:
+                continue
+            t = asyncio.get_running_loop().create_task(self._deliver_forever(s.id))
+            self.workers[s.id] = t
+            t.add_done_callback(lambda _t, sid=s.id: self._ended(sid))
+        self.m_lag.set(max(self.lag.values(), default=0.0))
+
+    def _ended(self, sid: str) -> None:
+        self.workers.pop(sid, None)
+        self.lag.pop(sid, None)
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds before the next attempt after ``attempts`` failures in a row."""
+        return min(self.cap_s, self.base_s * 2 ** max(0, attempts - 1)) * (0.75 + random.random() / 2)
+
+    async def _deliver_forever(self, sid: str) -> None:
+        gov = self.node.governance
+        while True:
+            now = time.time()
+            sub = await gov.sub_claim(sid, self.owner, now + self.lease_s, now)
+            if sub is None or sub.state != "active":
+                return
+            if sub.next_attempt > now:
+                await asyncio.sleep(min(sub.next_attempt - now, self.lease_s / 3))
+                continue
+            await self.deliver_once(sub)
+
+    async def deliver_once(self, sub: Subscription) -> bool:
+        """Deliver one batch (waiting briefly for records); True when something was delivered."""
+        node = self.node
+        state = node.state
+        entry = state.catalog.by_id.get(sub.resource)
+        access = state.catalog.access(sub.consumer, entry) if entry is not None else None
+        if access is None:
+            await self._failed(sub, "the consumer no longer has read access to the resource", final=True)
+            return False
+        recs = await node.store.read(sub.resource, sub.cursor, sub.batch)
+        if not recs:
+            self.lag[sub.id] = 0.0
+            await node.store.wait(sub.resource, sub.cursor, min(5.0, self.lease_s / 3))
+            return False
+        if node.audit is not None and not node.audit.room(node.inflight + 1):
+            await asyncio.sleep(0.1)  # never an unaudited delivery
+            return False
+        now = time.time()
+        self.lag[sub.id] = max(0.0, now - recs[0].ts_ms / 1000)
+        from fastpath import project
+
+        out = [_Out(r.offset, r.key, iso_ms(r.ts_ms),
+                    msgspec.Raw(r.data) if access.plan.is_identity else project(access.plan, msgspec.json.decode(r.data)))
+               for r in recs]
+        body = _enc.encode({"subscription": sub.id, "resource": sub.resource, "records": out,
+                            "next": recs[-1].offset})
+        key = state.keyring.for_client(sub.consumer)
+        if key is None:
+            await self._failed(sub, "the consumer has no key in the keyring to sign deliveries with")
+            return False
+        u = urlsplit(sub.url)
+        headers = Signer(key.id, key.secret, sub.consumer).headers("POST", u.path or "/", u.query, body)
+        headers.update({"Content-Type": "application/json", "X-Exchange-Subscription": sub.id,
+                        "X-Exchange-Delivery": f"{sub.id}-{recs[0].offset}"})
+        status, error = 0, ""
+        try:
+            assert self._session is not None
+            async with self._session.post(sub.url, data=body, headers=headers, allow_redirects=False) as r:
+                await r.read()
+                status = r.status
+                if not 200 <= r.status < 300:
+                    error = f"endpoint answered {r.status}"
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            error = f"{type(exc).__name__}: {exc}"[:300]
+        node.submit_audit(AuditEntry(ts=time.time(), request_id=f"delivery-{sub.id}-{recs[0].offset}",
+                                     client=sub.consumer, op="deliver", target=sub.resource,
+                                     status=status, count=len(recs) if not error else 0,
+                                     detail=error or None))
+        if error:
+            await self._failed(sub, error)
+            return False
+        sub.cursor = recs[-1].offset
+        sub.attempts, sub.next_attempt, sub.last_error = 0, 0.0, ""
+        sub.delivered += len(recs)
+        await node.governance.sub_put(sub)
+        self.m_deliveries.labels("ok").inc()
+        self.m_records.inc(len(recs))
+        return True
+
+    async def _failed(self, sub: Subscription, error: str, final: bool = False) -> None:
+        sub.attempts += 1
+        sub.last_error = error
+        if final or sub.attempts >= self.max_attempts:
+            sub.state = "dead"
+            self.m_deliveries.labels("dead").inc()
+        else:
+            sub.next_attempt = time.time() + self.backoff(sub.attempts)
+            self.m_deliveries.labels("failed").inc()
+        await self.node.governance.sub_put(sub)

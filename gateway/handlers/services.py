@@ -1,0 +1,59 @@
+"""Service calls: list what the caller may call, proxy a call, run a composite service."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from gateway.errors import Problem
+from gateway.wire import PROBLEM, json_encode, respond
+
+if TYPE_CHECKING:
+    from gateway.app import Call
+
+
+async def list_services(call: Call) -> web.Response:
+    """GET /v1/services: the services and composites the caller may call."""
+    return respond(call.request, 200, {"services": call.state.catalog.services.callable_by(call.client or "")})
+
+
+async def call_service(call: Call) -> web.StreamResponse:
+    """ANY /v1/services/{INSTANCE}/{CLASS}/{CODE}/{SUBSYSTEM}/{service}/{path...}: proxy."""
+    node, request = call.node, call.request
+    sid, tail = call.target or "", call.key or ""
+    index = call.state.catalog.services
+    if sid not in index.by_id:
+        raise Problem("client.not_found", f"unknown service {sid[:200]!r}")
+    rule = index.rule(call.client or "", sid)
+    if rule is None:
+        raise Problem("client.access_denied", f"{call.client} may not call {sid}")
+    if not rule.allows(request.method, tail):
+        raise Problem("client.access_denied",
+                      f"{call.client} may not {request.method} {tail or '/'} on {sid}")
+    pool = node.services.get(sid)
+    if pool is None:
+        raise Problem("server.unavailable", f"service {sid} is being reloaded; retry",
+                      headers={"Retry-After": "1"})
+    call.audit_op, call.count = "call", 1
+    node.audit_guard()
+    raw = request.raw_path
+    q = raw.find("?")
+    return await pool.forward(request, tail, "" if q < 0 else raw[q + 1:], call.body, call.request_id)
+
+
+async def run_composite(call: Call) -> web.Response:
+    """POST /v1/composites/{id}: run a "one transaction" service, answer every step's result."""
+    from gateway.services.composite import run
+
+    comp = call.state.catalog.services.composites.get(call.target or "")
+    if comp is None:
+        raise Problem("client.not_found", f"unknown composite service {call.target!r}")
+    if call.client not in comp.consumers:
+        raise Problem("client.access_denied", f"{call.client} may not run {comp.id}")
+    call.audit_op, call.count = "composite", len(comp.steps)
+    call.node.audit_guard(len(comp.steps) + 1)
+    status, doc = await run(call, comp)
+    if status == 200:
+        return respond(call.request, 200, doc)
+    return web.Response(status=status, body=json_encode(doc), content_type=PROBLEM)

@@ -1,0 +1,164 @@
+"""Composite ("one transaction", 一件事) services: several service calls as one request.
+
+Steps declared in the catalog run as soon as the steps they depend on (``after`` and
+``$steps.NAME...`` references in their body) have succeeded; independent steps run in
+parallel. Every step gets the same request id, an audit entry of its own and a result in
+the answer. A failed step is reported (the whole answer is then a 502 problem with every
+step's result), and steps depending on it are skipped, never run on missing data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from multidict import CIMultiDict
+
+from gateway.errors import PROBLEM_TYPE, Problem
+from gateway.services.spec import Composite, Step
+
+if TYPE_CHECKING:
+    from gateway.app import Call
+
+PASS_HEADERS = ("X-Exchange-Id", "X-Exchange-UserId", "X-Exchange-Purpose", "X-Exchange-Consent")
+
+
+class MissingRef(Exception):
+    """A body template names data that is not there."""
+
+
+def _lookup(root: Any, path: list[str], ref: str) -> Any:
+    cur = root
+    for p in path:
+        if isinstance(cur, dict) and p in cur:
+            cur = cur[p]
+        elif isinstance(cur, list) and p.isdigit() and int(p) < len(cur):
+            cur = cur[int(p)]
+        else:
+            raise MissingRef(ref)
+    return cur
+
+
+def render(template: Any, inp: Any, steps: dict[str, dict[str, Any]]) -> Any:
+    """Substitute ``$input[.a.b]`` and ``$steps.NAME.body[.x]`` / ``$steps.NAME.status``."""
+    if isinstance(template, str):
+        if template == "$input":
+            return inp
+        if template.startswith("$input."):
+            return _lookup(inp, template.split(".")[1:], template)
+        if template.startswith("$steps."):
+            parts = template.split(".")
+            if len(parts) < 3 or parts[1] not in steps:
+                raise MissingRef(template)
+            return _lookup(steps[parts[1]], parts[2:], template)
+        return template
+    if isinstance(template, dict):
+        return {k: render(v, inp, steps) for k, v in template.items()}
+    if isinstance(template, list):
+        return [render(v, inp, steps) for v in template]
+    return template
+
+
+def _deps(step: Step) -> set[str]:
+    from gateway.services.spec import _refs
+
+    return set(step.after) | set(_refs(step.body))
+
+
+def _decode(body: bytes) -> Any:
+    try:
+        return msgspec.json.decode(body) if body else None
+    except msgspec.DecodeError:
+        return body[:2000].decode(errors="replace")
+
+
+async def run(call: Call, comp: Composite) -> tuple[int, dict[str, Any]]:
+    """Run the composite for ``call``; return (HTTP status, answer document)."""
+    node, client = call.node, call.client or ""
+    try:
+        doc = msgspec.json.decode(call.body) if call.body else {}
+    except msgspec.DecodeError as exc:
+        raise Problem("client.bad_request", f"malformed JSON body: {exc}") from None
+    if not isinstance(doc, dict) or set(doc) - {"input"}:
+        raise Problem("client.bad_request", 'the body must be {"input": {...}}')
+    inp = doc.get("input", {})
+    index = call.state.catalog.services
+    results: dict[str, dict[str, Any]] = {s.name: {"name": s.name, "service": s.service, "status": "pending"}
+                                          for s in comp.steps}
+    data: dict[str, dict[str, Any]] = {}
+    done: dict[str, asyncio.Event] = {s.name: asyncio.Event() for s in comp.steps}
+    base_headers: CIMultiDict[str] = CIMultiDict()
+    for h in PASS_HEADERS:
+        v = call.request.headers.get(h)
+        if v is not None:
+            base_headers[h] = v
+    base_headers.update({"X-Exchange-Client": client, "X-Exchange-Request-Id": call.request_id,
+                         "X-Exchange-Composite": comp.id, "Content-Type": "application/json"})
+
+    async def one(step: Step) -> None:
+        res = results[step.name]
+        t0 = time.perf_counter()
+        try:
+            for dep in _deps(step):
+                await done[dep].wait()
+            failed = [d for d in sorted(_deps(step)) if results[d]["status"] != "ok"]
+            if failed:
+                res.update(status="skipped", error=f"depends on failed step(s) {', '.join(failed)}")
+                return
+            rule = index.rule(client, step.service)
+            if rule is None or not rule.allows(step.method, step.path):
+                res.update(status="failed", http_status=403,
+                           error=f"{client} may not {step.method} {step.path} on {step.service}")
+                return
+            pool = node.services.get(step.service)
+            if pool is None:
+                res.update(status="failed", http_status=503, error="service is being reloaded")
+                return
+            try:
+                body = render(step.body, inp, data)
+            except MissingRef as exc:
+                res.update(status="failed", error=f"body template reference {exc} not found")
+                return
+            hdrs = base_headers.copy()
+            hdrs["X-Exchange-Step"] = step.name
+            payload = b"" if body is None else msgspec.json.encode(body)
+            try:
+                up = await pool.call(step.method, step.path, payload, hdrs)
+            except Problem as p:
+                res.update(status="failed", http_status=p.status, error=p.detail)
+                return
+            decoded = _decode(up.body)
+            res.update(status="ok" if 200 <= up.status < 300 else "failed", http_status=up.status,
+                       body=decoded)
+            if res["status"] == "ok":
+                data[step.name] = {"body": decoded, "status": up.status}
+            else:
+                res["error"] = f"{step.service} answered {up.status}"
+        except asyncio.CancelledError:
+            res.update(status="failed", error=f"composite timed out after {comp.timeout_s:g} s")
+            raise
+        finally:
+            res["ms"] = round((time.perf_counter() - t0) * 1000, 1)
+            done[step.name].set()
+            node.audit_step(call, "composite-step", step.service, res.get("http_status", 0),
+                            detail=f"{comp.id}/{step.name}:{res['status']}")
+
+    tasks = [asyncio.ensure_future(one(s)) for s in comp.steps]
+    try:
+        async with asyncio.timeout(comp.timeout_s):
+            await asyncio.gather(*tasks)
+    except TimeoutError:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    steps = [results[s.name] for s in comp.steps]
+    bad = [s["name"] for s in steps if s["status"] != "ok"]
+    if not bad:
+        return 200, {"composite": comp.id, "request_id": call.request_id, "status": "completed",
+                     "steps": steps}
+    return 502, {"type": PROBLEM_TYPE + "server.upstream_failed", "title": "Upstream failed", "status": 502,
+                 "detail": f"composite {comp.id}: step(s) {', '.join(bad)} did not succeed",
+                 "code": "server.upstream_failed", "request_id": call.request_id,
+                 "composite": comp.id, "steps": steps}

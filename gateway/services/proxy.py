@@ -1,0 +1,290 @@
+"""The service proxy: one connection pool, balancer, breaker and retry budget per service.
+
+A call's request body is already read (its hash is signed); the response body is streamed
+from the backend to the caller. Backend answers, errors included, pass through untouched;
+failures on the gateway's side answer 502 (``server.upstream_failed``), 504
+(``server.upstream_timeout``) or 503 (``server.unavailable``, breaker open).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from gateway.errors import Problem
+from gateway.services.balancer import Backend, Balancer
+from gateway.services.breaker import CircuitBreaker
+from gateway.services.budget import RetryBudget
+from gateway.services.spec import IDEMPOTENT, Service
+
+#: Headers that belong to one connection (RFC 9110 7.6.1) or to the caller's credentials.
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
+    "te", "trailer", "trailers", "transfer-encoding", "upgrade", "host", "content-length",
+    "authorization", "expect", "x-exchange-request-id",
+})
+RESPONSE_DROP = frozenset(HOP_BY_HOP - {"content-length", "x-exchange-request-id"}) | {"server"}
+_BAD = ("\r", "\n", "\x00")
+
+
+class UpstreamResult:
+    """A buffered backend answer (composite steps use this instead of streaming)."""
+
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+def connection_tokens(headers: Mapping[str, str]) -> set[str]:
+    """Header names listed in Connection (also hop-by-hop)."""
+    value = headers.get("Connection", "")
+    return {t.strip().lower() for t in value.split(",") if t.strip()}
+
+
+def outbound_headers(headers: Any, request_id: str, peer: str | None) -> CIMultiDict[str]:
+    """The caller's end-to-end headers (X-Exchange-* included) for the backend; 400 on CR/LF."""
+    drop = HOP_BY_HOP | connection_tokens(headers)
+    out: CIMultiDict[str] = CIMultiDict()
+    for k, v in headers.items():
+        if any(c in v for c in _BAD) or any(c in k for c in _BAD):
+            raise Problem("client.bad_request", f"header {k[:64]!r} contains a line break or NUL")
+        if k.lower() not in drop:
+            out.add(k, v)
+    out["X-Exchange-Request-Id"] = request_id
+    if peer:
+        out["X-Forwarded-For"] = peer
+    out["Via"] = "1.1 onestop-exchange"
+    return out
+
+
+class ServicePool:
+    """Everything the node keeps per service: pool, balancer, breaker, budget, health task."""
+
+    def __init__(self, spec: Service) -> None:
+        self.spec = spec
+        self.balancer = Balancer(((b.url, b.weight) for b in spec.backends),
+                                 spec.eject_failures, spec.eject_s)
+        br = spec.breaker
+        self.breaker = CircuitBreaker(br.failures, br.open_s, br.half_open_probes)
+        self.budget = RetryBudget(spec.retry_budget)
+        connector = aiohttp.TCPConnector(limit=spec.max_connections, limit_per_host=spec.max_connections,
+                                         keepalive_timeout=30, enable_cleanup_closed=True)
+        self.session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            timeout=aiohttp.ClientTimeout(total=None, connect=spec.connect_timeout_s,
+                                          sock_read=spec.timeout_s))
+        self._health: asyncio.Task | None = None
+
+    # -- health ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the active health check (when the service declares one)."""
+        if self.spec.health is not None and self._health is None:
+            self._health = asyncio.get_running_loop().create_task(self._check_forever())
+
+    async def check_once(self) -> None:
+        """Probe every backend once and mark it up (2xx) or down."""
+        hc = self.spec.health
+        assert hc is not None
+
+        async def probe(b: Backend) -> None:
+            try:
+                async with asyncio.timeout(hc.timeout_s), \
+                        self.session.get(b.base + hc.path, allow_redirects=False) as r:
+                    await r.read()
+                    b.healthy = 200 <= r.status < 300
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                b.healthy = False
+
+        await asyncio.gather(*(probe(b) for b in self.balancer.backends))
+
+    async def _check_forever(self) -> None:
+        assert self.spec.health is not None
+        while True:
+            await self.check_once()
+            await asyncio.sleep(self.spec.health.interval_s)
+
+    async def close(self) -> None:
+        if self._health is not None:
+            self._health.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health
+            self._health = None
+        await self.session.close()
+
+    # -- calls -------------------------------------------------------------------------
+
+    def _admit(self) -> None:
+        if not self.breaker.allow():
+            wait = max(1, math.ceil(self.breaker.retry_after()))
+            raise Problem("server.unavailable", f"circuit open for service {self.spec.id}; retry in {wait} s",
+                          headers={"Retry-After": str(wait)})
+
+    async def _send(self, method: str, tail: str, query: str, body: bytes,
+                    headers: CIMultiDict[str]) -> tuple[aiohttp.ClientResponse, Backend]:
+        """Send with retries (idempotent methods, within the budget); answers once headers arrive."""
+        spec = self.spec
+        deadline = time.monotonic() + spec.timeout_s
+        attempts = 1 + (spec.retries if method in IDEMPOTENT else 0)
+        self.budget.on_request()
+        tried: list[Backend] = []
+        last: Problem | None = None
+        for attempt in range(attempts):
+            if attempt and not self.budget.try_retry():
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            b = self.balancer.pick(tried)
+            tried.append(b)
+            try:
+                async with asyncio.timeout(remaining):
+                    resp = await self.session.request(
+                        method, URL(b.target(tail, query), encoded=True), data=body or None,
+                        headers=headers, allow_redirects=False)
+            except TimeoutError:
+                self.balancer.failure(b)
+                raise Problem("server.upstream_timeout",
+                              f"service {spec.id} did not answer within {spec.timeout_s:g} s") from None
+            except (aiohttp.ClientError, OSError) as exc:
+                self.balancer.failure(b)
+                last = Problem("server.upstream_failed",
+                               f"service {spec.id} failed: {type(exc).__name__}")
+                continue
+            if resp.status >= 500:
+                self.balancer.failure(b)
+            else:
+                self.balancer.success(b)
+            return resp, b
+        raise last or Problem("server.upstream_timeout", f"service {spec.id}: no time left for a retry")
+
+    async def forward(self, request: web.BaseRequest, tail: str, query: str, body: bytes,
+                      request_id: str) -> web.StreamResponse:
+        """Proxy one call and stream the backend's answer to the caller."""
+        peer = request.remote
+        headers = outbound_headers(request.headers, request_id, peer)
+        self._admit()
+        ok = False
+        try:
+            resp, _ = await self._send(request.method, tail, query, body, headers)
+            ok = resp.status < 500
+        except Problem:
+            self.breaker.failure()
+            raise
+        except BaseException:
+            self.breaker.release()
+            raise
+        if ok:
+            self.breaker.success()
+        else:
+            self.breaker.failure()
+        complete = False
+        try:
+            out = web.StreamResponse(status=resp.status, reason=resp.reason)
+            drop = RESPONSE_DROP | connection_tokens(resp.headers)
+            for k, v in resp.headers.items():
+                if k.lower() not in drop:
+                    out.headers.add(k, v)
+            out.headers["X-Exchange-Request-Id"] = request_id
+            await out.prepare(request)
+            if request.method != "HEAD":
+                async for chunk in resp.content.iter_any():
+                    await out.write(chunk)
+            await out.write_eof()
+            complete = True
+            return out
+        finally:
+            if complete:
+                resp.release()
+            else:
+                resp.close()
+
+    async def call(self, method: str, tail: str, body: bytes, headers: CIMultiDict[str],
+                   max_body: int = 8 * 1024 * 1024) -> UpstreamResult:
+        """One buffered call (for composite steps); raises Problem on gateway-side failure."""
+        self._admit()
+        try:
+            resp, _ = await self._send(method, tail, "", body, headers)
+        except Problem:
+            self.breaker.failure()
+            raise
+        except BaseException:
+            self.breaker.release()
+            raise
+        try:
+            async with asyncio.timeout(self.spec.timeout_s):
+                data = await resp.content.read(max_body + 1)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            resp.close()
+            self.breaker.failure()
+            raise Problem("server.upstream_failed", f"service {self.spec.id} broke off its answer: "
+                          f"{type(exc).__name__}") from None
+        if len(data) > max_body:
+            resp.close()
+            raise Problem("server.upstream_failed", f"service {self.spec.id} answered more than {max_body} bytes")
+        resp.release()
+        (self.breaker.success if resp.status < 500 else self.breaker.failure)()
+        return UpstreamResult(resp.status, dict(resp.headers), data)
+
+
+class ServiceRegistry:
+    """The pools of the catalog's services; a catalog reload keeps unchanged ones."""
+
+    def __init__(self) -> None:
+        self.pools: dict[str, ServicePool] = {}
+        self._started = False
+        self._closing: set[asyncio.Task] = set()
+        self._retired: set[ServicePool] = set()
+
+    def update(self, services: list[Service]) -> None:
+        """Adopt a new catalog's services (call from the event loop)."""
+        new: dict[str, ServicePool] = {}
+        for s in services:
+            old = self.pools.get(s.id)
+            if old is not None and old.spec == s:
+                new[s.id] = old
+            else:
+                new[s.id] = pool = ServicePool(s)
+                if self._started:
+                    pool.start()
+        retired = [p for sid, p in self.pools.items() if new.get(sid) is not p]
+        self.pools = new
+        for p in retired:  # let in-flight calls finish before closing their pool
+            self._retired.add(p)
+            t = asyncio.get_running_loop().create_task(self._close_later(p))
+            self._closing.add(t)
+            t.add_done_callback(self._closing.discard)
+
+    async def _close_later(self, pool: ServicePool, delay: float = 30.0) -> None:
+        await asyncio.sleep(min(delay, pool.spec.timeout_s + 1))
+        self._retired.discard(pool)
+        await pool.close()
+
+    def start(self) -> None:
+        self._started = True
+        for p in self.pools.values():
+            p.start()
+
+    def get(self, service_id: str) -> ServicePool | None:
+        return self.pools.get(service_id)
+
+    async def close(self) -> None:
+        for t in list(self._closing):
+            t.cancel()
+        for p in [*self.pools.values(), *self._retired]:
+            await p.close()
+        self.pools = {}
+        self._retired.clear()
