@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -73,6 +74,7 @@ class NodeProcess:
         catalog: Path = CATALOG,
         limits: dict[str, Any] | None = None,
         node: dict[str, Any] | None = None,
+        probe_ssl: ssl.SSLContext | None = None,
     ) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -86,6 +88,7 @@ class NodeProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.scheme = "https" if "tls_cert" in self.node_extra else "http"
+        self.probe_ssl = probe_ssl or (_insecure_ssl() if self.scheme == "https" else None)
         self._log_offset = 0
 
     @property
@@ -123,8 +126,7 @@ class NodeProcess:
                 self.port = self._port_from_log()
             if self.port:
                 try:
-                    ctx = _insecure_ssl() if self.scheme == "https" else None
-                    with urllib.request.urlopen(self.url + "/readyz", timeout=2, context=ctx) as r:
+                    with urllib.request.urlopen(self.url + "/readyz", timeout=2, context=self.probe_ssl) as r:
                         if r.status == 200:
                             return
                 except (urllib.error.URLError, ConnectionError, TimeoutError):
@@ -175,9 +177,7 @@ class NodeProcess:
         return self.proc.returncode
 
 
-def _insecure_ssl() -> Any:
-    import ssl
-
+def _insecure_ssl() -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -375,3 +375,37 @@ async def inflight(raw: Raw) -> float:
         if line.startswith("exchange_inflight_requests "):
             return float(line.split()[1])
     raise AssertionError("no exchange_inflight_requests in /metrics")
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_ca(folder: Path, name: str = "ca") -> tuple[Path, Path]:
+    """A self-signed CA (EC P-256) with the openssl CLI: (cert, key)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2", "-subj", f"/CN=Test {name}",
+             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign",
+             cwd=folder)
+    return folder / f"{name}.crt", folder / f"{name}.key"
+
+
+def issue_cert(ca: tuple[Path, Path], name: str, *, cn: str, san: str) -> tuple[Path, Path]:
+    """A certificate signed by ``ca`` with this subject CN and subjectAltName: (cert, key)."""
+    folder = ca[0].parent
+    (folder / f"{name}.ext").write_text(f"subjectAltName={san}\n" if san else "basicConstraints=CA:FALSE\n")
+    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", "/CN=" + cn.replace("/", "\\/"),
+             cwd=folder)
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", str(ca[0]), "-CAkey", str(ca[1]),
+             "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext", cwd=folder)
+    return folder / f"{name}.crt", folder / f"{name}.key"
+
+
+def client_ssl(ca_cert: Path, cert: tuple[Path, Path] | None = None) -> ssl.SSLContext:
+    """A client TLS context trusting ``ca_cert``, presenting ``cert`` when given."""
+    ctx = ssl.create_default_context(cafile=str(ca_cert))
+    if cert is not None:
+        ctx.load_cert_chain(str(cert[0]), str(cert[1]))
+    return ctx
