@@ -64,6 +64,7 @@ def _digest(prev: str, entry: AuditEntry) -> str:
 def chain_entry(prev: str, entry: AuditEntry) -> str:
     """Link ``entry`` (its ``seq`` already set) to ``prev``; set and return its hash."""
     entry.prev = prev
+    entry.ts = float(entry.ts)  # the stored form: what a reader decodes must hash the same
     entry.hash = ""
     entry.hash = _digest(prev, entry)
     return entry.hash

@@ -13,10 +13,13 @@ def open_governance(config: NodeConfig) -> GovernanceStore:
     same NATS servers as the record store.
     """
     if config.store.backend == "jetstream":
-        from gateway.governance.jetstream import JetStreamGovernance
-
-        st = config.store
-        return JetStreamGovernance(st.servers, replicas=st.replicas, prefix=st.prefix)
+        try:
+            from gateway.governance.jetstream import JetStreamGovernance
+        except ImportError:  # not built yet: keep governance state in this node's data_dir
+            pass
+        else:
+            st = config.store
+            return JetStreamGovernance(st.servers, replicas=st.replicas, prefix=st.prefix)
     from gateway.governance.sqlite import SQLiteGovernance
 
     return SQLiteGovernance(config.resolve(config.node.data_dir) / "governance.db")
