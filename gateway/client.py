@@ -189,6 +189,84 @@ class ExchangeClient:
     async def catalog_entry(self, resource: str) -> dict[str, Any]:
         return await self.request("GET", f"/v1/catalog/{resource}")
 
+    # -- services ----------------------------------------------------------------------
+
+    async def services(self) -> list[dict[str, Any]]:
+        """The services and composites this subsystem may call."""
+        return (await self.request("GET", "/v1/services"))["services"]
+
+    async def call_service(self, service: str, path: str = "/", *, method: str = "GET",
+                           body: bytes = b"", query: str = "",
+                           headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        """Call a provider's service through the node; answers (status, headers, body) as the
+        backend sent them (gateway-side failures are 502/503/504 problems). Not retried."""
+        full = f"/v1/services/{service}{path if path != '/' else ''}"
+        hdrs = self.signer.headers(method, full, query, body)
+        hdrs.update(headers or {})
+        url = self.urls[self._node % len(self.urls)] + full + ("?" + query if query else "")
+        async with self.session.request(method, url, data=body or None, headers=hdrs) as resp:
+            return resp.status, dict(resp.headers), await resp.read()
+
+    async def run_composite(self, composite: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Run a "one transaction" service; ExchangeError 502 carries every step's result
+        in ``problem["steps"]`` when a step failed."""
+        return await self.request("POST", f"/v1/composites/{composite}", json={"input": inputs},
+                                  retry=False)
+
+    # -- consents (portals) ------------------------------------------------------------
+
+    async def grant_consent(self, user_id: str, consumer: str, resources: Sequence[str], purpose: str,
+                            expires: str) -> dict[str, Any]:
+        """Record a citizen's consent (portal subsystems only); ``expires`` YYYY-MM-DD or RFC 3339."""
+        return await self.request("POST", "/v1/consents", retry=False, json={
+            "user_id": user_id, "consumer": consumer, "resources": list(resources),
+            "purpose": purpose, "expires": expires})
+
+    async def revoke_consent(self, consent_id: str) -> dict[str, Any]:
+        return await self.request("DELETE", f"/v1/consents/{consent_id}")
+
+    async def access_log(self, user_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        """Who read which of a citizen's data, when and why (portal subsystems only)."""
+        doc = await self.request("GET", f"/v1/citizens/{quote(user_id, safe='')}/access-log",
+                                 params={"limit": limit})
+        return doc["entries"]
+
+    # -- webhooks ----------------------------------------------------------------------
+
+    async def subscribe(self, resource: str, url: str, *, batch: int = 100, after: int = 0) -> dict[str, Any]:
+        """Register a callback URL that receives the resource's new records (signed batches)."""
+        return await self.request("POST", f"/v1/resources/{resource}/subscriptions", retry=False,
+                                  json={"url": url, "batch": batch, "after": after})
+
+    async def subscriptions(self) -> list[dict[str, Any]]:
+        return (await self.request("GET", "/v1/subscriptions"))["subscriptions"]
+
+    async def unsubscribe(self, subscription_id: str) -> dict[str, Any]:
+        return await self.request("DELETE", f"/v1/subscriptions/{subscription_id}")
+
+
+def verify_webhook(headers: Any, body: bytes, secret: str, *, path: str, query: str = "",
+                   method: str = "POST", max_skew_s: int = 300, now: float | None = None) -> bool:
+    """Check a webhook delivery: signed EXG-HMAC-SHA256 with the subscriber's own key over the
+    callback's path and query, within ``max_skew_s`` of now. ``headers`` is any mapping."""
+    import hmac
+    import time
+
+    from gateway.signing import AUTH_RE, parse_date, signature, string_to_sign
+
+    date, client, auth = (headers.get("X-Exchange-Date"), headers.get("X-Exchange-Client"),
+                          headers.get("Authorization"))
+    if not (date and client and auth):
+        return False
+    m = AUTH_RE.match(auth)
+    at = parse_date(date)
+    if m is None or at is None or abs(at - (time.time() if now is None else now)) > max_skew_s:
+        return False
+    import hashlib
+
+    want = signature(secret, string_to_sign(date, client, method, path, query, hashlib.sha256(body).hexdigest()))
+    return hmac.compare_digest(want, m.group("sig"))
+
 
 def _problem(status: int, raw: bytes) -> ExchangeError:
     try:
