@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 WAKE_ALL = "*"
 _MAX_MESSAGE = 2048
 _PEER_REFRESH_S = 1.0
+_MAX_OWED_NAMES = 256
 
 Receiver = Callable[[set[str] | None], None]
 
@@ -139,7 +140,10 @@ class Notifier:
             self._send.sendto(message, self._address(peer))
             self.sent += 1
         except (BlockingIOError, InterruptedError):
-            self._owed.setdefault(peer, set()).update(names)
+            owed = self._owed.setdefault(peer, set())
+            owed.update(names)
+            if len(owed) > _MAX_OWED_NAMES:
+                self._owed[peer] = {WAKE_ALL}
         except (ConnectionRefusedError, FileNotFoundError):
             # Nobody is bound to it any more: the process died without closing.
             _unlink(os.path.join(self.directory, peer))

@@ -105,6 +105,7 @@ class SQLiteStore:
         self._heads: dict[str, int] = {}
         self._waiters: dict[str, set[asyncio.Future[int | None]]] = {}
         self._last_commit = CommitInfo(0.0, 0, 0)
+        self._head_checks = 0
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -254,6 +255,7 @@ class SQLiteStore:
 
     async def head(self, resource: str) -> int:
         """The resource's last offset, 0 when it has no records."""
+        self._head_checks += 1
         value = await self._run(self._head_sync, resource)
         self._note_head(resource, value)
         return value
@@ -304,6 +306,7 @@ class SQLiteStore:
             "state": self._state,
             "synchronous": self.synchronous,
             "waiters": sum(len(v) for v in self._waiters.values()),
+            "head_checks": self._head_checks,
             "last_commit_seconds": self._last_commit.seconds,
         }
         if writer is not None:

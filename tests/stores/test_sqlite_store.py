@@ -226,3 +226,15 @@ async def test_reopen_after_close_is_refused(tmp_path: Path) -> None:
     await store.close()
     with pytest.raises(StoreUnavailable, match="closed"):
         await store.open()
+
+
+async def test_wait_does_not_poll_the_database(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "x.db") as store:
+        before = store.stats()["head_checks"]
+        assert await store.wait("r", 0, 0.5) is False
+        assert store.stats()["head_checks"] - before == 1  # one check, then it sleeps
+        waiter = asyncio.create_task(store.wait("r", 0, 30))
+        await asyncio.sleep(0.05)
+        await store.append("r", [("k", b"{}")], client=CLIENT)
+        assert await waiter is True
+        assert store.stats()["head_checks"] - before == 2  # woken by the commit itself
