@@ -10,7 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from svckit import LEGAL, MEDICAL, PORTAL, STRANGER, free_port, grant_toml, running_node, service_toml
+from svckit import (
+    LEGAL,
+    MEDICAL,
+    PORTAL,
+    STRANGER,
+    free_port,
+    grant_toml,
+    running_node,
+    service_toml,
+)
 
 REG = "SH/GOV/hrss/employment/register"
 PEN = "SH/GOV/sicenter/pension/enrol"
