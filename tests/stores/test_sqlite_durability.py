@@ -198,3 +198,14 @@ async def test_wait_wakes_on_another_process_append(tmp_path: Path) -> None:
         assert [r.key for r in records] == [k for k, _ in batch_for("other-t0-0")]
         _, acked = parse([line for line in out.split(b"\n") if line])
         assert acked["other-t0-0"]["first"] == records[0].offset
+
+
+def test_killing_one_writer_process_leaves_the_others_working(tmp_path: Path) -> None:
+    db = tmp_path / "workers.db"
+    survivor = spawn(db, "survivor", tmp_path, "--tasks", "4", "--batches", "100")
+    victim = spawn(db, "victim", tmp_path, "--tasks", "8")
+    _, victim_acked = parse(run_until_acks(victim, acks=60, timeout=60))
+    _, survivor_acked = parse(run_to_end(survivor, timeout=120))
+    assert len(survivor_acked) == 400
+    acked = {**victim_acked, **survivor_acked}
+    assert set(acked) <= check_log(asyncio.run(read_log(db)), acked)
