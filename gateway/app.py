@@ -179,6 +179,10 @@ class Node:
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
 
+    def new_request_id(self) -> str:
+        """A request id unique to this node process (``X-Exchange-Request-Id``)."""
+        return f"{self._id_prefix}-{next(self._ids):x}"
+
     def swap_state(self, state: State) -> None:
         """Atomically replace catalog, keys and route table (one reference assignment)."""
         self.state = state
@@ -387,4 +391,6 @@ class Node:
 
 def make_server(node: Node) -> web.Server:
     """aiohttp's low-level server around the node's handler (no per-route dispatcher)."""
-    return web.Server(node.handle, access_log=None, handler_cancellation=True)
+    from gateway.protocol import ExchangeServer
+
+    return ExchangeServer(node, access_log=None, handler_cancellation=True)
