@@ -478,3 +478,27 @@ async def test_no_secret_or_record_data_in_logs(node: NodeProcess, raw: Raw, key
         audit_text = audit.read_text(errors="replace")
         assert marker not in audit_text
         assert not any(k.secret in audit_text for k in keyring.by_id.values())
+
+
+MALFORMED_HTTP = {
+    "unknown method": b"FOO /v1/catalog HTTP/1.1\r\nHost: x\r\n\r\n",
+    "space in target": b"GET /v1/resources/psb.id-card/records?after= 1 HTTP/1.1\r\nHost: x\r\n\r\n",
+    "bad version": b"GET /v1/catalog HTTP/9.9\r\nHost: x\r\n\r\n",
+    "header too long": b"GET /v1/catalog HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n",
+    "bad header line": b"GET /v1/catalog HTTP/1.1\r\nHost x\r\n\r\n",
+    "bad content-length": b"POST /v1/catalog HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+    "tls to plain port": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40 + b"\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_HTTP))
+async def test_malformed_http_is_a_problem_with_request_id(node: NodeProcess, case: str) -> None:
+    """Requests that aiohttp's parser refuses are answered like every other error."""
+    status, headers, body = await raw_http(node.port, MALFORMED_HTTP[case])
+    assert 400 <= status < 500, (status, body[:200])
+    assert headers["content-type"].startswith("application/problem+json"), (headers, body[:200])
+    doc = json.loads(body)
+    assert doc["status"] == status and doc["code"].startswith("client.")
+    assert headers.get("x-exchange-request-id") == doc["request_id"]
+    await asyncio.sleep(0.3)  # error lines are flushed at once, access lines every 100 ms
+    assert "Traceback" not in node.log_text()
