@@ -58,17 +58,53 @@ class Notifier:
         self.received = 0
         self.dropped_peers = 0
 
-    # -- receiving (event loop thread) ---------------------------------------------------
+    # -- life cycle ---------------------------------------------------------------------
 
     def start(self, loop: asyncio.AbstractEventLoop, receiver: Receiver) -> None:
-        """Bind this process's socket, register it with the loop and publish the marker."""
+        """:meth:`bind` then :meth:`attach` (the first does file-system I/O)."""
+        self.bind()
+        self.attach(loop, receiver)
+
+    def close(self) -> None:
+        """:meth:`detach` then :meth:`release`. Idempotent."""
+        self.detach()
+        self.release()
+
+    def bind(self) -> None:
+        """Bind this process's socket and publish its marker (blocking: not on the loop)."""
         os.makedirs(self.directory, exist_ok=True)
         recv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        recv.setblocking(False)
-        recv.bind(self._address(self.name))
         send = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        send.setblocking(False)
-        self._recv, self._send, self._loop = recv, send, loop
+        try:
+            recv.setblocking(False)
+            recv.bind(self._address(self.name))
+            send.setblocking(False)
+            with open(os.path.join(self.directory, self.name), "wb"):
+                pass
+        except OSError:
+            recv.close()
+            send.close()
+            raise
+        self._recv, self._send = recv, send
+
+    def release(self) -> None:
+        """Close the sockets and remove the marker (blocking: not on the loop). Idempotent."""
+        recv, self._recv = self._recv, None
+        if recv is not None:
+            recv.close()
+            _unlink(os.path.join(self.directory, self.name))
+        send, self._send = self._send, None
+        if send is not None:
+            send.close()
+
+    # -- receiving (event loop thread) ---------------------------------------------------
+
+    def attach(self, loop: asyncio.AbstractEventLoop, receiver: Receiver) -> None:
+        """Deliver peers' wake-ups to ``receiver`` on ``loop``."""
+        recv = self._recv
+        if recv is None:
+            raise RuntimeError("Notifier.attach() before bind()")
+        self._loop = loop
 
         def on_readable() -> None:
             names: set[str] = set()
@@ -76,9 +112,7 @@ class Notifier:
             while True:
                 try:
                     data = recv.recv(_MAX_MESSAGE + 16)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError:
+                except OSError:  # BlockingIOError: drained
                     break
                 self.received += 1
                 for part in data.decode("utf-8", "replace").split("\n"):
@@ -92,20 +126,12 @@ class Notifier:
                 receiver(names)
 
         loop.add_reader(recv.fileno(), on_readable)
-        with open(os.path.join(self.directory, self.name), "wb"):
-            pass
 
-    def close(self) -> None:
-        """Unregister and remove this process's marker. Idempotent."""
-        recv, self._recv = self._recv, None
-        if recv is not None:
-            if self._loop is not None and not self._loop.is_closed():
-                self._loop.remove_reader(recv.fileno())
-            recv.close()
-            _unlink(os.path.join(self.directory, self.name))
-        send, self._send = self._send, None
-        if send is not None:
-            send.close()
+    def detach(self) -> None:
+        """Stop delivering wake-ups. Idempotent."""
+        loop, self._loop = self._loop, None
+        if loop is not None and self._recv is not None and not loop.is_closed():
+            loop.remove_reader(self._recv.fileno())
 
     # -- sending (writer thread) ---------------------------------------------------------
 

@@ -146,10 +146,11 @@ class SQLiteStore:
             )
             if notifier is not None:
                 try:
-                    notifier.start(loop, self._wake_external)
+                    await asyncio.to_thread(notifier.bind)
+                    notifier.attach(loop, self._wake_external)
                     self._notifier = notifier
                 except OSError:
-                    notifier.close()
+                    # Long-polls fall back to a re-check every second.
                     writer.notifier = None
                     self._notifier = None
             self._state = "open"
@@ -170,7 +171,8 @@ class SQLiteStore:
                 if not fut.done():
                     fut.set_result(None)
         if self._notifier is not None:
-            self._notifier.close()
+            self._notifier.detach()
+            await asyncio.to_thread(self._notifier.release)
         await asyncio.to_thread(pool.shutdown, wait=True)
         with self._conns_lock:
             conns, self._reader_conns = self._reader_conns, []
