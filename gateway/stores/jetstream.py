@@ -136,7 +136,7 @@ class JetStreamStore:
         prefix: str = "exg",
         idempotency_ttl_s: float = 86400 * 2,
         duplicate_window_s: float = 600.0,
-        takeover_s: float = 10.0,
+        takeover_s: float = 3.0,
         op_timeout_s: float = 5.0,
         connect_timeout_s: float = 2.0,
         reconnect_wait_s: float = 0.5,
@@ -148,7 +148,11 @@ class JetStreamStore:
             raise ValueError(f"servers must be nats:// URLs, not {servers!r}")
         if replicas not in (1, 3, 5):
             raise ValueError(f"replicas must be 1, 3 or 5, not {replicas!r}")
-        if not prefix or not prefix.replace("_", "").replace("-", "").isalnum() or not prefix.isascii():
+        if (
+            not prefix
+            or not prefix.replace("_", "").replace("-", "").isalnum()
+            or not prefix.isascii()
+        ):
             raise ValueError(f"prefix must be ASCII letters, digits, '-' or '_', not {prefix!r}")
         if takeover_s >= duplicate_window_s:
             raise ValueError("takeover_s must be shorter than duplicate_window_s")
@@ -303,15 +307,21 @@ class JetStreamStore:
             return await self.js.key_value(bucket)
         except nats.js.errors.BucketNotFoundError:
             return await self.js.create_key_value(
-                bucket=bucket, history=1, ttl=ttl, replicas=self.replicas,
-                storage=StorageType.FILE, direct=True,
+                bucket=bucket,
+                history=1,
+                ttl=ttl,
+                replicas=self.replicas,
+                storage=StorageType.FILE,
+                direct=True,
             )
 
     async def destroy(self) -> None:
         """Delete every stream and bucket of this prefix (tests and tools)."""
         self._check()
         n = self.names
-        streams = [n["records"], n["keys"]] + [f"KV_{n[b]}" for b in ("idempotency", "cursors", "config")]
+        streams = [n["records"], n["keys"]] + [
+            f"KV_{n[b]}" for b in ("idempotency", "cursors", "config")
+        ]
         for stream in streams:
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await self.js.delete_stream(stream)
@@ -427,7 +437,9 @@ class JetStreamStore:
         fut: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         self._inflight_idem[claim] = (body_hash, fut)
         try:
-            result = await self._append_claimed(resource, records, claim, body_hash, idempotency_key)
+            result = await self._append_claimed(
+                resource, records, claim, body_hash, idempotency_key
+            )
         except BaseException as exc:
             fut.set_exception(exc)
             fut.exception()  # retrieved: waiters re-raise or retry
@@ -439,7 +451,11 @@ class JetStreamStore:
             self._inflight_idem.pop(claim, None)
 
     async def _append_claimed(
-        self, resource: str, records: list[tuple[str, bytes]], claim: str, body_hash: str,
+        self,
+        resource: str,
+        records: list[tuple[str, bytes]],
+        claim: str,
+        body_hash: str,
         idempotency_key: str,
     ) -> AppendResult:
         kv = self._idem
@@ -470,7 +486,9 @@ class JetStreamStore:
                 return AppendResult(held.first, held.last, held.count, replayed=True)
             if time.time() * 1000 - held.t > self.takeover_s * 1000:
                 try:
-                    revision = await self._call(kv.update(claim, _enc(pending), last=entry.revision))
+                    revision = await self._call(
+                        kv.update(claim, _enc(pending), last=entry.revision)
+                    )
                     self.stats["takeovers"] += 1
                     break
                 except nats.js.errors.KeyWrongLastSequenceError:
@@ -549,7 +567,9 @@ class JetStreamStore:
                 return await self._leader_get(stream, request)
             return None
         if status:
-            raise StoreUnavailable(f"JetStream direct get failed: {status} {hdrs.get('Description', '')}")
+            raise StoreUnavailable(
+                f"JetStream direct get failed: {status} {hdrs.get('Description', '')}"
+            )
         return int(hdrs["Nats-Sequence"]), msg.data
 
     async def _leader_get(self, stream: str, request: dict[str, Any]) -> tuple[int, bytes] | None:
@@ -584,7 +604,9 @@ class JetStreamStore:
             try:
                 decoded = decode_batch(payload, max(after - base, -1), limit - len(out))
             except CorruptBatch as exc:
-                raise StoreError(f"batch {mseq} of resource {resource!r} is corrupt: {exc}") from exc
+                raise StoreError(
+                    f"batch {mseq} of resource {resource!r} is corrupt: {exc}"
+                ) from exc
             out.extend([Record(base + off, key, ts, data) for off, ts, key, data in decoded])
             seq = mseq + 1
         return out
@@ -717,4 +739,3 @@ class JetStreamStore:
             "waiters": sum(len(v) for v in self._waiters.values()),
             **self.stats,
         }
-
