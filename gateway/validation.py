@@ -102,6 +102,9 @@ def _collect(entry: ResourceEntry, body: bytes, msgpack: bool, max_records: int,
             errors.append(_to_field_error(exc, i))
             if len(errors) >= MAX_REPORTED:
                 break
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # a later record is malformed
+            return Problem("client.bad_request",
+                           f"malformed {'msgpack' if msgpack else 'JSON'} body in record {i}: {exc}")
     if not errors:
         errors.append(_to_field_error(first))
     return Problem("client.validation_failed",
