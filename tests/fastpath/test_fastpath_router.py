@@ -418,3 +418,19 @@ def test_implementations_agree_on_service_tables(pair, services, probe, tail) ->
                 sid,
             )
             assert result[3] == tail
+
+
+def test_every_id_of_a_large_table_resolves_to_its_index(impl: fastpath.Implementation) -> None:
+    rids = [f"agency{i % 50}.dataset-{i}" for i in range(20000)]
+    rids += ["a" * n for n in range(1, 129)]  # every length the hash's tail handles
+    table = impl.RouteTable(rids)
+    for index, rid in enumerate(rids):
+        assert table.match("GET", f"/v1/catalog/{rid}") == (
+            fastpath.CATALOG_ITEM,
+            index,
+            rid,
+            None,
+        )
+    for rid in ("agency0.dataset-20000", "agency0.dataset-1", "a" * 127 + "b", "b"):
+        expected = rids.index(rid) if rid in rids else -1
+        assert table.match("GET", f"/v1/catalog/{rid}")[1] == expected
