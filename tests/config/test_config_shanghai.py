@@ -159,3 +159,18 @@ def test_facts_the_gateway_tests_rely_on(cat: Catalog) -> None:
     assert [(g.resource, g.expires) for g in census] == [("psb.hukou", dt.date(2021, 6, 30))]
     cases = cat.by_id["psb.case-files"].spec
     assert (cases.sharing, cases.owner) == ("restricted", "SH/GOV/psb/cases")
+
+
+def test_portal_acts_for_citizens(cat: Catalog) -> None:
+    assert PORTAL in cat.portals
+
+
+def test_personal_records_name_their_citizen(cat: Catalog) -> None:
+    """The consent rule needs the citizen's ID number: the key, or the `citizen` field."""
+    for e in cat.resources:
+        r = e.spec
+        if not r.personal or r.sharing == "restricted":
+            continue
+        field = r.citizen or r.key
+        assert field is not None and r.fields[field] == "str", r.id
+        assert field.endswith("id_number"), f"{r.id}: citizen field {field!r}"
