@@ -186,10 +186,12 @@ def _insecure_ssl() -> ssl.SSLContext:
 
 def write_keyring(path: Path, catalog: Path = CATALOG) -> Path:
     """A development keyring written by ``python -m gateway keys init``."""
-    subprocess.run(
+    proc = subprocess.run(
         [sys.executable, "-m", "gateway", "keys", "init", "--catalog", str(catalog), "--out", str(path)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True, capture_output=True,
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
     )
+    if proc.returncode != 0:
+        raise RuntimeError(f"keys init failed ({proc.returncode}): {proc.stderr.strip()}")
     return path
 
 

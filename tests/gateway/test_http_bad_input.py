@@ -39,8 +39,8 @@ CURSOR = f"/v1/resources/{ID_CARD}/cursor"
 
 @pytest.fixture(scope="module")
 def small_node(make_node: Callable[..., NodeProcess]) -> NodeProcess:
-    """A node with small limits: 2 KiB bodies, 5 records a batch."""
-    return make_node(limits={"max_body_bytes": 2048, "max_batch_records": 5})
+    """A node with small limits: 2 KiB bodies, 5 records a batch, 1 s to send a body."""
+    return make_node(limits={"max_body_bytes": 2048, "max_batch_records": 5, "client_timeout_s": 1.0})
 
 
 @pytest.fixture
@@ -293,6 +293,23 @@ async def test_invalid_utf8_is_400(raw: Raw, fmt: str) -> None:
     await check()
 
 
+@pytest.mark.parametrize("fmt", ["json", "msgpack"])
+async def test_invalid_utf8_after_a_schema_failure_is_400(raw: Raw, fmt: str) -> None:
+    """The per-record re-check that names failing fields must not trip over a later bad record."""
+    check = await unchanged(raw)
+    bad_schema, bad_bytes = id_card(), id_card(name="NAME-PLACEHOLDER")
+    bad_schema["data"]["favourite_colour"] = "blue"
+    if fmt == "json":
+        body = json.dumps({"records": [bad_schema, bad_bytes]}).encode()
+        r = await raw.request("POST", RECORDS, body=body.replace(b"NAME-PLACEHOLDER", b"\xff\xfe\xc3"))
+    else:
+        body = msgspec.msgpack.encode({"records": [bad_schema, bad_bytes]})
+        r = await raw.request("POST", RECORDS, body=body.replace(b"NAME-PLACEHOLDER", b"\xff" * 16),
+                              content_type="application/msgpack")
+    assert_problem(r, 400, "client.bad_request")
+    await check()
+
+
 # -- limits -------------------------------------------------------------------------------
 
 
@@ -343,6 +360,21 @@ async def test_body_over_max_body_bytes_is_413_before_reading(small_node: NodePr
             f"Content-Length: 100000000\r\n\r\n").encode()
     status, _, body = await raw_http(small_node.port, head, half_close=False)
     assert status == 413 and json.loads(body)["code"] == "client.payload_too_large"
+
+
+async def test_slow_client_body_is_400_and_changes_nothing(small_node: NodeProcess, small: Raw) -> None:
+    """A client that stops sending its body is answered once client_timeout_s has passed."""
+    check = await unchanged(small)
+    body = json.dumps({"records": [id_card()]}).encode()
+    h = small.sign("POST", RECORDS, "", body)
+    head = (f"POST {RECORDS} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items()) + "\r\n")
+    status, headers, reply = await raw_http(small_node.port, head.encode() + body[:20], timeout=20)
+    assert status == 400, reply
+    doc = json.loads(reply)
+    assert doc["code"] == "client.bad_request" and "within" in doc["detail"]
+    assert headers["x-exchange-request-id"] == doc["request_id"]
+    await check()
 
 
 # -- query values ---------------------------------------------------------------------------
