@@ -9,6 +9,9 @@ table of operations per second and speed-ups, and writes the same figures as JSO
   ``UrlDispatcher.resolve`` on the same table (one aiohttp resource per rid route, requests
   from ``make_mocked_request``; their parsed URLs are built once and cached, which favours
   aiohttp). Every timed run matches fresh ``str`` objects, as a server would.
+
+Rates are operations per second of CPU time of the benchmarking thread, best of
+``--repeat`` runs, the implementations taking turns run by run.
 * router (services): service paths with tails, compiled vs twin.
 * codec: ``encode_batch`` / ``decode_batch`` of 100-record batches of JSON payloads.
 * projection: ``project_many`` / ``project`` with a grant of half the fields and a mask.
@@ -97,16 +100,18 @@ Runner = Callable[[int], int]  # run number -> operations done
 def _compare(runners: dict[str, Runner | None], repeat: int) -> dict[str, float | None]:
     """Operations per second of each runner: the best of ``repeat`` runs.
 
-    The runners take turns, run by run, so that a busy machine slows them alike.
+    Time is the CPU time of this thread (``time.thread_time``), so that other processes
+    on a busy machine do not count; the runners also take turns, run by run, so that
+    what they share (caches, memory bandwidth) is disturbed alike.
     """
     best: dict[str, float] = {}
     for run in range(repeat):
         for name, fn in runners.items():
             if fn is None:
                 continue
-            start = time.perf_counter()
+            start = time.thread_time()
             ops = fn(run)
-            elapsed = time.perf_counter() - start
+            elapsed = max(time.thread_time() - start, 1e-9)
             best[name] = max(best.get(name, 0.0), ops / elapsed)
     return {name: best.get(name) for name in runners}
 
