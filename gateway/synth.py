@@ -196,7 +196,8 @@ def synth_catalog(
     (the first member is the Big Data Center with ``portal``); resources are named
     ``<code>.<dataset>-<n>``, have a key and 3-12 typed fields, and are about 60 %
     conditional, 30 % open and 10 % restricted; each conditional resource has about three
-    grants, and the portal has a grant of every personal conditional resource.
+    grants, and the portal (declared in ``portals``) has a grant of every personal
+    conditional resource.
     Raises ``ValueError`` for sizes out of range.
     """
     _check_sizes(resources, members)
@@ -223,6 +224,8 @@ def synth_catalog(
             all_subsystems.append(sid)
         owners_of.append([f"{mid}/{s}" for s in subs if s != PORTAL])
     portal = f"{instance}/GOV/bdc/{PORTAL}" if _members(members)[0][1] == "bdc" else None
+    if portal is not None:
+        doc["portals"] = [portal]  # acts for citizens: reads their own personal records
 
     # Every member owns one resource; the rest go to members with skewed weights, as a
     # few large agencies (police, social security, tax) hold most of a city's data.

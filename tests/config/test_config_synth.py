@@ -81,6 +81,7 @@ def test_shape(small: dict) -> None:
     assert set(per_member) == set(cat.members)
     assert all(1 <= n <= 3 for n in per_member.values())
     assert "SH/GOV/bdc/portal" in cat.subsystems
+    assert cat.portals == {"SH/GOV/bdc/portal"}
 
     owners = collections.Counter()
     for e in cat.resources:
