@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import sqlite3
 import threading
@@ -18,6 +19,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not POSIX
+    fcntl = None  # type: ignore[assignment]
 
 from fastpath import encode_batch
 from gateway.stores._notify import Notifier
@@ -135,6 +141,7 @@ class Writer(threading.Thread):
                 readonly=False,
             )
             initialise(self._conn, self._busy_timeout_ms)
+            self._process_lock = ProcessLock(self.path + ".writer-lock")
         except BaseException as exc:  # noqa: BLE001 - handed to the opener
             error = (
                 exc
@@ -150,6 +157,7 @@ class Writer(threading.Thread):
             self._serve()
         finally:
             self._conn.close()
+            self._process_lock.close()
 
     def _serve(self) -> None:
         notifier = self.notifier
@@ -165,19 +173,22 @@ class Writer(threading.Thread):
             ops: list[Op] = [first]
             records = len(first.records) if isinstance(first, AppendOp) else 0
             stop = isinstance(first, StopOp)
-            while not stop and len(ops) < MAX_GROUP_OPS and records < MAX_GROUP_RECORDS:
-                try:
-                    op = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-                ops.append(op)
-                if isinstance(op, StopOp):
-                    stop = True
-                elif isinstance(op, AppendOp):
-                    records += len(op.records)
-            work = [op for op in ops if not isinstance(op, StopOp)]
-            if work:
-                self._group(work)
+            # Take the cross-process lock before draining: what queues up while another
+            # process commits joins this group.
+            with self._process_lock if not stop else contextlib.nullcontext():
+                while not stop and len(ops) < MAX_GROUP_OPS and records < MAX_GROUP_RECORDS:
+                    try:
+                        op = self.queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    ops.append(op)
+                    if isinstance(op, StopOp):
+                        stop = True
+                    elif isinstance(op, AppendOp):
+                        records += len(op.records)
+                work = [op for op in ops if not isinstance(op, StopOp)]
+                if work:
+                    self._group(work)
             if stop:
                 return
 
@@ -346,6 +357,35 @@ class Writer(threading.Thread):
         # RuntimeError: the loop is closed, nobody is waiting any more.
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(fn, *args)
+
+
+class ProcessLock:
+    """An exclusive ``flock`` on a file next to the database, held by a writer from before
+    it drains its queue until after its commit.
+
+    ``BEGIN IMMEDIATE`` alone would serialise the writers of several processes too, but a
+    writer that finds the database locked sleeps in SQLite's busy handler (up to 100 ms at a
+    time); a writer blocked in ``flock`` is woken the moment the holder releases it. Where
+    ``fcntl`` does not exist the lock is a no-op and the busy timeout does the work.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._fd: int | None = None
+        if fcntl is not None:
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+
+    def __enter__(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

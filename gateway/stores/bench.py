@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import random
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -63,23 +65,33 @@ async def _drive(
     return len(latencies), items, time.perf_counter() - started, latencies
 
 
+def _payloads(batch_size: int, keys: int, seed: int) -> list[list[tuple[str, bytes]]]:
+    """256 batches of citizen ids drawn at random from ``keys``: each record moves one
+    random entry of the latest-by-key index, as pushes of real citizens' records do."""
+    rng = random.Random(seed)
+    return [[_record(rng.randrange(keys)) for _ in range(batch_size)] for _ in range(256)]
+
+
+async def _append_phase(
+    store: SQLiteStore, payloads: list[list[tuple[str, bytes]]], tasks: int, seconds: float
+) -> tuple[int, int, float, list[float]]:
+    async def append(t: int, n: int) -> int:
+        result = await store.append(RESOURCE, payloads[(t * 31 + n) % 256], client=CLIENT)
+        return result.count
+
+    return await _drive(tasks, seconds, append)
+
+
 async def bench_mode(directory: Path, synchronous: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Appends, then paged reads, then keyed reads, on a fresh file."""
     path = directory / f"bench-{synchronous.lower()}.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
-    batch_size = args.batch
+    _remove_db(path)
     async with SQLiteStore(path, synchronous=synchronous) as store:
         rng = random.Random(1)
-        # Citizen ids drawn at random from --keys: every record updates a random index entry.
-        payloads = [
-            [_record(rng.randrange(args.keys)) for _ in range(batch_size)] for _ in range(256)
-        ]
-
-        async def append(t: int, n: int) -> int:
-            result = await store.append(RESOURCE, payloads[(t * 31 + n) % 256], client=CLIENT)
-            return result.count
-
-        calls, records, elapsed, lat = await _drive(args.tasks, args.seconds, append)
+        payloads = _payloads(args.batch, args.keys, 1)
+        calls, records, elapsed, lat = await _append_phase(
+            store, payloads, args.tasks, args.seconds
+        )
         stats = store.stats()
         head = await store.head(RESOURCE)
         out: dict[str, Any] = {
@@ -111,6 +123,94 @@ async def bench_mode(directory: Path, synchronous: str, args: argparse.Namespace
         calls, _, elapsed, lat = await _drive(args.tasks, args.seconds, latest)
         out.update(latest_per_s=calls / elapsed, latest_p99_ms=_percentile(lat, 0.99) * 1000)
     return out
+
+
+async def _append_only(
+    path: str,
+    synchronous: str,
+    tasks: int,
+    batch: int,
+    keys: int,
+    seconds: float,
+    start_at: float,
+    seed: int,
+) -> dict[str, Any]:
+    async with SQLiteStore(path, synchronous=synchronous) as store:
+        payloads = _payloads(batch, keys, seed)
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        calls, records, elapsed, lat = await _append_phase(store, payloads, tasks, seconds)
+        return {
+            "batches": calls,
+            "records": records,
+            "elapsed": elapsed,
+            "p99_ms": _percentile(lat, 0.99) * 1000,
+        }
+
+
+def _append_worker(*args: Any) -> dict[str, Any]:
+    """One process of the multi-process run (top level, so that ``spawn`` can find it)."""
+    return _runner()(_append_only(*args))
+
+
+def bench_processes(
+    directory: Path, synchronous: str, processes: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """``processes`` processes, each with its own store and writer, append to one file;
+    the ``--tasks`` are shared out between them."""
+    path = directory / f"bench-{processes}p.db"
+    _remove_db(path)
+    share = [args.tasks // processes + (i < args.tasks % processes) for i in range(processes)]
+    ctx = multiprocessing.get_context("spawn")
+    start_at = time.time() + 1.0 + 0.5 * processes
+    with ProcessPoolExecutor(max_workers=processes, mp_context=ctx) as pool:
+        futures = [
+            pool.submit(
+                _append_worker,
+                str(path),
+                synchronous,
+                share[i],
+                args.batch,
+                args.keys,
+                args.seconds,
+                start_at,
+                i + 1,
+            )
+            for i in range(processes)
+            if share[i] > 0
+        ]
+        results = [f.result() for f in futures]
+    elapsed = max(r["elapsed"] for r in results)
+    return {
+        "processes": processes,
+        "synchronous": synchronous,
+        "append_records_per_s": sum(r["records"] for r in results) / elapsed,
+        "append_batches_per_s": sum(r["batches"] for r in results) / elapsed,
+        "append_p99_ms": max(r["p99_ms"] for r in results),
+    }
+
+
+def _remove_db(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+
+
+def _runner() -> Callable[[Any], Any]:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
+
+
+def _process_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["processes  append rec/s  batches/s  append p99 ms"]
+    lines.append("---------  ------------  ---------  -------------")
+    for row in rows:
+        lines.append(
+            f"{row['processes']:>9}  {row['append_records_per_s']:>12,.0f}"
+            f"  {row['append_batches_per_s']:>9,.0f}  {row['append_p99_ms']:>13.1f}"
+        )
+    return "\n".join(lines)
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -174,6 +274,11 @@ def _modes(text: str) -> list[str]:
     return modes
 
 
+def _process_counts(text: str) -> list[int]:
+    counts = [_bounded_int(part.strip(), 64) for part in text.split(",") if part.strip()]
+    return counts
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gateway.stores.bench", description=__doc__)
     parser.add_argument("--out", required=True, help="JSON file to write")
@@ -182,18 +287,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=_batch_size, default=100, help="records per append")
     parser.add_argument("--keys", type=_tasks_or_keys, default=1_000_000, help="distinct keys")
     parser.add_argument("--synchronous", type=_modes, default=["FULL", "NORMAL"])
+    parser.add_argument(
+        "--processes",
+        type=_process_counts,
+        default=[1, 2],
+        help="writer-process counts to compare on one file, e.g. 1,2 (empty: skip)",
+    )
     parser.add_argument("--dir", default=None, help="where the database goes (default: a temp dir)")
     args = parser.parse_args(argv)
-    try:
-        import uvloop
-
-        runner: Callable[[Any], Any] = uvloop.run
-    except ImportError:
-        runner = asyncio.run
+    runner = _runner()
     rows = []
+    process_rows = []
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for mode in args.synchronous:
             rows.append(runner(bench_mode(Path(tmp), mode, args)))
+        for count in args.processes:
+            process_rows.append(bench_processes(Path(tmp), args.synchronous[0], count, args))
     result = {
         "tasks": args.tasks,
         "keys": args.keys,
@@ -202,8 +311,13 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],
         "modes": rows,
+        "processes": process_rows,
     }
     print(_table(rows))
+    if process_rows:
+        print()
+        print(f"several processes on one file ({args.synchronous[0]}, {args.tasks} tasks in all):")
+        print(_process_table(process_rows))
     out = Path(args.out)
     if out.parent and not out.parent.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
