@@ -112,8 +112,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_keyring(path: Path) -> dict[str, tuple[str, str]]:
-    keys = {c: ("k-" + c.replace("/", "-").lower(), secrets.token_hex(32)) for c in SUBSYSTEMS}
+def write_keyring(path: Path, clients: list[str] | None = None) -> dict[str, tuple[str, str]]:
+    keys = {c: ("k-" + c.replace("/", "-").lower(), secrets.token_hex(32)) for c in clients or SUBSYSTEMS}
     lines = [f'[[keys]]\nid = "{kid}"\nclient = "{c}"\nsecret = "{sec}"\n' for c, (kid, sec) in keys.items()]
     path.write_text("\n".join(lines))
     return keys
@@ -173,11 +173,15 @@ class RunningNode:
 
 @contextlib.asynccontextmanager
 async def running_node(tmp: Path, extra_catalog: str = "", *, audit: bool = True,
-                       audit_queue: int | None = None, **deliverer: Any) -> AsyncIterator[RunningNode]:
-    """Start a node (sqlite store in ``tmp``) with BASE_CATALOG + ``extra_catalog``."""
+                       audit_queue: int | None = None, base: str = BASE_CATALOG,
+                       **deliverer: Any) -> AsyncIterator[RunningNode]:
+    """Start a node (sqlite store in ``tmp``) with ``base`` (BASE_CATALOG) + ``extra_catalog``."""
     tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / "catalog.toml").write_text(BASE_CATALOG + extra_catalog)
-    keys = write_keyring(tmp / "keyring.toml")
+    (tmp / "catalog.toml").write_text(base + extra_catalog)
+    import tomllib
+
+    clients = [s["id"] for s in tomllib.loads(base + extra_catalog).get("subsystems", [])]
+    keys = write_keyring(tmp / "keyring.toml", clients)
     port = free_port()
     (tmp / "node.toml").write_text(
         f'[node]\nlisten = "127.0.0.1:{port}"\ncatalog = "catalog.toml"\nkeyring = "keyring.toml"\n'
