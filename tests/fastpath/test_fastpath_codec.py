@@ -99,6 +99,8 @@ def _corrupt_cases() -> list[tuple[str, bytes, str]]:
     flipped[30] ^= 0x01
     bad_key = struct.pack("<qqII", 1, 2, 2, 0) + b"\xff\xfe"
     long_key = struct.pack("<qqII", 1, 2, 100, 0) + b"ab"
+    huge_payload = struct.pack("<qqII", 1, 2, 0, 0xFFFFFFFF) + b"ab"
+    huge_key = struct.pack("<qqII", 1, 2, 0xFFFFFFFF, 0xFFFFFFFF)
     return [
         ("empty", b"", "truncated batch: 0 bytes"),
         ("short header", good[:17], "truncated batch: 17 bytes"),
@@ -114,6 +116,8 @@ def _corrupt_cases() -> list[tuple[str, bytes, str]]:
         ("count huge", with_header(count=2**32 - 1), "record #3: header runs past"),
         ("key not UTF-8", with_header(1, bad_key), "record #0: key is not valid UTF-8"),
         ("key runs past end", with_header(1, long_key), "record #0: key/payload lengths run"),
+        ("payload 4 GiB", with_header(1, huge_payload), "record #0: key/payload lengths run"),
+        ("key+payload 8 GiB", with_header(1, huge_key), "record #0: key/payload lengths run"),
         ("empty body count 1", with_header(1, b""), "record #0: header runs past"),
         ("garbage, count 0", with_header(0, b"xx"), "trailing garbage: 2 bytes after the 0"),
     ]
