@@ -118,7 +118,9 @@ class GatewayNode:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"node exited with {self.proc.returncode}:\n{self.log_tail()}")
             status = http_status(self.url + wait_for)
-            if status is not None and (status == 200 or wait_for == "/readyz"):
+            listening = self.log_tail(10_000).count('"event":"listening"')
+            if (status is not None and (status == 200 or wait_for == "/readyz")
+                    and listening >= self.workers):
                 return self
             time.sleep(0.1)
         self.stop()
