@@ -196,6 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-gateway", action="store_true", help="measure only the bare servers")
     b.set_defaults(func=_cmd_bench)
 
+    w = sub.add_parser("worker", help="a Locust worker for a master on another machine")
+    w.add_argument(
+        "--master", required=True, help="master host:port (as printed by `run --remote-workers`)"
+    )
+    w.add_argument("--config", required=True, help="a copy of the master's OUT/run-config.json")
+    w.add_argument(
+        "--user-classes",
+        nargs="+",
+        metavar="CLASS",
+        help="the same classes as the master (default: from the mix)",
+    )
+    w.set_defaults(func=_cmd_worker)
+
     c = sub.add_parser(
         "compare", help="measured vs simulated throughput and latency per request kind"
     )

@@ -88,7 +88,9 @@ def _write_script(path: Path, requests: list[bytes]) -> Path:
     return path
 
 
-def _half_load(cfg: BenchConfig, port: int, requests: list[bytes], max_rps: float, name: str) -> OpenStats:
+def _half_load(
+    cfg: BenchConfig, port: int, requests: list[bytes], max_rps: float, name: str
+) -> OpenStats:
     rate = max(1.0, max_rps / 2.0)
     stats = run_open_model_sync(
         "127.0.0.1", port, requests, rate, cfg.duration_s, max_connections=cfg.connections * 4

@@ -186,3 +186,46 @@ def test_bench_harness_on_the_bare_servers(tmp_path: Path) -> None:
     assert doc["hello_p99_ms_at_half_load"] > 0
     assert doc["query_rps"] is None  # the gateway was not measured
     assert "hello_rps" in res.stdout
+
+
+def test_compare_command_writes_compare_json(tmp_path: Path) -> None:
+    run_dir, sim_dir = tmp_path / "run", tmp_path / "sim"
+    run_dir.mkdir()
+    sim_dir.mkdir()
+    kind = {"count": 10, "rate": 5.0, "p50_ms": 1.0, "p95_ms": 2.0, "p99_ms": 3.0, "failures": 0}
+    (run_dir / "summary.json").write_text(
+        json.dumps({"kinds": {"read": kind, "commit": kind}, "total": kind})
+    )
+    (sim_dir / "summary.json").write_text(
+        json.dumps(
+            {
+                "scenario": {"days": 1},
+                "gateway": {
+                    "requests": {"mean": 86400},
+                    "latency_ms": {"p50": 0.5, "p99": 2.0},
+                    "by_kind": {"keyed_read": {"mean": 43200}, "pull": {"mean": 43200}},
+                },
+            }
+        )
+    )
+    res = run_cli("compare", str(run_dir), str(sim_dir))
+    assert res.returncode == 0, res.stderr
+    assert "not in the simulation" in res.stdout and "not measured in this run" in res.stdout
+    doc = json.loads((run_dir / "compare.json").read_text())
+    assert doc["kinds"]["read"]["simulated"]["mean_rps"] == 0.5
+    (sim_dir / "summary.json").write_text("{not json")
+    _clean_error(run_cli("compare", str(run_dir), str(sim_dir)), "SIM_DIR", "not JSON")
+
+
+def test_seed_and_worker_refuse_bad_input(tmp_path: Path, city_files) -> None:
+    catalog, keyring = city_files
+    host = f"http://127.0.0.1:{free_port()}"
+    res = run_cli("seed", "--host", host, "--keyring", str(keyring), "--catalog", str(catalog))
+    _clean_error(res, "cannot reach")
+    res = run_cli("worker", "--master", "nowhere", "--config", str(tmp_path / "run-config.json"))
+    _clean_error(res, "run-config.json")
+    conf = tmp_path / "run-config.json"
+    conf.write_text("{}")
+    _clean_error(
+        run_cli("worker", "--master", "host:1", "--config", str(conf)), "not a run configuration"
+    )

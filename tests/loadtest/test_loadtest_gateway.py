@@ -108,3 +108,71 @@ def test_distributed_run_with_two_workers_and_a_shape(
     assert (out / "locust-worker-0.log").exists() and (out / "locust-worker-1.log").exists()
     if res.returncode == 1:
         assert "SLO FAILED" in res.stderr
+
+
+def test_remote_worker_joins_a_master(tmp_path: Path, gateway_url: str, city_files) -> None:
+    """The several-machines path: `run --remote-workers 1` waits for `loadtest worker`."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from loadtest.servers import child_env, free_port
+
+    catalog, keyring = city_files
+    out, port = tmp_path / "remote", free_port()
+    env = dict(os.environ)
+    env.update(child_env())
+    cmd = [
+        sys.executable,
+        "-m",
+        "loadtest",
+        "run",
+        "--host",
+        gateway_url,
+        "--keyring",
+        str(keyring),
+        "--catalog",
+        str(catalog),
+        "--out",
+        str(out),
+        "--citizens",
+        "200",
+        "--users",
+        "2",
+        "--duration",
+        "3s",
+        "--remote-workers",
+        "1",
+        "--master-port",
+        str(port),
+        "--user-classes",
+        "CitizenPortalUser",
+    ]
+    master = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        conf = out / "run-config.json"
+        deadline = time.monotonic() + 30
+        while not conf.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        worker = run_cli(
+            "worker",
+            "--master",
+            f"127.0.0.1:{port}",
+            "--config",
+            str(conf),
+            "--user-classes",
+            "CitizenPortalUser",
+            timeout=90,
+        )
+        stdout, stderr = master.communicate(timeout=90)
+    finally:
+        if master.poll() is None:
+            master.kill()
+            master.wait()
+    assert master.returncode == 0, (stdout, stderr)
+    assert worker.returncode == 0, worker.stderr
+    assert "python -m loadtest worker --master" in stdout
+    assert _summary(out)["kinds"]["read"]["count"] > 0
