@@ -61,6 +61,14 @@ cdef inline int64_t _get_i64(const unsigned char* p) noexcept nogil:
     return <int64_t>u
 
 
+cdef inline bint _is_ascii(const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    cdef unsigned char acc = 0
+    cdef Py_ssize_t i
+    for i in range(n):
+        acc |= p[i]
+    return acc < 0x80
+
+
 cdef int64_t _as_i64(object value, Py_ssize_t i, str what) except? -1:
     if type(value) is not int:
         raise ValueError(f"record #{i}: {what} {value!r} is not a 64-bit int")
@@ -246,17 +254,22 @@ def decode_batch(buf, after=-1, limit=-1):
             if pos + <Py_ssize_t>klen + <Py_ssize_t>plen > size:
                 raise CorruptBatch(
                     f"record #{i}: key/payload lengths run past the end of the batch")
-            try:
-                key = PyUnicode_DecodeUTF8(<const char*>(p + pos), klen, "strict")
-            except UnicodeDecodeError:
-                raise CorruptBatch(f"record #{i}: key is not valid UTF-8") from None
-            pos += klen
             if (not take_none and (take_all or offset > after_v)
                     and (limit_v < 0 or taken < limit_v)):
-                out.append((offset, ts, key,
-                            PyBytes_FromStringAndSize(<const char*>(p + pos), plen)))
+                try:
+                    key = PyUnicode_DecodeUTF8(<const char*>(p + pos), klen, "strict")
+                except UnicodeDecodeError:
+                    raise CorruptBatch(f"record #{i}: key is not valid UTF-8") from None
+                out.append((offset, ts, key, PyBytes_FromStringAndSize(
+                    <const char*>(p + pos + klen), plen)))
                 taken += 1
-            pos += plen
+            elif not _is_ascii(p + pos, klen):
+                # A record left out is still checked, without keeping its key.
+                try:
+                    PyUnicode_DecodeUTF8(<const char*>(p + pos), klen, "strict")
+                except UnicodeDecodeError:
+                    raise CorruptBatch(f"record #{i}: key is not valid UTF-8") from None
+            pos += klen + plen
         if pos != size:
             raise CorruptBatch(f"trailing garbage: {size - pos} bytes after the {count} records")
         return out
