@@ -229,3 +229,42 @@ def test_seed_and_worker_refuse_bad_input(tmp_path: Path, city_files) -> None:
     _clean_error(
         run_cli("worker", "--master", "host:1", "--config", str(conf)), "not a run configuration"
     )
+
+
+@pytest.mark.skipif(
+    not any(
+        os.access(os.path.join(p, "wrk"), os.X_OK)
+        for p in os.environ.get("PATH", "").split(os.pathsep)
+    ),
+    reason="wrk not installed",
+)
+def test_bench_measures_the_gateway(tmp_path: Path) -> None:
+    if not (Path(__file__).resolve().parents[2] / "gateway" / "synth.py").exists():
+        pytest.skip("gateway.synth is not there yet")
+    out = tmp_path / "bench"
+    res = run_cli(
+        "bench",
+        "--out",
+        str(out),
+        "--duration",
+        "1s",
+        "--connections",
+        "8",
+        "--resources",
+        "300",
+        timeout=240,
+    )
+    assert res.returncode == 0, res.stderr
+    doc = json.loads((out / "bench.json").read_text())
+    for key in (
+        "query_rps",
+        "query_ratio",
+        "push_records_per_s",
+        "push_ratio",
+        "pull_records_per_s",
+        "p99_ms_at_half_load",
+    ):
+        assert doc[key] and doc[key] > 0, key
+    details = json.loads((out / "bench-details.json").read_text())
+    assert details["pull_records_per_response"] == 1000
+    assert details["gateway_query"]["non_2xx"] == 0
