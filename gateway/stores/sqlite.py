@@ -13,13 +13,12 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from fastpath import CorruptBatch, decode_batch
 from gateway.stores import _notify
+from gateway.stores._sqlite_readers import ReaderPool
 from gateway.stores._sqlite_schema import SYNCHRONOUS_MODES, connect
 from gateway.stores._sqlite_writer import (
     AppendOp,
@@ -96,10 +95,7 @@ class SQLiteStore:
         self._open_lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writer: Writer | None = None
-        self._pool: ThreadPoolExecutor | None = None
-        self._local = threading.local()
-        self._reader_conns: list[sqlite3.Connection] = []
-        self._conns_lock = threading.Lock()
+        self._pool: ReaderPool | None = None
         self._notifier: _notify.Notifier | None = None
         self._rids: dict[str, int] = {}
         self._heads: dict[str, int] = {}
@@ -140,10 +136,7 @@ class SQLiteStore:
             writer.start()
             await writer.ready  # raises StoreUnavailable when the file cannot be opened
             self._loop, self._writer = loop, writer
-            self._pool = ThreadPoolExecutor(
-                max_workers=self._readers,
-                thread_name_prefix="sqlite-reader",
-            )
+            self._pool = ReaderPool(self._readers, self._connect_reader, loop)
             if notifier is not None:
                 try:
                     await asyncio.to_thread(notifier.bind)
@@ -173,11 +166,7 @@ class SQLiteStore:
         if self._notifier is not None:
             self._notifier.detach()
             await asyncio.to_thread(self._notifier.release)
-        await asyncio.to_thread(pool.shutdown, wait=True)
-        with self._conns_lock:
-            conns, self._reader_conns = self._reader_conns, []
-        for conn in conns:
-            conn.close()
+        await asyncio.to_thread(pool.close)
 
     async def __aenter__(self) -> SQLiteStore:
         await self.open()
@@ -345,25 +334,17 @@ class SQLiteStore:
         self._ready_writer()
         assert self._loop is not None and self._pool is not None
         try:
-            return await self._loop.run_in_executor(self._pool, fn, *args)
-        except RuntimeError as exc:  # the pool was shut down by close()
-            raise StoreUnavailable("the store is closed") from exc
+            return await self._pool.submit(fn, *args)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
 
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = connect(
-                self.path,
-                synchronous=self.synchronous,
-                busy_timeout_ms=self._busy_timeout_ms,
-                readonly=True,
-            )
-            self._local.conn = conn
-            with self._conns_lock:
-                self._reader_conns.append(conn)
-        return conn
+    def _connect_reader(self) -> sqlite3.Connection:
+        return connect(
+            self.path,
+            synchronous=self.synchronous,
+            busy_timeout_ms=self._busy_timeout_ms,
+            readonly=True,
+        )
 
     def _rid(self, conn: sqlite3.Connection, name: str) -> int | None:
         rid = self._rids.get(name)
@@ -374,8 +355,9 @@ class SQLiteStore:
             rid = self._rids[name] = row[0]
         return rid
 
-    def _read_sync(self, name: str, after: int, limit: int) -> list[Record]:
-        conn = self._conn()
+    def _read_sync(
+        self, conn: sqlite3.Connection, name: str, after: int, limit: int
+    ) -> list[Record]:
         rid = self._rid(conn, name)
         if rid is None:
             return []
@@ -401,8 +383,7 @@ class SQLiteStore:
             cur.close()
         return out
 
-    def _latest_sync(self, name: str, key: str) -> Record | None:
-        conn = self._conn()
+    def _latest_sync(self, conn: sqlite3.Connection, name: str, key: str) -> Record | None:
         rid = self._rid(conn, name)
         if rid is None:
             return None
@@ -427,8 +408,7 @@ class SQLiteStore:
         off, ts, k, data = decoded[0]
         return Record(off, k, ts, data)
 
-    def _cursor_sync(self, client: str, name: str) -> int:
-        conn = self._conn()
+    def _cursor_sync(self, conn: sqlite3.Connection, client: str, name: str) -> int:
         rid = self._rid(conn, name)
         if rid is None:
             return 0
@@ -437,8 +417,7 @@ class SQLiteStore:
         ).fetchone()
         return row[0] if row else 0
 
-    def _head_sync(self, name: str) -> int:
-        conn = self._conn()
+    def _head_sync(self, conn: sqlite3.Connection, name: str) -> int:
         rid = self._rid(conn, name)
         if rid is None:
             return 0
