@@ -16,6 +16,7 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 import msgspec
+import yarl
 
 from gateway.signing import Signer
 
@@ -117,7 +118,9 @@ class ExchangeClient:
                 hdrs["Content-Type"] = "application/json"
             if headers:
                 hdrs.update(headers)
-            url = base + path + ("?" + query if query else "")
+            # encoded=True: send the path exactly as signed (yarl would otherwise unescape
+            # e.g. %3D and %26 in a key, and the signature would no longer match).
+            url = yarl.URL(base + path + ("?" + query if query else ""), encoded=True)
             try:
                 async with self.session.request(method, url, data=body or None, headers=hdrs) as resp:
                     raw = await resp.read()
