@@ -249,3 +249,20 @@ async def test_every_response_has_a_request_id(raw: Raw) -> None:
         r = await raw.request(method, path, signed=signed)  # Raw.check asserts the header
         ids.add(r.headers["X-Exchange-Request-Id"])
     assert len(ids) == 6
+
+
+@pytest.mark.parametrize("key", ["a/b", "with space", "名字-1", "100%", "x?y#z", "a+b=c&d", "semi;colon", "a%2Fb", "~tilde_"])
+async def test_keyed_read_of_keys_needing_escapes(sdk, catalog: Catalog, key: str) -> None:
+    rec = record_for(catalog, OPEN, listing_id=key)
+    assert rec["key"] == key
+    await sdk(UNGRANTED).push(OPEN, [rec])
+    got = await sdk(GRANTED).get(OPEN, key)
+    assert got is not None and got["key"] == key and got["data"] == rec["data"]
+
+
+async def test_default_after_without_a_cursor_is_zero(sdk, catalog: Catalog) -> None:
+    await sdk(UNGRANTED).push(OPEN, [record_for(catalog, OPEN)])
+    reader = sdk("SH/GOV/psb/cases")  # has never committed a cursor on this resource
+    from_zero = await reader.pull(OPEN, after=0, limit=5)
+    default = await reader.pull(OPEN, limit=5)
+    assert default.records and default.records == from_zero.records
