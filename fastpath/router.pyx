@@ -2,8 +2,9 @@
 """Compiled route table; ``fastpath._router_py`` is its specification (same names, same answers).
 
 The path is scanned once at C level over the ASCII buffer of the ``str`` (no split, no
-intermediate lists); only the returned identifiers are created as new strings, and ids are
-looked up in dicts built once when the table is constructed.
+intermediate lists); only the returned identifiers are created as new strings. Resource
+ids are looked up in a C hash table and service ids in a dict, both built once when the
+table is constructed.
 """
 
 from cpython.dict cimport PyDict_GetItem
