@@ -414,18 +414,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--resources",
         type=_bounded_int("--resources", 1, 1_000_000),
         default=16000,
+        metavar="N",
         help="resource ids in the route table (default 16000)",
     )
     parser.add_argument(
         "--requests",
         type=_bounded_int("--requests", 100, 1_000_000),
         default=20000,
+        metavar="N",
         help="paths per router run (default 20000)",
     )
     parser.add_argument(
         "--repeat",
         type=_bounded_int("--repeat", 1, 100),
         default=5,
+        metavar="N",
         help="runs per benchmark; the best counts (default 5)",
     )
     parser.add_argument(
