@@ -122,13 +122,15 @@ def check_log(logs: dict[str, list[Record]], acked: dict[str, dict]) -> set[str]
     return {key.rsplit("/", 1)[0] for key in by_key}
 
 
-def test_kill_9_loses_no_acknowledged_record(tmp_path: Path) -> None:
+@pytest.mark.parametrize("synchronous", ["FULL", "NORMAL"])
+def test_kill_9_loses_no_acknowledged_record(tmp_path: Path, synchronous: str) -> None:
+    """NORMAL is durable against process crashes too (not against power loss)."""
     db = tmp_path / "durable.db"
     acked: dict[str, dict] = {}
     in_doubt: dict[str, dict] = {}
     retry_file = tmp_path / "retry.jsonl"
     for cycle in range(4):
-        extra = ["--tasks", "8"]
+        extra = ["--tasks", "8", "--synchronous", synchronous]
         if in_doubt:
             retry_file.write_text("".join(json.dumps(p) + "\n" for p in in_doubt.values()))
             extra += ["--retry", str(retry_file)]
