@@ -266,3 +266,29 @@ async def test_default_after_without_a_cursor_is_zero(sdk, catalog: Catalog) -> 
     from_zero = await reader.pull(OPEN, after=0, limit=5)
     default = await reader.pull(OPEN, limit=5)
     assert default.records and default.records == from_zero.records
+
+
+async def test_concurrent_retries_with_one_key_append_once(raw: Raw) -> None:
+    recs = [id_card(), id_card()]
+    hdr = {"Idempotency-Key": "concurrent-" + recs[0]["key"]}
+    before = await raw.snapshot(ID_CARD)
+    replies = await asyncio.gather(*(raw.push(ID_CARD, recs, headers=hdr) for _ in range(12)))
+    assert {r.status for r in replies} == {200}, [r.body for r in replies if r.status != 200]
+    docs = [r.json() for r in replies]
+    assert len({(d["first"], d["last"], d["count"]) for d in docs}) == 1
+    assert sum(not d["replayed"] for d in docs) == 1
+    after = await raw.snapshot(ID_CARD)
+    assert after[:len(before)] == before and len(after) == len(before) + 2
+
+
+async def test_concurrent_pushes_get_distinct_increasing_offsets(sdk) -> None:
+    owners = [sdk(OWNER) for _ in range(4)]
+    batches = [[id_card() for _ in range(10)] for _ in range(20)]
+    results = await asyncio.gather(*(owners[i % 4].push(ID_CARD, b) for i, b in enumerate(batches)))
+    page = await owners[0].pull(ID_CARD, after=min(r["first"] for r in results) - 1, limit=1000)
+    offsets = [r["offset"] for r in page.records]
+    assert len(page.records) == 200 and offsets == sorted(set(offsets))
+    at = {r["key"]: r["offset"] for r in page.records}
+    for b, res in zip(batches, results, strict=True):
+        mine = [at[r["key"]] for r in b]
+        assert mine == sorted(mine) and mine[0] == res["first"] and mine[-1] == res["last"]
