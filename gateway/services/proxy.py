@@ -34,6 +34,7 @@ HOP_BY_HOP = frozenset({
 })
 RESPONSE_DROP = frozenset(HOP_BY_HOP - {"content-length", "x-exchange-request-id"}) | {"server"}
 _BAD = ("\r", "\n", "\x00")
+BUFFER_MAX = 256 * 1024  # answers up to this size (with Content-Length) are sent in one write
 
 
 class UpstreamResult:
@@ -192,20 +193,40 @@ class ServicePool:
         else:
             self.breaker.failure()
         complete = False
+        out: web.StreamResponse | None = None
         try:
-            out = web.StreamResponse(status=resp.status, reason=resp.reason)
             drop = RESPONSE_DROP | connection_tokens(resp.headers)
+            headers_out: CIMultiDict[str] = CIMultiDict()
             for k, v in resp.headers.items():
                 if k.lower() not in drop:
-                    out.headers.add(k, v)
-            out.headers["X-Exchange-Request-Id"] = request_id
-            await out.prepare(request)
-            if request.method != "HEAD":
+                    headers_out.add(k, v)
+            headers_out["X-Exchange-Request-Id"] = request_id
+            length = resp.content_length
+            if request.method == "HEAD" or (length is not None and length <= BUFFER_MAX):
+                # small answer: one write (headers and body together)
+                body_out = b"" if request.method == "HEAD" else await resp.read()
+                headers_out.pop("Content-Length", None)
+                out = web.Response(status=resp.status, reason=resp.reason,
+                                                       body=body_out or None, headers=headers_out)
+                if request.method == "HEAD" and length is not None:
+                    out.headers["Content-Length"] = str(length)
+                complete = True
+                return out
+            out = web.StreamResponse(status=resp.status, reason=resp.reason, headers=headers_out)
+            try:
+                await out.prepare(request)
                 async for chunk in resp.content.iter_any():
                     await out.write(chunk)
-            await out.write_eof()
+                await out.write_eof()
+            except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+                return out  # the caller went away mid-answer; nothing more to send
             complete = True
             return out
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            if out is None or not out.prepared:
+                raise Problem("server.upstream_failed",
+                              f"service {self.spec.id} broke off its answer: {type(exc).__name__}") from None
+            raise
         finally:
             if complete:
                 resp.release()

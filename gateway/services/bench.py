@@ -1,0 +1,281 @@
+"""Service-proxy and audit benchmarks: ``python -m gateway.services.bench``.
+
+Measures, in one run, with wrk on loopback:
+
+* ``direct_rps``: wrk straight to a bare aiohttp+uvloop backend (pinned to core 0);
+* ``proxy_rps``: wrk through a gateway node (pinned to core 0; the backend moves to
+  core 1 next to wrk) with a signed ``GET /v1/services/...`` call to that backend;
+* ``query_rps_audit_on`` / ``query_rps_audit_off``: signed keyed reads of a granted,
+  projected resource on a node with and without the audit log.
+
+Prints a table and writes JSON (``--out``). Targets: proxy/direct >= 0.5, audit cost <= 10 %.
+The signed requests reuse one signature (valid for 300 s), so a run must stay short.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SID = "SH/GOV/hrss/employment/echo"
+CONSUMER = "SH/GOV/bdc/portal"
+OWNER = "SH/GOV/psb/hukou"
+CATALOG = """
+instance = "SH"
+[[members]]
+id = "SH/GOV/bdc"
+[[members]]
+id = "SH/GOV/psb"
+[[members]]
+id = "SH/GOV/hrss"
+[[subsystems]]
+id = "SH/GOV/bdc/portal"
+[[subsystems]]
+id = "SH/GOV/psb/hukou"
+[[subsystems]]
+id = "SH/GOV/hrss/employment"
+[[resources]]
+id = "psb.residents"
+owner = "SH/GOV/psb/hukou"
+sharing = "conditional"
+key = "rid"
+fields = { rid = "str", name = "str", district = "str", phone = "str" }
+[[grants]]
+consumer = "SH/GOV/bdc/portal"
+resource = "psb.residents"
+fields = ["rid", "name", "phone"]
+masks = { phone = [3, 2] }
+[[services]]
+id = "SH/GOV/hrss/employment/echo"
+backends = [{ url = "http://127.0.0.1:BACKEND_PORT" }]
+timeout_s = 5.0
+max_connections = 256
+[[service_grants]]
+consumer = "SH/GOV/bdc/portal"
+service = "SH/GOV/hrss/employment/echo"
+methods = ["GET"]
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pin(core: int | None) -> list[str]:
+    if core is None or not shutil.which("taskset") or (os.cpu_count() or 1) < 2:
+        return []
+    return ["taskset", "-c", str(core)]
+
+
+def _wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status < 500:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up within {timeout:g} s")
+
+
+def _wrk(url: str, headers: dict[str, str], seconds: int, connections: int, core: int | None) -> dict[str, float]:
+    cmd = [*_pin(core), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for k, v in headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=seconds + 60).stdout
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    if m is None:
+        raise RuntimeError(f"could not read wrk's output:\n{out}")
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    return {"rps": float(m.group(1)), "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+            "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan")}
+
+
+def _serve_backend(port: int) -> None:
+    """A bare aiohttp + uvloop backend answering a small JSON document."""
+    import uvloop
+    from aiohttp import web
+
+    body = b'{"ok":true,"service":"echo"}'
+
+    async def hello(request: web.BaseRequest) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    async def main() -> None:
+        runner = web.ServerRunner(web.Server(hello), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port, backlog=2048).start()
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+
+    uvloop.run(main())
+
+
+def _serve_node(config: str, audit: bool) -> None:
+    """A node like ``gateway serve`` but with the audit log switched on or off."""
+    import uvloop
+    from aiohttp import web
+
+    from gateway.app import Node, make_server
+    from gateway.config import load_node_config
+    from gateway.server import load_state
+    from gateway.stores import open_store
+
+    async def main() -> None:
+        cfg = load_node_config(config)
+        node = Node(cfg, load_state(cfg), open_store(cfg), audit=audit)
+        await node.start()
+        runner = web.ServerRunner(make_server(node), handle_signals=False, shutdown_timeout=1)
+        await runner.setup()
+        await web.TCPSite(runner, cfg.host, cfg.port, backlog=2048).start()
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+        await node.stop()
+
+    uvloop.run(main())
+
+
+class _Proc:
+    def __init__(self, args: list[str], core: int | None) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.p = subprocess.Popen([*_pin(core), sys.executable, "-m", "gateway.services.bench", *args],
+                                  cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(15)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(5)
+
+
+def run(seconds: int, connections: int, work: Path) -> dict[str, float]:
+    """Run every measurement; return the figures."""
+    from gateway.keyring import dev_keyring_text, load_keyring
+    from gateway.signing import Signer
+
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    bport, nport = _free_port(), _free_port()
+    (work / "catalog.toml").write_text(CATALOG.replace("BACKEND_PORT", str(bport)))
+    (work / "keyring.toml").write_text(dev_keyring_text([CONSUMER, OWNER, "SH/GOV/hrss/employment"]))
+    (work / "node.toml").write_text(
+        f'[node]\nlisten = "127.0.0.1:{nport}"\ncatalog = "catalog.toml"\nkeyring = "keyring.toml"\n'
+        f'data_dir = "data"\naccess_log = false\n[limits]\nmax_inflight = 100000\n')
+    ring = load_keyring(work / "keyring.toml")
+    key = ring.for_client(CONSUMER)
+    owner = ring.for_client(OWNER)
+    assert key is not None and owner is not None
+    out: dict[str, float] = {}
+
+    backend = _Proc(["--backend", str(bport)], core=0)
+    try:
+        _wait_http(f"http://127.0.0.1:{bport}/")
+        _wrk(f"http://127.0.0.1:{bport}/", {}, 1, connections, core=1)  # warm-up
+        r = _wrk(f"http://127.0.0.1:{bport}/", {}, seconds, connections, core=1)
+        out["direct_rps"] = r["rps"]
+        out["direct_p99_ms"] = r["p99_ms"]
+    finally:
+        backend.stop()
+
+    backend = _Proc(["--backend", str(bport)], core=1)
+    try:
+        _wait_http(f"http://127.0.0.1:{bport}/")
+        for audit in (True, False):
+            node = _Proc(["--node", str(work / "node.toml")] + ([] if audit else ["--no-audit"]), core=0)
+            try:
+                _wait_http(f"http://127.0.0.1:{nport}/readyz")
+                # one record to read
+                body = json.dumps({"records": [{"key": "r1", "data": {"rid": "r1", "name": "Wang Fang",
+                                                                     "district": "Huangpu", "phone": "13800001234"}}]}).encode()
+                path = "/v1/resources/psb.residents/records"
+                h = Signer(owner.id, owner.secret, OWNER).headers("POST", path, "", body)
+                req = urllib.request.Request(f"http://127.0.0.1:{nport}{path}", data=body, method="POST",
+                                             headers={**h, "Content-Type": "application/json"})
+                urllib.request.urlopen(req, timeout=10).read()
+                signer = Signer(key.id, key.secret, CONSUMER)
+                qpath = "/v1/resources/psb.residents/records/r1"
+                qh = signer.headers("GET", qpath)
+                _wrk(f"http://127.0.0.1:{nport}{qpath}", qh, 1, connections, core=1)
+                r = _wrk(f"http://127.0.0.1:{nport}{qpath}", qh, seconds, connections, core=1)
+                out["query_rps_audit_" + ("on" if audit else "off")] = r["rps"]
+                out["query_non2xx_audit_" + ("on" if audit else "off")] = r["non_2xx"]
+                if audit:
+                    spath = f"/v1/services/{SID}/hello"
+                    sh = signer.headers("GET", spath)
+                    _wrk(f"http://127.0.0.1:{nport}{spath}", sh, 1, connections, core=1)
+                    r = _wrk(f"http://127.0.0.1:{nport}{spath}", sh, seconds, connections, core=1)
+                    out["proxy_rps"] = r["rps"]
+                    out["proxy_p99_ms"] = r["p99_ms"]
+                    out["proxy_non2xx"] = r["non_2xx"]
+            finally:
+                node.stop()
+    finally:
+        backend.stop()
+    out["proxy_ratio"] = round(out["proxy_rps"] / out["direct_rps"], 3) if out["direct_rps"] else 0.0
+    off = out["query_rps_audit_off"]
+    out["audit_cost"] = round(1 - out["query_rps_audit_on"] / off, 3) if off else 0.0
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m gateway.services.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=int, default=5, help="seconds per measurement (1..60, default 5)")
+    p.add_argument("--connections", type=int, default=64, help="wrk connections (1..1024, default 64)")
+    p.add_argument("--out", default="bench-services.json", help="JSON output file")
+    p.add_argument("--backend", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--node", help=argparse.SUPPRESS)
+    p.add_argument("--no-audit", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.backend:
+        _serve_backend(args.backend)
+        return 0
+    if args.node:
+        _serve_node(args.node, not args.no_audit)
+        return 0
+    if not 1 <= args.seconds <= 60:
+        p.error(f"--seconds must be between 1 and 60, got {args.seconds}")
+    if not 1 <= args.connections <= 1024:
+        p.error(f"--connections must be between 1 and 1024, got {args.connections}")
+    with tempfile.TemporaryDirectory(prefix="svc-bench-") as tmp:
+        res = run(args.seconds, args.connections, Path(tmp))
+    rows = [("direct_rps", "wrk -> bare aiohttp backend"), ("proxy_rps", "wrk -> gateway -> backend (signed)"),
+            ("proxy_ratio", "proxy/direct (target >= 0.5)"),
+            ("query_rps_audit_on", "signed keyed read, audit on"),
+            ("query_rps_audit_off", "signed keyed read, audit off"),
+            ("audit_cost", "1 - on/off (target <= 0.10)")]
+    print(f"{'figure':<22} {'value':>12}  what")
+    for k, what in rows:
+        print(f"{k:<22} {res[k]:>12,.3f}  {what}" if "ratio" in k or "cost" in k
+              else f"{k:<22} {res[k]:>12,.0f}  {what}")
+    Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+    print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
