@@ -151,9 +151,24 @@ def build_summary(duration_s: float, config: Any = None) -> dict[str, Any]:
         window = _open_totals.get("window_s") or duration_s
         started = _open_totals.get("started", 0)
         target = config.open_rate if config is not None else None
+        peak = target
+        if target and config.shape:  # the shape scales the rate: compare with its mean
+            from loadtest.profile import factor
+
+            n = 1000
+            mean = (
+                sum(
+                    factor(config.shape, (i + 0.5) * window / n, config.duration_s, config.hourly)
+                    for i in range(n)
+                )
+                / n
+            )
+            target = round(target * mean, 3)
         achieved = started / window if window else 0.0
         out["open_model"] = {
             "target_rate": target,
+            "peak_rate": peak,
+            "shape": config.shape if config is not None else None,
             "achieved_rate": round(achieved, 3),
             "rate_error": round(achieved / target - 1.0, 5) if target else None,
             "scheduled": int(_open_totals.get("scheduled", 0)),
