@@ -122,6 +122,12 @@ async def test_corrupt_batch_is_a_store_error(tmp_path: Path) -> None:
             await store.read("r", 0, 10)
         assert "'r'" in str(info.value)
         assert not isinstance(info.value, StoreUnavailable)
+        with pytest.raises(StoreError, match="corrupt"):
+            await store.latest("r", "k")
+        # The store keeps working for everything else.
+        await store.append("r", [("k2", b"{}")], client=CLIENT)
+        latest = await store.latest("r", "k2")
+        assert latest is not None and latest.data == b"{}"
 
 
 async def test_concurrent_appends_are_group_committed(tmp_path: Path) -> None:
