@@ -1,0 +1,255 @@
+"""JetStream governance storage (cluster mode): every node shares one audit chain,
+the consents and the webhook subscriptions.
+
+Layout (``P`` is the store prefix, ``exg`` by default)::
+
+    stream P_AUDIT      subject P.audit            one message per written batch of entries
+    stream P_AUDITCIT   subjects P.auditcit.<hash> a copy of each entry naming a citizen
+    KV     P_consents   id.<consent id> -> consent; u.<user hash>.<consumer hash>.<id> -> ""
+    KV     P_subs       <subscription id> -> subscription (leases use compare-and-set)
+
+The chain is extended with optimistic concurrency: a batch is chained after the last
+entry of the stream's last message and published with ``Nats-Expected-Last-Sequence``;
+when another node appended first, the batch is re-chained on the new tail and sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+import msgspec
+import nats
+import nats.errors
+import nats.js.errors
+from nats.js.api import DeliverPolicy, StorageType, StreamConfig
+
+from gateway.audit import GENESIS, AuditEntry, chain_entry
+from gateway.governance.model import Consent, Subscription
+from gateway.stores.base import StoreUnavailable
+
+_enc = msgspec.json.Encoder(order="sorted")
+_dec_batch = msgspec.json.Decoder(list[AuditEntry])
+_dec_entry = msgspec.json.Decoder(AuditEntry)
+_dec_consent = msgspec.json.Decoder(Consent)
+_dec_sub = msgspec.json.Decoder(Subscription)
+
+
+def _h(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+class JetStreamGovernance:
+    """The governance store on NATS JetStream."""
+
+    def __init__(self, servers: list[str], *, replicas: int = 1, prefix: str = "exg",
+                 connect_timeout_s: float = 5.0) -> None:
+        self.servers = servers
+        self.replicas = replicas
+        self.prefix = prefix
+        self.connect_timeout_s = connect_timeout_s
+        self._nc: Any = None
+        self._js: Any = None
+        self._consents: Any = None
+        self._subs: Any = None
+        self._lock = asyncio.Lock()
+        self._tail: tuple[int, int, str] | None = None  # (stream seq, entry seq, hash)
+
+    @property
+    def audit_stream(self) -> str:
+        return f"{self.prefix}_AUDIT"
+
+    async def open(self) -> None:
+        if self._nc is not None:
+            return
+        try:
+            self._nc = await nats.connect(servers=self.servers, connect_timeout=self.connect_timeout_s,
+                                          max_reconnect_attempts=-1, allow_reconnect=True)
+        except (nats.errors.NoServersError, OSError, TimeoutError) as exc:
+            raise StoreUnavailable(f"NATS not reachable at {', '.join(self.servers)}: {exc}") from None
+        js = self._js = self._nc.jetstream()
+        p, r = self.prefix, self.replicas
+        for name, subjects in ((f"{p}_AUDIT", [f"{p}.audit"]), (f"{p}_AUDITCIT", [f"{p}.auditcit.*"])):
+            cfg = StreamConfig(name=name, subjects=subjects, storage=StorageType.FILE, num_replicas=r)
+            try:
+                await js.add_stream(cfg)
+            except nats.js.errors.BadRequestError:
+                await js.update_stream(cfg)
+        self._consents = await js.create_key_value(bucket=f"{p}_consents", replicas=r, history=1)
+        self._subs = await js.create_key_value(bucket=f"{p}_subs", replicas=r, history=1)
+
+    async def close(self) -> None:
+        if self._nc is not None:
+            nc, self._nc = self._nc, None
+            await nc.close()
+
+    async def _guard(self, coro: Any) -> Any:
+        try:
+            return await coro
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError,
+                nats.errors.ConnectionReconnectingError) as exc:
+            raise StoreUnavailable(f"NATS: {type(exc).__name__}") from None
+
+    # -- audit -------------------------------------------------------------------------
+
+    async def _read_tail(self) -> tuple[int, int, str]:
+        try:
+            msg = await self._js.get_last_msg(self.audit_stream, f"{self.prefix}.audit")
+        except nats.js.errors.NotFoundError:
+            return 0, 0, GENESIS
+        last = _dec_batch.decode(msg.data)[-1]
+        return msg.seq, last.seq, last.hash
+
+    async def audit_append(self, entries: list[AuditEntry]) -> int:
+        async with self._lock:
+            for _ in range(100):
+                if self._tail is None:
+                    self._tail = await self._guard(self._read_tail())
+                stream_seq, seq, prev = self._tail
+                for e in entries:
+                    seq += 1
+                    e.seq = seq
+                    prev = chain_entry(prev, e)
+                try:
+                    ack = await self._guard(self._js.publish(
+                        f"{self.prefix}.audit", _enc.encode(entries), stream=self.audit_stream,
+                        headers={"Nats-Expected-Last-Sequence": str(stream_seq)}))
+                except nats.js.errors.APIError as exc:
+                    if getattr(exc, "err_code", None) == 10071 or "wrong last sequence" in str(exc):
+                        self._tail = None  # another node appended first: re-chain on its tail
+                        continue
+                    raise
+                self._tail = (ack.seq, seq, prev)
+                for e in entries:
+                    for c in e.citizens:
+                        await self._nc.publish(f"{self.prefix}.auditcit.{c}", _enc.encode(e))
+                return seq
+            raise StoreUnavailable("audit append kept losing the race for the chain's tail")
+
+    async def _scan(self, stream: str, subject: str, since: float | None, max_msgs: int) -> list[bytes]:
+        """Every message on ``subject`` (from ``since``) up to its last one right now."""
+        try:
+            last = (await self._js.get_last_msg(stream, subject)).seq
+        except nats.js.errors.NotFoundError:
+            return []
+        kw: dict[str, Any] = {"ordered_consumer": True}
+        if since is not None:
+            import datetime as dt
+
+            kw["config"] = nats.js.api.ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_TIME,
+                opt_start_time=dt.datetime.fromtimestamp(since, dt.UTC).isoformat())
+        sub = await self._js.subscribe(subject, **kw)
+        out: list[bytes] = []
+        try:
+            while len(out) < max_msgs:
+                try:
+                    msg = await sub.next_msg(timeout=2)
+                except nats.errors.TimeoutError:
+                    break  # nothing at or after ``since``
+                out.append(msg.data)
+                if msg.metadata.sequence.stream >= last:
+                    break
+        finally:
+            await sub.unsubscribe()
+        return out
+
+    async def audit_range(self, *, after_seq: int = 0, since: float | None = None,
+                          until: float | None = None, limit: int = 1000) -> list[AuditEntry]:
+        out: list[AuditEntry] = []
+        for data in await self._guard(self._scan(self.audit_stream, f"{self.prefix}.audit", since, 1 << 30)):
+            for e in _dec_batch.decode(data):
+                if e.seq <= after_seq or (since is not None and e.ts < since):
+                    continue
+                if until is not None and e.ts >= until:
+                    return out
+                out.append(e)
+                if len(out) >= limit:
+                    return out
+        return out
+
+    async def audit_for_citizen(self, citizen: str, limit: int = 1000) -> list[AuditEntry]:
+        rows = await self._guard(self._scan(f"{self.prefix}_AUDITCIT", f"{self.prefix}.auditcit.{citizen}", None, 1 << 30))
+        return [_dec_entry.decode(d) for d in reversed(rows)][:limit]
+
+    # -- consents ----------------------------------------------------------------------
+
+    async def consent_put(self, consent: Consent) -> None:
+        await self._guard(self._consents.put(f"id.{consent.id}", _enc.encode(consent)))
+        index = f"u.{consent.user}.{_h(consent.consumer)}"
+        for _ in range(100):  # add the id to the (user, consumer) index with compare-and-set
+            try:
+                e = await self._guard(self._consents.get(index))
+                ids, rev = msgspec.json.decode(e.value, type=list[str]), e.revision
+            except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+                ids, rev = [], 0
+            if consent.id in ids:
+                return
+            try:
+                if rev:
+                    await self._guard(self._consents.update(index, _enc.encode([*ids, consent.id]), last=rev))
+                else:
+                    await self._guard(self._consents.create(index, _enc.encode([consent.id])))
+                return
+            except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.KeyAlreadyExistsError):
+                continue
+        raise StoreUnavailable("consent index kept changing under us")
+
+    async def consent_get(self, consent_id: str) -> Consent | None:
+        try:
+            e = await self._guard(self._consents.get(f"id.{consent_id}"))
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+            return None
+        return _dec_consent.decode(e.value)
+
+    async def consents_for(self, user: str, consumer: str) -> list[Consent]:
+        try:
+            e = await self._guard(self._consents.get(f"u.{user}.{_h(consumer)}"))
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+            return []
+        out = []
+        for cid in msgspec.json.decode(e.value, type=list[str]):
+            c = await self.consent_get(cid)
+            if c is not None:
+                out.append(c)
+        return out
+
+    # -- subscriptions -----------------------------------------------------------------
+
+    async def sub_put(self, sub: Subscription) -> None:
+        await self._guard(self._subs.put(sub.id, _enc.encode(sub)))
+
+    async def sub_get(self, sub_id: str) -> Subscription | None:
+        try:
+            e = await self._guard(self._subs.get(sub_id))
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+            return None
+        return _dec_sub.decode(e.value)
+
+    async def sub_list(self, consumer: str | None = None) -> list[Subscription]:
+        try:
+            keys = await self._guard(self._subs.keys())
+        except nats.js.errors.NoKeysError:
+            return []
+        out = []
+        for k in sorted(keys):
+            s = await self.sub_get(k)
+            if s is not None and (consumer is None or s.consumer == consumer):
+                out.append(s)
+        return out
+
+    async def sub_claim(self, sub_id: str, owner: str, until: float, now: float) -> Subscription | None:
+        try:
+            e = await self._guard(self._subs.get(sub_id))
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+            return None
+        s = _dec_sub.decode(e.value)
+        if s.lease_owner not in ("", owner) and s.lease_until > now:
+            return None
+        s.lease_owner, s.lease_until = owner, until
+        try:
+            await self._guard(self._subs.update(sub_id, _enc.encode(s), last=e.revision))
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return None
+        return s
