@@ -174,6 +174,7 @@ class RunningNode:
 @contextlib.asynccontextmanager
 async def running_node(tmp: Path, extra_catalog: str = "", *, audit: bool = True,
                        audit_queue: int | None = None, base: str = BASE_CATALOG,
+                       store: str = '[store]\nsynchronous = "NORMAL"\n', keys: dict | None = None,
                        **deliverer: Any) -> AsyncIterator[RunningNode]:
     """Start a node (sqlite store in ``tmp``) with ``base`` (BASE_CATALOG) + ``extra_catalog``."""
     tmp.mkdir(parents=True, exist_ok=True)
@@ -181,11 +182,15 @@ async def running_node(tmp: Path, extra_catalog: str = "", *, audit: bool = True
     import tomllib
 
     clients = [s["id"] for s in tomllib.loads(base + extra_catalog).get("subsystems", [])]
-    keys = write_keyring(tmp / "keyring.toml", clients)
+    if keys is None:
+        keys = write_keyring(tmp / "keyring.toml", clients)
+    else:
+        lines = [f'[[keys]]\nid = "{kid}"\nclient = "{c}"\nsecret = "{sec}"\n' for c, (kid, sec) in keys.items()]
+        (tmp / "keyring.toml").write_text("\n".join(lines))
     port = free_port()
     (tmp / "node.toml").write_text(
         f'[node]\nlisten = "127.0.0.1:{port}"\ncatalog = "catalog.toml"\nkeyring = "keyring.toml"\n'
-        f'data_dir = "data"\naccess_log = false\n[store]\nsynchronous = "NORMAL"\n')
+        f'data_dir = "data"\naccess_log = false\n' + store)
     cfg = load_node_config(tmp / "node.toml")
     node = Node(cfg, load_state(cfg), open_store(cfg), audit=audit)
     if audit_queue is not None and node.audit is not None:

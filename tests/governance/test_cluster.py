@@ -1,0 +1,65 @@
+"""Cluster mode: two nodes on one JetStream share consents, subscriptions and one audit chain."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import uuid
+from pathlib import Path
+
+import msgspec
+import pytest
+from svckit import CONSUMER, PORTAL, running_node
+
+from gateway.audit import verify
+
+ID = "310101199001011234"
+CARD = {"key": ID, "data": {"id_number": ID, "name": "Li Lei"}}
+
+
+@pytest.fixture
+def prefix() -> str:
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", 4222)) != 0:
+            pytest.skip("no NATS on 127.0.0.1:4222")
+    return "gc" + uuid.uuid4().hex[:8]
+
+
+async def test_two_nodes_share_governance_state(tmp_path: Path, prefix: str) -> None:
+    store = f'[store]\nbackend = "jetstream"\nservers = ["nats://127.0.0.1:4222"]\nprefix = "{prefix}"\n'
+    try:
+        async with running_node(tmp_path / "a", store=store) as a:
+            # both nodes need the same citizen-hash key (shared through the deployment, like the keyring)
+            (tmp_path / "b" / "data").mkdir(parents=True)
+            (tmp_path / "b" / "data" / "audit.key").write_bytes((tmp_path / "a" / "data" / "audit.key").read_bytes())
+            async with running_node(tmp_path / "b", store=store, keys=a.keys) as b:
+                await a.push("psb.id-card", [CARD])
+                r = await a.request(PORTAL, "POST", "/v1/consents", json_body={
+                    "user_id": ID, "consumer": CONSUMER, "resources": ["psb.id-card"], "purpose": "p",
+                    "expires": "2030-01-01"})
+                assert r.status == 201, r.body
+                cid = r.json()["id"]
+                read = f"/v1/resources/psb.id-card/records/{ID}"
+                r = await b.request(CONSUMER, "GET", read, headers={"X-Exchange-UserId": ID})
+                assert r.status == 200, r.body  # the consent given on node a is seen by node b
+                assert (await b.request(PORTAL, "DELETE", f"/v1/consents/{cid}")).status == 200
+                r = await a.request(CONSUMER, "GET", read, headers={"X-Exchange-UserId": ID})
+                assert r.status == 403  # and its revocation on b by a
+                await a.node.audit.flush()
+                await b.node.audit.flush()
+                log = await a.node.governance.audit_range(limit=1000)
+                assert verify((str(e.seq), msgspec.json.encode(e)) for e in log) == (len(log), None)
+                assert {e.request_id.split("-")[0] for e in log} == {
+                    a.node._id_prefix, b.node._id_prefix}  # one chain, written by both nodes
+                r = await b.request(PORTAL, "GET", f"/v1/citizens/{ID}/access-log")
+                assert [e["operation"] for e in r.json()["entries"]][:2] == ["read", "consent-revoke"]
+    finally:
+        import nats
+
+        nc = await nats.connect("nats://127.0.0.1:4222")
+        js = nc.jetstream()
+        for info in await js.streams_info():
+            if info.config.name.startswith((prefix, f"KV_{prefix}")):
+                with contextlib.suppress(Exception):
+                    await js.delete_stream(info.config.name)
+        await nc.close()
