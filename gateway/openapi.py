@@ -88,10 +88,59 @@ def openapi_document() -> dict[str, Any]:
             "/v1/catalog/{rid}": {"parameters": [RID], "get": {
                 "summary": "One catalog entry with the caller's visible_fields", "security": SIGNED,
                 "responses": {"200": {"description": "entry"}, **_errors(401, 403, 404)}}},
+            **_governance_paths(),
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
             "/readyz": {"get": {"summary": "Readiness (store reachable, catalog loaded)",
                                 "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
             "/metrics": {"get": {"summary": "Prometheus text", "responses": {"200": {"description": "metrics"}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}},
         },
+    }
+
+
+def _governance_paths() -> dict[str, Any]:
+    """Services, composites, consents, access log and webhook subscriptions (docs/services.md)."""
+    def op(summary: str, ok: str, *codes: int, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        doc: dict[str, Any] = {"summary": summary, "security": SIGNED,
+                               "responses": {ok: {"description": summary}, **_errors(401, 429, *codes)}}
+        if body is not None:
+            doc["requestBody"] = {"required": True, **_json(body)}
+        return doc
+
+    pid = lambda name: {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}  # noqa: E731
+    svc = [pid(n) for n in ("instance", "class", "code", "subsystem", "service")]
+    proxy = {"summary": "Proxy to the provider's backend; its answer passes through untouched",
+             "security": SIGNED,
+             "responses": {"default": {"description": "the backend's answer"}, **_errors(400, 401, 403, 404, 429,
+                                                                                          502, 503, 504)}}
+    consent = {"type": "object", "required": ["user_id", "consumer", "resources", "purpose", "expires"],
+               "properties": {"user_id": {"type": "string"}, "consumer": {"type": "string"},
+                              "resources": {"type": "array", "items": {"type": "string"}},
+                              "purpose": {"type": "string"}, "expires": {"type": "string"}}}
+    sub = {"type": "object", "required": ["url"], "properties": {
+        "url": {"type": "string", "format": "uri"}, "batch": {"type": "integer", "minimum": 1, "maximum": 1000},
+        "after": {"type": "integer", "minimum": 0}}}
+    return {
+        "/v1/services": {"get": op("Services and composites the caller may call", "200")},
+        "/v1/services/{instance}/{class}/{code}/{subsystem}/{service}/{path}": {
+            "parameters": [*svc, {"name": "path", "in": "path", "required": True,
+                                  "schema": {"type": "string"}, "description": "the rest of the path"}],
+            **{m: proxy for m in ("get", "post", "put", "patch", "delete", "head", "options")}},
+        "/v1/composites/{id}": {"parameters": [pid("id")], "post": op(
+            "Run a composite service; 502 with every step's result when a step failed", "200",
+            403, 404, 502, body={"type": "object", "properties": {"input": {"type": "object"}}})},
+        "/v1/consents": {"post": op("Record a citizen's consent (portals)", "201", 403, 422, body=consent)},
+        "/v1/consents/{id}": {"parameters": [pid("id")],
+                              "get": op("A consent (portals, its consumer)", "200", 403, 404),
+                              "delete": op("Revoke a consent (portals)", "200", 403, 404)},
+        "/v1/citizens/{user_id}/access-log": {"parameters": [pid("user_id")], "get": op(
+            "Who read which of the citizen's data, when and why (portals)", "200", 400, 403)},
+        "/v1/resources/{rid}/subscriptions": {"parameters": [RID],
+                                              "post": op("Register a webhook for new records", "201",
+                                                         403, 404, 422, body=sub),
+                                              "get": op("The caller's subscriptions to the resource", "200")},
+        "/v1/subscriptions": {"get": op("The caller's subscriptions", "200")},
+        "/v1/subscriptions/{id}": {"parameters": [pid("id")],
+                                   "get": op("A subscription: state, cursor, attempts", "200", 403, 404),
+                                   "delete": op("Stop deliveries", "200", 403, 404)},
     }
