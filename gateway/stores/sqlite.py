@@ -134,7 +134,11 @@ class SQLiteStore:
                 notifier=notifier,
             )
             writer.start()
-            await writer.ready  # raises StoreUnavailable when the file cannot be opened
+            try:
+                await writer.ready  # raises StoreUnavailable when the file cannot be opened
+            except asyncio.CancelledError:
+                writer.queue.put(StopOp())
+                raise
             self._loop, self._writer = loop, writer
             self._pool = ReaderPool(self._readers, self._connect_reader, loop)
             if notifier is not None:
