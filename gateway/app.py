@@ -168,7 +168,7 @@ class Node:
         self.governance = governance if governance is not None else open_governance(config)
         self.citizen_key = load_key(data_dir / "audit.key")
         self.audit = AuditLog(self.governance, self.citizen_key) if audit else None
-        self.services = ServiceRegistry()
+        self.services = ServiceRegistry(self.metrics.registry)
         self.limiter = RateLimiter()
         self.webhooks = Deliverer(self)
         self.log = AccessLog(enabled=config.node.access_log)

@@ -70,11 +70,30 @@ def outbound_headers(headers: Any, request_id: str, peer: str | None) -> CIMulti
     return out
 
 
+class ServiceMetrics:
+    """Service call outcomes and open breakers (labels bounded: outcomes, not service ids)."""
+
+    OUTCOMES = ("ok", "backend_5xx", "upstream_failed", "upstream_timeout", "circuit_open", "retried")
+
+    def __init__(self, registry: Any = None) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge
+
+        r = registry if registry is not None else CollectorRegistry()
+        calls = Counter("exchange_service_calls", "Service calls by outcome", ["outcome"], registry=r)
+        self.calls = {o: calls.labels(o) for o in self.OUTCOMES}
+        self.open_breakers = Gauge("exchange_service_breakers_open", "Services whose circuit is open",
+                                   registry=r)
+
+    def count(self, outcome: str) -> None:
+        self.calls[outcome].inc()
+
+
 class ServicePool:
     """Everything the node keeps per service: pool, balancer, breaker, budget, health task."""
 
-    def __init__(self, spec: Service) -> None:
+    def __init__(self, spec: Service, metrics: ServiceMetrics | None = None) -> None:
         self.spec = spec
+        self.metrics = metrics or ServiceMetrics()
         self.balancer = Balancer(((b.url, b.weight) for b in spec.backends),
                                  spec.eject_failures, spec.eject_s)
         br = spec.breaker
@@ -130,6 +149,7 @@ class ServicePool:
 
     def _admit(self) -> None:
         if not self.breaker.allow():
+            self.metrics.count("circuit_open")
             wait = max(1, math.ceil(self.breaker.retry_after()))
             raise Problem("server.unavailable", f"circuit open for service {self.spec.id}; retry in {wait} s",
                           headers={"Retry-After": str(wait)})
@@ -158,18 +178,24 @@ class ServicePool:
                         headers=headers, allow_redirects=False)
             except TimeoutError:
                 self.balancer.failure(b)
+                self.metrics.count("upstream_timeout")
                 raise Problem("server.upstream_timeout",
                               f"service {spec.id} did not answer within {spec.timeout_s:g} s") from None
             except (aiohttp.ClientError, OSError) as exc:
                 self.balancer.failure(b)
                 last = Problem("server.upstream_failed",
                                f"service {spec.id} failed: {type(exc).__name__}")
+                if attempt + 1 < attempts:
+                    self.metrics.count("retried")
                 continue
             if resp.status >= 500:
                 self.balancer.failure(b)
+                self.metrics.count("backend_5xx")
             else:
                 self.balancer.success(b)
+                self.metrics.count("ok")
             return resp, b
+        self.metrics.count("upstream_failed" if last else "upstream_timeout")
         raise last or Problem("server.upstream_timeout", f"service {spec.id}: no time left for a retry")
 
     async def forward(self, request: web.BaseRequest, tail: str, query: str, body: bytes,
@@ -264,8 +290,11 @@ class ServicePool:
 class ServiceRegistry:
     """The pools of the catalog's services; a catalog reload keeps unchanged ones."""
 
-    def __init__(self) -> None:
+    def __init__(self, registry: Any = None) -> None:
+        self.metrics = ServiceMetrics(registry)
         self.pools: dict[str, ServicePool] = {}
+        self.metrics.open_breakers.set_function(
+            lambda: sum(1 for p in self.pools.values() if p.breaker.state == "open"))
         self._started = False
         self._closing: set[asyncio.Task] = set()
         self._retired: set[ServicePool] = set()
@@ -278,7 +307,7 @@ class ServiceRegistry:
             if old is not None and old.spec == s:
                 new[s.id] = old
             else:
-                new[s.id] = pool = ServicePool(s)
+                new[s.id] = pool = ServicePool(s, self.metrics)
                 if self._started:
                     pool.start()
         retired = [p for sid, p in self.pools.items() if new.get(sid) is not p]

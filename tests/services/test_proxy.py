@@ -180,6 +180,11 @@ async def test_circuit_breaker_opens_and_closes_again(tmp_path: Path) -> None:
         assert r.status == 200
         assert pool.breaker.state == "closed"
         assert (await n.request(PORTAL, "GET", BASE + "/echo")).status == 200
+        async with n.session.get(n.url + "/metrics") as m:
+            text = await m.text()
+        assert 'exchange_service_calls_total{outcome="circuit_open"} 1.0' in text
+        assert 'exchange_service_calls_total{outcome="backend_5xx"} 3.0' in text
+        assert "exchange_service_breakers_open 0.0" in text
 
 
 async def test_weighted_balancing(tmp_path: Path) -> None:
