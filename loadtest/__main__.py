@@ -28,6 +28,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         connections=args.connections,
         resources=args.resources,
         pure=args.pure,
+        repeat=args.repeat,
         gateway=not args.no_gateway,
     )
     result = run_bench(cfg)
@@ -187,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument(
         "--resources", type=int, default=16000, help="synthetic catalog size (default %(default)s)"
+    )
+    b.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each measurement N times and keep the best (default %(default)s)",
     )
     b.add_argument(
         "--pure",
