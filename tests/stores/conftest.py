@@ -103,9 +103,16 @@ BACKENDS["jetstream"] = jetstream_backend
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def store_factory(request: Any, tmp_path: Path) -> StoreFactory:
+def fresh_store_factory(request: Any, tmp_path: Path) -> Callable[[], StoreFactory]:
+    """Makes factories of one backend, each over a new namespace (for property tests)."""
+    backend = BACKENDS[request.param]
+    return lambda: backend(tmp_path, f"t{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def store_factory(fresh_store_factory: Callable[[], StoreFactory]) -> StoreFactory:
     """Opens stores of one backend over one fresh namespace."""
-    return BACKENDS[request.param](tmp_path, f"t{uuid.uuid4().hex[:12]}")
+    return fresh_store_factory()
 
 
 @pytest.fixture
