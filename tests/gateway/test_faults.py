@@ -36,9 +36,9 @@ class Ledger:
     unacked: list[Batch] = field(default_factory=list)
 
 
-async def _writer(client: ExchangeClient, ledger: Ledger, stop: asyncio.Event) -> None:
+async def _writer(client: ExchangeClient, ledger: Ledger) -> None:
     """Push batches until the node dies; remember what was acknowledged and what was not."""
-    while not stop.is_set():
+    while True:
         b = Batch(f"fault-{uuid.uuid4().hex}", [id_card() for _ in range(BATCH)])
         try:
             b.ack = await client.push(ID_CARD, b.records, idempotency_key=b.idem)
@@ -91,21 +91,19 @@ async def test_kill_9_keeps_every_acknowledged_record(
 
     for _cycle in range(CYCLES):
         writers = [client(0) for _ in range(WRITERS)]
-        stop = asyncio.Event()
         acked_before = len(ledger.acked)
-        tasks = [asyncio.create_task(_writer(c, ledger, stop)) for c in writers]
+        tasks = [asyncio.create_task(_writer(c, ledger)) for c in writers]
         try:
             await wait_until(lambda a=acked_before, ts=tasks: len(ledger.acked) - a >= ACKED_BEFORE_KILL
                              or all(t.done() for t in ts), timeout=60)
-            n.kill()  # SIGKILL mid-stream: pushes are in flight on every writer
-            stop.set()
+            n.kill()  # SIGKILL mid-stream; each writer stops at its first failed push
             await asyncio.wait_for(asyncio.gather(*tasks), 30)
         finally:
             for c in writers:
                 await c.close()
         assert len(ledger.acked) - acked_before >= ACKED_BEFORE_KILL
 
-        assert ledger.unacked, "no push was in flight at the kill"
+        assert len(ledger.unacked) >= WRITERS
         n.start()  # same data_dir, same port
         reader = client(4)
         try:
