@@ -97,6 +97,21 @@ def _record(rng: random.Random, resource: dict[str, Any]) -> dict[str, Any]:
 Runner = Callable[[int], int]  # run number -> operations done
 
 
+def _lengthened(fn: Runner | None, seconds: float = 0.03) -> Runner | None:
+    """``fn`` repeated within each run so that a run lasts about ``seconds`` of CPU time."""
+    if fn is None:
+        return None
+    start = time.thread_time()
+    fn(0)
+    once = max(time.thread_time() - start, 1e-6)
+    times = max(1, min(1000, round(seconds / once)))
+
+    def go(run: int) -> int:
+        return sum(fn(run) for _ in range(times))
+
+    return go
+
+
 def _compare(runners: dict[str, Runner | None], repeat: int) -> dict[str, float | None]:
     """Operations per second of each runner: the best of ``repeat`` runs.
 
@@ -300,7 +315,10 @@ def run(resources: int = 16000, repeat: int = 5, requests: int = 20000, seed: in
         return go
 
     for name, make in (("codec encode", encoder), ("codec decode", decoder)):
-        ops = _compare({"cython": make(cy) if cy else None, "python": make(py)}, repeat)
+        ops = _compare(
+            {"cython": _lengthened(make(cy) if cy else None), "python": _lengthened(make(py))},
+            repeat,
+        )
         rows.append(_row(name, "records/s", ops["cython"], ops["python"]))
 
     # -- projection: per resource, a grant of half its fields with the key masked
@@ -331,7 +349,10 @@ def run(resources: int = 16000, repeat: int = 5, requests: int = 20000, seed: in
 
     for many, name in ((True, "projection project_many"), (False, "projection project")):
         ops = _compare(
-            {"cython": projector(cy, many) if cy else None, "python": projector(py, many)},
+            {
+                "cython": _lengthened(projector(cy, many) if cy else None),
+                "python": _lengthened(projector(py, many)),
+            },
             repeat,
         )
         rows.append(_row(name, "records/s", ops["cython"], ops["python"]))
