@@ -517,6 +517,9 @@ def _observations(w: World, obs: dict, centre_frac: float, events: int) -> dict[
                for i, n in enumerate(w.offered)]
     return {
         "events": events,
+        "entities": {"centre_visits": sum(c.visits for c in w.centres),
+                     "gateway_requests": sum(gw.by_source),
+                     "applications": sum(w.applications)},
         "span_s": span,
         "sample": k,
         "centres": {

@@ -162,6 +162,7 @@ class Calendar(_S):
 
 
 class Calibration(_S):
+    enabled: bool = True  # false: report extrapolated totals without comparing to targets
     center_visits_first_half: float | None = None
     gateway_requests_year: float | None = None
     tolerance_pct: float = 3.0
