@@ -32,7 +32,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from gateway.catalog import load_catalog
     from gateway.config import load_node_config
     from gateway.keyring import load_keyring
-    from gateway.server import load_state
+    from gateway.server import load_state, ssl_context
 
     path = Path(args.file)
     kind = args.kind
@@ -45,6 +45,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if kind == "node":
         cfg = load_node_config(path)
         state = load_state(cfg)
+        ssl_context(cfg)  # TLS files exist and load
         print(f"ok: node config {path} (catalog: {len(state.catalog.resources)} resources, "
               f"{len(state.catalog.subsystems)} subsystems; keyring: {len(state.keyring.by_id)} keys; "
               f"store: {cfg.store.backend})")

@@ -35,10 +35,22 @@ def ssl_context(config: NodeConfig) -> ssl.SSLContext | None:
         return None
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(str(config.resolve(n.tls_cert)), str(config.resolve(n.tls_key or "")))
+    cert, key = config.resolve(n.tls_cert), config.resolve(n.tls_key or "")
+    for name, path in (("node.tls_cert", cert), ("node.tls_key", key)):
+        if not path.is_file():
+            raise ConfigError(config.source, name, f"file not found: {path}")
+    try:
+        ctx.load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(config.source, "node.tls_cert",
+                          f"cannot load {cert} with key {key}: {exc}") from None
     if n.client_ca:
+        ca = config.resolve(n.client_ca)
         ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(str(config.resolve(n.client_ca)))
+        try:
+            ctx.load_verify_locations(str(ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(config.source, "node.client_ca", f"cannot load {ca}: {exc}") from None
     return ctx
 
 
@@ -58,6 +70,13 @@ def bind_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket
 async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload_path: str | None = None) -> None:
     """Serve until SIGTERM/SIGINT; then stop accepting, finish in-flight work and close the store."""
     state = load_state(config)
+    tls = ssl_context(config)
+    if sock is None:  # bind before opening anything, so that a busy port leaves nothing open
+        try:
+            sock = bind_socket(config.host, config.port)
+        except OSError as exc:
+            raise ConfigError(config.source, "node.listen",
+                              f"cannot listen on {config.node.listen}: {exc.strerror or exc}") from None
     store = open_store(config)
     node = Node(config, state, store)
     await node.start()
@@ -71,9 +90,7 @@ async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload
     runner = web.ServerRunner(server, handle_signals=False,
                               shutdown_timeout=config.limits.shutdown_timeout_s)
     await runner.setup()
-    if sock is None:
-        sock = bind_socket(config.host, config.port)
-    site = web.SockSite(runner, sock, ssl_context=ssl_context(config),
+    site = web.SockSite(runner, sock, ssl_context=tls,
                         shutdown_timeout=config.limits.shutdown_timeout_s)
     await site.start()
     host, port = sock.getsockname()[:2]
