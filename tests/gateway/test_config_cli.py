@@ -51,6 +51,10 @@ def _cases(tmp: Path, keyring: Path) -> list[tuple[str, str, str, str]]:
         ("batch over 1000", good + "[limits]\nmax_batch_records = 5000\n", "limits.max_batch_records", "between"),
         ("unknown backend", good + '[store]\nbackend = "postgres"\n', "store.backend", "postgres"),
         ("tls cert alone", good.replace("[node]\n", '[node]\ntls_cert = "x.pem"\n'), "node.tls_cert", "together"),
+        ("tls files missing", good.replace("[node]\n", f'[node]\ntls_cert = "{tmp}/none.crt"\ntls_key = "{tmp}/none.key"\n'),
+         "node.tls_cert", "not found"),
+        ("tls cert not a cert", good.replace("[node]\n", f'[node]\ntls_cert = "{bad_keyring}"\ntls_key = "{bad_keyring}"\n'),
+         "node.tls_cert", "cannot load"),
         ("catalog missing", good.replace(str(CATALOG), str(tmp / "nope.toml")), "", "not found"),
         ("keyring unknown client", good.replace(str(keyring), str(bad_keyring)), "keys[0].client", "unknown subsystem"),
         ("keyring short secret", good.replace(str(keyring), str(short_keyring)), "keys[0].secret", "32 bytes"),
@@ -116,4 +120,26 @@ def test_port_in_use_is_refused_without_traceback(tmp_path: Path, keyring_path: 
         proc = run("serve", "--config", str(path))
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr, proc.stderr
-    assert str(port) in proc.stderr or "in use" in proc.stderr.lower(), proc.stderr
+    assert f"{path}: node.listen:" in proc.stderr and "in use" in proc.stderr.lower(), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr  # nothing was opened yet
+
+
+def test_unresolvable_listen_host_is_refused(tmp_path: Path, keyring_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text(_node_text(tmp_path, keyring_path).replace("127.0.0.1:0", "no-such-host.invalid:8080"))
+    proc = run("serve", "--config", str(path))
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert f"{path}: node.listen: cannot listen on no-such-host.invalid:8080" in proc.stderr, proc.stderr
+
+
+def test_keyring_error_never_shows_the_secret(tmp_path: Path) -> None:
+    secret = "AB" * 32  # upper-case hex: refused
+    ring = tmp_path / "ring.toml"
+    ring.write_text(f'[[keys]]\nid = "k1"\nclient = "SH/GOV/psb/hukou"\nsecret = "{secret}"\n')
+    proc = run("check-config", "--kind", "keyring", str(ring))
+    assert proc.returncode != 0 and "keys[0].secret" in proc.stderr
+    assert secret not in proc.stderr + proc.stdout
+    ring.write_text(f'[[keys]]\nid = "k1"\nclient = "SH/GOV/psb/hukou"\nsecret = "{secret.lower()}"\nsecret = "x"\n')
+    proc = run("check-config", "--kind", "keyring", str(ring))
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert secret.lower() not in proc.stderr + proc.stdout
