@@ -8,6 +8,7 @@ names; ASCII values are masked by writing the new string's buffer directly.
 from cpython.dict cimport PyDict_Copy, PyDict_GetItem, PyDict_Next, PyDict_SetItem
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.set cimport PySet_Contains
 from libc.string cimport memcpy, memset
 
@@ -21,6 +22,10 @@ cdef extern from "Python.h":
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
     object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
     dict _PyDict_NewPresized(Py_ssize_t minused)
+    bint PyUnicode_CheckExact(PyObject* o)
+
+cdef enum:
+    SEEN = 64  # per-plan cache of field-name objects already looked up (a power of 2)
 
 
 cdef class Plan:
@@ -34,13 +39,29 @@ cdef class Plan:
     cdef tuple _mask_names
     cdef Py_ssize_t* _mask_keep
     cdef Py_ssize_t _n_masks
+    # Decoders such as msgspec reuse one str object per field name, so the answer for a
+    # name object is cached by its address (holding a reference, so the address stays
+    # that object's): a pointer compare instead of a set lookup per field.
+    cdef PyObject* _seen_key[SEEN]
+    cdef unsigned char _seen_allowed[SEEN]
+
+    def __cinit__(self):
+        cdef int i
+        self._mask_keep = NULL
+        for i in range(SEEN):
+            self._seen_key[i] = NULL
+            self._seen_allowed[i] = 0
 
     def __init__(self, fields, dict masks):
         cdef Py_ssize_t i = 0
+        cdef int j
         self.fields = fields
         self.masks = masks
         self.is_identity = fields is None and not masks
         self._allowed = None if fields is None else frozenset(fields)
+        for j in range(SEEN):  # a plan re-initialised forgets what it had seen
+            Py_XDECREF(self._seen_key[j])
+            self._seen_key[j] = NULL
         self._presize = 0 if fields is None else len(self._allowed)
         self._mask_names = tuple(masks)
         self._n_masks = len(masks)
@@ -54,7 +75,26 @@ cdef class Plan:
             i += 1
 
     def __dealloc__(self):
+        cdef int i
         PyMem_Free(self._mask_keep)
+        for i in range(SEEN):
+            Py_XDECREF(self._seen_key[i])
+            self._seen_key[i] = NULL
+
+    cdef inline int _allows(self, PyObject* name) except -1:
+        cdef size_t slot
+        cdef int allowed
+        if not PyUnicode_CheckExact(name):
+            return PySet_Contains(self._allowed, <object>name)
+        slot = (<size_t>name >> 4) & (SEEN - 1)
+        if self._seen_key[slot] == name:
+            return self._seen_allowed[slot]
+        allowed = PySet_Contains(self._allowed, <object>name)
+        Py_XDECREF(self._seen_key[slot])
+        Py_INCREF(<object>name)
+        self._seen_key[slot] = name
+        self._seen_allowed[slot] = allowed
+        return allowed
 
     def __repr__(self):
         return f"Plan(fields={self.fields!r}, masks={self.masks!r})"
@@ -112,7 +152,7 @@ cdef dict _project(Plan plan, object data):
     else:
         out = _PyDict_NewPresized(plan._presize)
         while PyDict_Next(src, &pos, &k, &v):
-            if PySet_Contains(allowed, <object>k):
+            if plan._allows(k):
                 PyDict_SetItem(out, <object>k, <object>v)
     for i in range(plan._n_masks):
         name = plan._mask_names[i]

@@ -166,3 +166,21 @@ def test_implementations_agree(pair, fields, masks, records) -> None:
                 assert len(projected[name]) == len(text)
                 if len(text) <= head + tail:
                     assert set(projected[name]) <= {"*"}
+
+
+def test_a_reinitialised_plan_forgets_its_old_fields(impl: fastpath.Implementation) -> None:
+    plan = impl.compile_plan(["a", "b"], {"b": (0, 1)})
+    record = {"a": "xyz", "b": "xyz", "c": "xyz"}
+    assert impl.project(plan, record) == {"a": "xyz", "b": "**z"}
+    plan.__init__(("c",), {"c": (1, 0)})
+    assert impl.project(plan, record) == {"c": "x**"}
+
+
+def test_many_field_names_share_the_plan(impl: fastpath.Implementation) -> None:
+    """More distinct names than any per-plan cache, seen repeatedly, in fresh objects."""
+    names = [f"field_{i}" for i in range(300)]
+    plan = impl.compile_plan(names[::3])
+    for _ in range(3):
+        record = {"".join(list(n)): i for i, n in enumerate(names)}  # new str objects
+        assert list(impl.project(plan, record)) == names[::3]
+        assert list(impl.project(plan, dict.fromkeys(names, 0))) == names[::3]
