@@ -15,15 +15,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
-from yarl import URL
 
 from gateway.errors import Problem
 from gateway.services.balancer import Backend, Balancer
 from gateway.services.breaker import CircuitBreaker
 from gateway.services.budget import RetryBudget
+from gateway.services.h1client import H1Client, Response, UpstreamError
 from gateway.services.spec import IDEMPOTENT, Service
 
 #: Headers that belong to one connection (RFC 9110 7.6.1) or to the caller's credentials.
@@ -99,13 +98,7 @@ class ServicePool:
         br = spec.breaker
         self.breaker = CircuitBreaker(br.failures, br.open_s, br.half_open_probes)
         self.budget = RetryBudget(spec.retry_budget)
-        connector = aiohttp.TCPConnector(limit=spec.max_connections, limit_per_host=spec.max_connections,
-                                         keepalive_timeout=30, enable_cleanup_closed=True)
-        self.session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-            timeout=aiohttp.ClientTimeout(total=None, connect=spec.connect_timeout_s,
-                                          sock_read=spec.timeout_s))
+        self.client = H1Client(limit=spec.max_connections, connect_timeout=spec.connect_timeout_s)
         self._health: asyncio.Task | None = None
 
     # -- health ------------------------------------------------------------------------
@@ -122,11 +115,15 @@ class ServicePool:
 
         async def probe(b: Backend) -> None:
             try:
-                async with asyncio.timeout(hc.timeout_s), \
-                        self.session.get(b.base + hc.path, allow_redirects=False) as r:
-                    await r.read()
-                    b.healthy = 200 <= r.status < 300
-            except (aiohttp.ClientError, TimeoutError, OSError):
+                async with asyncio.timeout(hc.timeout_s):
+                    r = await self.client.request("GET", b.base + hc.path, {"User-Agent": "onestop-health"},
+                                                  read_timeout=hc.timeout_s)
+                    try:
+                        await r.read(1 << 20)
+                    finally:
+                        r.release()
+                b.healthy = 200 <= r.status < 300
+            except (UpstreamError, TimeoutError, OSError):
                 b.healthy = False
 
         await asyncio.gather(*(probe(b) for b in self.balancer.backends))
@@ -143,7 +140,7 @@ class ServicePool:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health
             self._health = None
-        await self.session.close()
+        self.client.close()
 
     # -- calls -------------------------------------------------------------------------
 
@@ -155,17 +152,23 @@ class ServicePool:
                           headers={"Retry-After": str(wait)})
 
     async def _send(self, method: str, tail: str, query: str, body: bytes,
-                    headers: CIMultiDict[str]) -> tuple[aiohttp.ClientResponse, Backend]:
-        """Send with retries (idempotent methods, within the budget); answers once headers arrive."""
+                    headers: CIMultiDict[str]) -> Response:
+        """Send with retries (idempotent methods, within the budget); answers once the head arrived.
+
+        A kept-alive connection found closed before any answer is retried once for every
+        method (the backend closed it idle; it never read the request).
+        """
         spec = self.spec
         deadline = time.monotonic() + spec.timeout_s
         attempts = 1 + (spec.retries if method in IDEMPOTENT else 0)
         self.budget.on_request()
         tried: list[Backend] = []
         last: Problem | None = None
-        for attempt in range(attempts):
-            if attempt and not self.budget.try_retry():
+        attempt = stale_retry = 0
+        while attempt < attempts:
+            if attempt and not stale_retry and not self.budget.try_retry():
                 break
+            stale_retry = 0
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -173,19 +176,22 @@ class ServicePool:
             tried.append(b)
             try:
                 async with asyncio.timeout(remaining):
-                    resp = await self.session.request(
-                        method, URL(b.target(tail, query), encoded=True), data=body or None,
-                        headers=headers, allow_redirects=False)
+                    resp = await self.client.request(method, b.target(tail, query), headers, body,
+                                                     read_timeout=spec.timeout_s)
             except TimeoutError:
                 self.balancer.failure(b)
                 self.metrics.count("upstream_timeout")
                 raise Problem("server.upstream_timeout",
                               f"service {spec.id} did not answer within {spec.timeout_s:g} s") from None
-            except (aiohttp.ClientError, OSError) as exc:
+            except UpstreamError as exc:
+                if exc.kind == "stale" and not stale_retry:
+                    stale_retry = 1
+                    tried.pop()
+                    continue  # the same attempt again, on a fresh connection
                 self.balancer.failure(b)
-                last = Problem("server.upstream_failed",
-                               f"service {spec.id} failed: {type(exc).__name__}")
-                if attempt + 1 < attempts:
+                last = Problem("server.upstream_failed", f"service {spec.id} failed: {exc}")
+                attempt += 1
+                if attempt < attempts:
                     self.metrics.count("retried")
                 continue
             if resp.status >= 500:
@@ -194,30 +200,29 @@ class ServicePool:
             else:
                 self.balancer.success(b)
                 self.metrics.count("ok")
-            return resp, b
+            return resp
         self.metrics.count("upstream_failed" if last else "upstream_timeout")
         raise last or Problem("server.upstream_timeout", f"service {spec.id}: no time left for a retry")
 
-    async def forward(self, request: web.BaseRequest, tail: str, query: str, body: bytes,
-                      request_id: str) -> web.StreamResponse:
-        """Proxy one call and stream the backend's answer to the caller."""
-        peer = request.remote
-        headers = outbound_headers(request.headers, request_id, peer)
+    async def _call(self, method: str, tail: str, query: str, body: bytes,
+                    headers: CIMultiDict[str]) -> Response:
         self._admit()
-        ok = False
         try:
-            resp, _ = await self._send(request.method, tail, query, body, headers)
-            ok = resp.status < 500
+            resp = await self._send(method, tail, query, body, headers)
         except Problem:
             self.breaker.failure()
             raise
         except BaseException:
             self.breaker.release()
             raise
-        if ok:
-            self.breaker.success()
-        else:
-            self.breaker.failure()
+        (self.breaker.success if resp.status < 500 else self.breaker.failure)()
+        return resp
+
+    async def forward(self, request: web.BaseRequest, tail: str, query: str, body: bytes,
+                      request_id: str) -> web.StreamResponse:
+        """Proxy one call; small answers in one write, others streamed to the caller."""
+        headers = outbound_headers(request.headers, request_id, request.remote)
+        resp = await self._call(request.method, tail, query, body, headers)
         complete = False
         out: web.StreamResponse | None = None
         try:
@@ -228,30 +233,34 @@ class ServicePool:
                     headers_out.add(k, v)
             headers_out["X-Exchange-Request-Id"] = request_id
             length = resp.content_length
-            if request.method == "HEAD" or (length is not None and length <= BUFFER_MAX):
-                # small answer: one write (headers and body together)
-                body_out = b"" if request.method == "HEAD" else await resp.read()
-                headers_out.pop("Content-Length", None)
-                out = web.Response(status=resp.status, reason=resp.reason,
-                                                       body=body_out or None, headers=headers_out)
-                if request.method == "HEAD" and length is not None:
-                    out.headers["Content-Length"] = str(length)
+            if request.method == "HEAD":
+                out = web.Response(status=resp.status, reason=resp.reason, headers=headers_out)
                 complete = True
                 return out
+            if length is not None and length <= BUFFER_MAX:
+                body_out = await resp.read()
+                headers_out.pop("Content-Length", None)
+                out = web.Response(status=resp.status, reason=resp.reason, body=body_out or None,
+                                   headers=headers_out)
+                complete = True
+                return out
+            headers_out.pop("Content-Length", None)
             out = web.StreamResponse(status=resp.status, reason=resp.reason, headers=headers_out)
+            if length is not None:
+                out.content_length = length
             try:
                 await out.prepare(request)
-                async for chunk in resp.content.iter_any():
+                async for chunk in resp.iter_chunks():
                     await out.write(chunk)
                 await out.write_eof()
-            except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            except ConnectionResetError:
                 return out  # the caller went away mid-answer; nothing more to send
             complete = True
             return out
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (UpstreamError, TimeoutError) as exc:
             if out is None or not out.prepared:
                 raise Problem("server.upstream_failed",
-                              f"service {self.spec.id} broke off its answer: {type(exc).__name__}") from None
+                              f"service {self.spec.id} broke off its answer: {exc}") from None
             raise
         finally:
             if complete:
@@ -262,28 +271,14 @@ class ServicePool:
     async def call(self, method: str, tail: str, body: bytes, headers: CIMultiDict[str],
                    max_body: int = 8 * 1024 * 1024) -> UpstreamResult:
         """One buffered call (for composite steps); raises Problem on gateway-side failure."""
-        self._admit()
+        resp = await self._call(method, tail, "", body, headers)
         try:
-            resp, _ = await self._send(method, tail, "", body, headers)
-        except Problem:
-            self.breaker.failure()
-            raise
-        except BaseException:
-            self.breaker.release()
-            raise
-        try:
-            async with asyncio.timeout(self.spec.timeout_s):
-                data = await resp.content.read(max_body + 1)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            data = await resp.read(max_body)
+        except (UpstreamError, TimeoutError) as exc:
             resp.close()
             self.breaker.failure()
-            raise Problem("server.upstream_failed", f"service {self.spec.id} broke off its answer: "
-                          f"{type(exc).__name__}") from None
-        if len(data) > max_body:
-            resp.close()
-            raise Problem("server.upstream_failed", f"service {self.spec.id} answered more than {max_body} bytes")
+            raise Problem("server.upstream_failed", f"service {self.spec.id} broke off its answer: {exc}") from None
         resp.release()
-        (self.breaker.success if resp.status < 500 else self.breaker.failure)()
         return UpstreamResult(resp.status, dict(resp.headers), data)
 
 

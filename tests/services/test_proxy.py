@@ -130,7 +130,7 @@ async def test_slow_backend_is_504_within_the_timeout(tmp_path: Path) -> None:
         assert r.status == 504 and r.json()["code"] == "server.upstream_timeout"
         assert loop.time() - t0 < 4  # answered long before the backend would have
         pool = n.node.services.get(SID)
-        assert pool is not None and len(pool.session.connector._acquired) == 0
+        assert pool is not None and pool.client.in_use == 0
 
 
 @pytest.mark.parametrize("behaviour", ["reset", "garbage"])
@@ -141,7 +141,7 @@ async def test_resetting_or_garbage_backend_is_502(tmp_path: Path, behaviour: st
             assert r.status == 502, r.body
             assert r.json()["code"] == "server.upstream_failed"
         pool = n.node.services.get(SID)
-        assert pool is not None and len(pool.session.connector._acquired) == 0
+        assert pool is not None and pool.client.in_use == 0
 
 
 async def test_no_connections_leak_after_many_failures(tmp_path: Path) -> None:
@@ -152,7 +152,7 @@ async def test_no_connections_leak_after_many_failures(tmp_path: Path) -> None:
         rs = await asyncio.gather(*(n.request(PORTAL, "GET", BASE + "/echo") for _ in range(20)))
         assert all(r.status == 200 for r in rs)  # the pool of 4 was not exhausted by the timeouts
         pool = n.node.services.get(SID)
-        assert len(pool.session.connector._acquired) == 0
+        assert pool.client.in_use == 0
 
         def established() -> int:
             import psutil
@@ -269,3 +269,13 @@ def test_bad_service_declarations_are_refused(tmp_path: Path) -> None:
             load_catalog(p)
         assert e.value.key.startswith(key), (key, str(e.value))
 
+
+
+async def test_large_bodies_both_ways(tmp_path: Path) -> None:
+    payload = b"y" * (1024 * 1024)
+    async with backend() as (url, _), running_node(tmp_path, cat([url])) as n:
+        r = await n.request(PORTAL, "POST", BASE + "/echo/big", body=payload)
+        assert r.status == 200 and len(r.body) > 1024 * 1024
+        assert json.loads(r.body)["body"] == payload.decode()
+        assert r.headers["Content-Length"] == str(len(r.body))
+        assert n.node.services.get(SID).client.in_use == 0
