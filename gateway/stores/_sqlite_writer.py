@@ -360,32 +360,46 @@ class Writer(threading.Thread):
 
 
 class ProcessLock:
-    """An exclusive ``flock`` on a file next to the database, held by a writer from before
-    it drains its queue until after its commit.
+    """Takes turns with the writers of other processes on the same file.
 
-    ``BEGIN IMMEDIATE`` alone would serialise the writers of several processes too, but a
-    writer that finds the database locked sleeps in SQLite's busy handler (up to 100 ms at a
-    time); a writer blocked in ``flock`` is woken the moment the holder releases it. Where
-    ``fcntl`` does not exist the lock is a no-op and the busy timeout does the work.
+    ``BEGIN IMMEDIATE`` alone would serialise them too, but a writer that finds the
+    database locked sleeps in SQLite's busy handler for up to 100 ms at a time, and the
+    writer that just committed usually wins again. Here each writer takes two ``flock``
+    locks on files next to the database: a turnstile, then the main lock, and it lets go of
+    the turnstile once it holds the main lock. While one writer holds the main lock, the
+    next one waits on the main lock holding the turnstile. So the writer that just
+    committed queues behind it at the turnstile. Blocked ``flock`` calls wake as soon as
+    the lock is free. The kernel drops the locks of a process that dies.
+
+    A process that is frozen while it holds the lock (SIGSTOP, a debugger) stalls the
+    other writers until it continues or dies. Where ``fcntl`` does not exist, the lock
+    does nothing and the busy timeout does the work.
     """
 
     def __init__(self, path: str) -> None:
-        self._fd: int | None = None
+        self._main: int | None = None
+        self._turnstile: int | None = None
         if fcntl is not None:
-            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._main = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._turnstile = os.open(path + "-turnstile", os.O_RDWR | os.O_CREAT, 0o644)
 
     def __enter__(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        if self._main is not None and self._turnstile is not None:
+            fcntl.flock(self._turnstile, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(self._main, fcntl.LOCK_EX)
+            finally:
+                fcntl.flock(self._turnstile, fcntl.LOCK_UN)
 
     def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        if self._main is not None:
+            fcntl.flock(self._main, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
+        for fd in (self._main, self._turnstile):
+            if fd is not None:
+                os.close(fd)
+        self._main = self._turnstile = None
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

@@ -244,3 +244,25 @@ async def test_wait_does_not_poll_the_database(tmp_path: Path) -> None:
         await store.append("r", [("k", b"{}")], client=CLIENT)
         assert await waiter is True
         assert store.stats()["head_checks"] - before == 2  # woken by the commit itself
+
+
+@pytest.mark.skipif(os.name != "posix", reason="flock")
+async def test_a_frozen_writer_elsewhere_fails_readiness_then_appends_resume(
+    tmp_path: Path,
+) -> None:
+    import fcntl
+
+    path = tmp_path / "x.db"
+    async with SQLiteStore(path) as store:
+        await store.append("r", [("a", b"1")], client=CLIENT)
+        fd = os.open(str(path) + ".writer-lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # as a process frozen mid-commit would
+            pending = asyncio.create_task(store.append("r", [("b", b"2")], client=CLIENT))
+            assert await store.ping(timeout=0.3) is False
+            assert not pending.done()
+        finally:
+            os.close(fd)
+        result = await asyncio.wait_for(pending, 30)
+        assert await store.ping() is True
+        assert [(r.key, r.offset) for r in await store.read("r", 0, 10)][1] == ("b", result.first)
