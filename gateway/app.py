@@ -176,6 +176,7 @@ class Node:
         self.max_inflight = config.limits.max_inflight
         self.ready = False
         self.draining = False
+        self.drained = asyncio.Event()  # set when draining starts: long-polls answer at once
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
 

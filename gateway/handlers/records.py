@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import web
@@ -86,13 +88,29 @@ async def pull(call: Call) -> web.Response:
     if after is None:
         after = await node.store.get_cursor(call.client, call.entry.id)
     recs = await node.store.read(call.entry.id, after, limit)
-    if not recs and wait and await node.store.wait(call.entry.id, after, float(wait)):
+    if not recs and wait and await _wait_unless_draining(node, node.store.wait(call.entry.id, after, float(wait))):
         recs = await node.store.read(call.entry.id, after, limit)
     msgpack = wants_msgpack(call.request)
     out = _out(call, recs, msgpack)
     node.metrics.records_pulled.inc(len(out))
     call.count = len(out)
     return respond(call.request, 200, {"records": out, "next": recs[-1].offset if recs else after})
+
+
+async def _wait_unless_draining(node: Any, waiting: Coroutine[Any, Any, bool]) -> bool:
+    """The store's long-poll wait, cut short (False: no records) when the node starts draining."""
+    if node.drained.is_set():
+        waiting.close()
+        return False
+    wait_task = asyncio.ensure_future(waiting)
+    drain_task = asyncio.ensure_future(node.drained.wait())
+    try:
+        await asyncio.wait((wait_task, drain_task), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (wait_task, drain_task):
+            if not t.done():
+                t.cancel()
+    return wait_task.result() if wait_task.done() and not wait_task.cancelled() else False
 
 
 async def commit_cursor(call: Call) -> web.Response:
