@@ -91,12 +91,13 @@ async def _refused(raw: Raw) -> bool:
 
 async def test_sigterm_answers_inflight_long_poll_and_closes_store(
         make_node: Callable[..., NodeProcess], keyring: Keyring) -> None:
-    n = make_node()
+    # The poll waits far longer than shutdown_timeout_s: draining must answer it, not cut it.
+    n = make_node(limits={"shutdown_timeout_s": 2.0})
     owner, consumer = _client(n, keyring, OWNER), _client(n, keyring, GRANTED, retries=0)
     try:
         rec = id_card()
         res = await owner.push(ID_CARD, [rec])
-        poll = asyncio.create_task(consumer.pull(ID_CARD, after=res["last"], wait=3))
+        poll = asyncio.create_task(consumer.pull(ID_CARD, after=res["last"], wait=30))
         async with aiohttp.ClientSession() as session:
             raw = Raw(session, n.url, keyring)
             await wait_until(lambda: _poll_in_flight(raw))
