@@ -97,6 +97,26 @@ class _Claim(msgspec.Struct, omit_defaults=True):
 
 
 _claim_dec = msgspec.json.Decoder(_Claim)
+
+
+class _ApiError(msgspec.Struct):
+    code: int = 0
+    err_code: int = 0
+    description: str = ""
+
+
+class _PubAck(msgspec.Struct):
+    stream: str = ""
+    seq: int = 0
+    duplicate: bool = False
+    error: _ApiError | None = None
+
+
+_ack_dec = msgspec.json.Decoder(_PubAck)
+
+
+class _WrongLast(Exception):
+    """A KV write's expected revision was not the key's last (someone wrote first)."""
 _enc = msgspec.json.encode
 
 
@@ -179,7 +199,16 @@ class JetStreamStore:
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._pending: set[asyncio.Future[Any]] = set()
         self._max_payload = 1 << 20
-        self.stats: dict[str, int] = {"appends": 0, "records": 0, "replays": 0, "takeovers": 0}
+        self._inbox = ""
+        self._replies: dict[str, asyncio.Future[Any]] = {}
+        self._reply_seq = 0
+        self._idx_pending: dict[str, tuple[int, int, str, bytes]] = {}
+        self._idx_waiters: list[asyncio.Future[None]] = []
+        self._idx_task: asyncio.Future[None] | None = None
+        self.stats: dict[str, int] = {
+            "appends": 0, "records": 0, "replays": 0, "takeovers": 0,
+            "index_groups": 0, "index_failures": 0,
+        }
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -255,6 +284,8 @@ class JetStreamStore:
         if self._state != "open":
             await nc.close()
             return
+        self._inbox = nc.new_inbox() + "."
+        await nc.subscribe(self._inbox + "*", cb=self._on_reply)
         self.nc = nc
         self.js = nc.jetstream(timeout=self.op_timeout_s)
         self._max_payload = nc.max_payload
@@ -366,6 +397,72 @@ class JetStreamStore:
                 raise StoreUnavailable(f"JetStream unavailable: {exc}") from exc
             raise StoreError(f"JetStream refused the operation: {exc}") from exc
 
+    async def _on_reply(self, msg: Any) -> None:
+        fut = self._replies.pop(msg.subject, None)
+        if fut is not None and not fut.done():
+            fut.set_result(msg)
+
+    async def _request(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> Any:
+        """Publish with a reply subject on our one inbox subscription; await the answer.
+
+        Cheaper than nats-py's request() (no task per call), so that many concurrent
+        publishes pipeline on one connection.
+        """
+        nc = self.nc
+        if nc is None:
+            raise StoreUnavailable("not connected to NATS")
+        self._reply_seq += 1
+        reply = f"{self._inbox}{self._reply_seq:x}"
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._replies[reply] = fut
+        try:
+            await self._call(nc.publish(subject, payload, reply=reply, headers=headers))
+            async with asyncio.timeout(self.op_timeout_s):
+                msg = await fut
+        except TimeoutError:
+            raise StoreUnavailable(
+                f"NATS JetStream did not answer within {self.op_timeout_s:g} s"
+            ) from None
+        finally:
+            self._replies.pop(reply, None)
+        return msg
+
+    async def _publish_acked(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> tuple[int, bool]:
+        """Publish to a stream and wait for its acknowledgement: (sequence, duplicate)."""
+        msg = await self._request(subject, payload, headers)
+        hdrs = msg.headers or {}
+        if hdrs.get("Status") == "503":
+            raise StoreUnavailable(f"no JetStream stream answered for {subject!r} (no quorum?)")
+        try:
+            ack = _ack_dec.decode(msg.data)
+        except msgspec.DecodeError as exc:
+            raise StoreError(f"unreadable JetStream acknowledgement: {exc}") from exc
+        if ack.error is not None:
+            err = ack.error
+            if err.err_code in (10071, 10164):
+                raise _WrongLast(err.description)
+            if err.code in (503, 504) or err.err_code in (10008, 10023):
+                raise StoreUnavailable(f"JetStream unavailable: {err.description}")
+            raise StoreError(f"JetStream refused the publish: {err.code} {err.description}")
+        return ack.seq, ack.duplicate
+
+    async def _kv_get(self, bucket: str, key: str) -> tuple[int, bytes] | None:
+        """(revision, value) of a KV key, None when it has none."""
+        request = {"last_by_subj": f"$KV.{bucket}.{key}"}
+        if self.replicas > 1:
+            return await self._leader_get(f"KV_{bucket}", request)
+        return await self._direct_get(f"KV_{bucket}", request)
+
+    async def _kv_write(self, bucket: str, key: str, value: bytes, last: int) -> int:
+        """Write a KV key if its revision is still ``last`` (0: create); _WrongLast if not."""
+        headers = {"Nats-Expected-Last-Subject-Sequence": str(last)}
+        seq, _dup = await self._publish_acked(f"$KV.{bucket}.{key}", value, headers)
+        return seq
+
     async def ping(self) -> bool:
         """True when NATS is connected and JetStream answers (the records stream exists)."""
         if not self.connected:
@@ -458,25 +555,28 @@ class JetStreamStore:
         body_hash: str,
         idempotency_key: str,
     ) -> AppendResult:
-        kv = self._idem
-        assert kv is not None
+        bucket = self.names["idempotency"]
         deadline = time.monotonic() + self.takeover_s + 2 * self.op_timeout_s
         pending = _Claim(body_hash, int(time.time() * 1000))
+        revision: int | None
         try:
-            revision = await self._call(kv.create(claim, _enc(pending)))
-        except nats.js.errors.KeyWrongLastSequenceError:
+            revision = await self._kv_write(bucket, claim, _enc(pending), 0)
+        except _WrongLast:
             revision = None
         while revision is None:
             # Someone holds the claim: replay, conflict, wait, or take over a stale one.
-            try:
-                entry = await self._call(kv.get(claim))
-            except nats.js.errors.KeyNotFoundError:
+            entry = await self._kv_get(bucket, claim)
+            if entry is None:  # expired meanwhile
                 try:
-                    revision = await self._call(kv.create(claim, _enc(pending)))
-                except nats.js.errors.KeyWrongLastSequenceError:
+                    revision = await self._kv_write(bucket, claim, _enc(pending), 0)
+                except _WrongLast:
                     continue
                 break
-            held = _claim_dec.decode(entry.value or b"{}")
+            entry_revision, value = entry
+            try:
+                held = _claim_dec.decode(value)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise StoreError(f"idempotency claim {claim} is unreadable: {exc}") from exc
             if held.h != body_hash:
                 raise IdempotencyConflict(
                     f"Idempotency-Key {idempotency_key!r} was used for another body on {resource!r}"
@@ -486,12 +586,10 @@ class JetStreamStore:
                 return AppendResult(held.first, held.last, held.count, replayed=True)
             if time.time() * 1000 - held.t > self.takeover_s * 1000:
                 try:
-                    revision = await self._call(
-                        kv.update(claim, _enc(pending), last=entry.revision)
-                    )
+                    revision = await self._kv_write(bucket, claim, _enc(pending), entry_revision)
                     self.stats["takeovers"] += 1
                     break
-                except nats.js.errors.KeyWrongLastSequenceError:
+                except _WrongLast:
                     continue
             if time.monotonic() > deadline:
                 raise StoreUnavailable(
@@ -501,8 +599,8 @@ class JetStreamStore:
         result, duplicate = await self._publish_batch(resource, records, claim)
         done = _Claim(body_hash, pending.t, result.first, result.last, result.count)
         # Taken over meanwhile: the taker republished with our Msg-Id (the same offsets).
-        with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
-            await self._call(kv.update(claim, _enc(done), last=revision))
+        with contextlib.suppress(_WrongLast):
+            await self._kv_write(bucket, claim, _enc(done), revision)
         if duplicate:
             return AppendResult(result.first, result.last, result.count, replayed=True)
         return result
@@ -520,11 +618,11 @@ class JetStreamStore:
             )
         headers = {"Nats-Msg-Id": msg_id} if msg_id else None
         subject = f"{self.prefix}.rec.{resource}"
-        ack = await self._call(self.js.publish(subject, payload, headers=headers))
-        base = ack.seq * OFFSET_STRIDE
+        seq, duplicate = await self._publish_acked(subject, payload, headers)
+        base = seq * OFFSET_STRIDE
         count = len(records)
         result = AppendResult(base, base + count - 1, count)
-        if ack.duplicate:
+        if duplicate:
             # The batch was appended before (a retry after a takeover): its keys are indexed.
             return result, True
         await self._index(resource, records, base, now_ms)
@@ -535,30 +633,62 @@ class JetStreamStore:
     async def _index(
         self, resource: str, records: list[tuple[str, bytes]], base: int, now_ms: int
     ) -> None:
-        """Write each key's last record of the batch to the keys stream, in one round trip."""
-        last: dict[str, int] = {}
-        for i, (k, _d) in enumerate(records):
-            last[k] = i
-        nc = self.nc
-        assert nc is not None
-        items = list(last.items())
+        """Queue each record as its key's latest and wait for the next index group commit.
+
+        Concurrent appends share one group: a key written by several of them is written
+        once (the highest offset wins), and one acknowledged publish confirms the group.
+        """
+        pending = self._idx_pending
         pre = f"{self.prefix}.key.{resource}."
-        for k, i in items[:-1]:
-            body = encode_batch([(base + i, now_ms, k, bytes(records[i][1]))])
-            await self._call(nc.publish(pre + _digest(k), body))
-        k, i = items[-1]
-        body = encode_batch([(base + i, now_ms, k, bytes(records[i][1]))])
-        await self._call(self.js.publish(pre + _digest(k), body))
+        for i, (k, d) in enumerate(records):
+            subject = pre + _digest(k)
+            off = base + i
+            cur = pending.get(subject)
+            if cur is None or cur[0] < off:
+                pending[subject] = (off, now_ms, k, bytes(d))
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._idx_waiters.append(fut)
+        if self._idx_task is None or self._idx_task.done():
+            self._idx_task = asyncio.ensure_future(self._flush_index())
+        await fut
+
+    async def _flush_index(self) -> None:
+        """Write queued key entries group by group until none are left."""
+        while self._idx_pending:
+            group, self._idx_pending = self._idx_pending, {}
+            waiters, self._idx_waiters = self._idx_waiters, []
+            try:
+                nc = self.nc
+                if nc is None:
+                    raise StoreUnavailable("not connected")
+                items = list(group.items())
+                for subject, rec in items[:-1]:
+                    await self._call(nc.publish(subject, encode_batch([rec])))
+                subject, rec = items[-1]
+                await self._publish_acked(subject, encode_batch([rec]))
+            except Exception as exc:  # noqa: BLE001 - the batches are durable; keep the entries
+                # Re-queue (newer entries win) for the next group; the appends still succeed:
+                # their batches were acknowledged, only keyed reads may lag until then.
+                self.stats["index_failures"] += 1
+                log.warning("writing %d key entries failed, re-queued: %s", len(group), exc)
+                for subject, rec in group.items():
+                    cur = self._idx_pending.get(subject)
+                    if cur is None or cur[0] < rec[0]:
+                        self._idx_pending[subject] = rec
+                for w in waiters:
+                    if not w.done():
+                        w.set_result(None)
+                return
+            self.stats["index_groups"] += 1
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
 
     # -- reads -------------------------------------------------------------------------
 
     async def _direct_get(self, stream: str, request: dict[str, Any]) -> tuple[int, bytes] | None:
         """(sequence, payload) of a direct get, None when there is no such message."""
-        nc = self.nc
-        assert nc is not None
-        msg = await self._call(
-            nc.request(f"$JS.API.DIRECT.GET.{stream}", _enc(request), timeout=self.op_timeout_s)
-        )
+        msg = await self._request(f"$JS.API.DIRECT.GET.{stream}", _enc(request))
         hdrs = msg.headers or {}
         status = hdrs.get("Status")
         if status == "404":

@@ -23,7 +23,11 @@ __all__ = ["NatsServer", "find_binary", "free_port", "start_cluster", "supports_
 
 def find_binary() -> str | None:
     """The nats-server executable: $NATS_SERVER, PATH, or Debian's /usr/sbin."""
-    for cand in (os.environ.get("NATS_SERVER"), shutil.which("nats-server"), "/usr/sbin/nats-server"):
+    for cand in (
+        os.environ.get("NATS_SERVER"),
+        shutil.which("nats-server"),
+        "/usr/sbin/nats-server",
+    ):
         if cand and os.access(cand, os.X_OK):
             return cand
     return None
@@ -39,7 +43,9 @@ def free_port() -> int:
 def server_version(binary: str) -> tuple[int, ...]:
     """The server's version as a tuple, (0,) when unknown."""
     try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return (0,)
     m = re.search(r"v?(\d+)\.(\d+)\.(\d+)", out)
@@ -108,7 +114,9 @@ class NatsServer:
         conf.write_text(self.config_text())
         log = open(self.directory / "nats.log", "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
-            [self.binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT,
+            [self.binary, "-c", str(conf)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
         log.close()
@@ -117,7 +125,10 @@ class NatsServer:
             if self.proc.poll() is not None:
                 tail = (self.directory / "nats.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"nats-server exited with {self.proc.returncode}:\n{tail}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.2),
+            ):
                 return self
             time.sleep(0.05)
         self.stop()
@@ -152,8 +163,14 @@ def start_cluster(directory: str | Path, size: int = 3, **kw: object) -> list[Na
     ports = [free_port() for _ in range(size)]
     cports = [free_port() for _ in range(size)]
     servers = [
-        NatsServer(directory / f"n{i + 1}", name=f"n{i + 1}", port=ports[i], cluster_port=cports[i],
-                   routes=[p for j, p in enumerate(cports) if j != i], **kw)  # type: ignore[arg-type]
+        NatsServer(
+            directory / f"n{i + 1}",
+            name=f"n{i + 1}",
+            port=ports[i],
+            cluster_port=cports[i],
+            routes=[p for j, p in enumerate(cports) if j != i],
+            **kw,
+        )  # type: ignore[arg-type]
         for i in range(size)
     ]
     try:
