@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import signal
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -127,3 +128,36 @@ async def test_kill_9_keeps_every_acknowledged_record(
         finally:
             await reader.close()
     print(f"kill -9 x{CYCLES}: {len(ledger.acked)} batches verified, {replayed} replayed after restart")
+
+
+@pytest.mark.slow
+async def test_sigterm_during_pushes_exits_0_and_keeps_every_acknowledged_record(
+        make_node: Callable[..., NodeProcess], keyring: Keyring) -> None:
+    n = make_node()
+    key = keyring.for_client(OWNER)
+    assert key is not None
+    ledger = Ledger()
+    writers = [ExchangeClient(n.url, key.id, key.secret, OWNER, retries=0, timeout=20) for _ in range(WRITERS)]
+    try:
+        tasks = [asyncio.create_task(_writer(c, ledger)) for c in writers]
+        await wait_until(lambda: len(ledger.acked) >= ACKED_BEFORE_KILL or all(t.done() for t in tasks),
+                         timeout=60)
+        n.signal(signal.SIGTERM)
+        await asyncio.wait_for(asyncio.gather(*tasks), 30)
+        assert n.wait(30) == 0
+    finally:
+        for c in writers:
+            await c.close()
+    assert "Traceback" not in n.log_text()
+    n.start()
+    reader = ExchangeClient(n.url, key.id, key.secret, OWNER)
+    try:
+        log = await _read_all(reader)
+        _check_acked(ledger, log)
+        for b in ledger.unacked:  # refused while draining, or never sent: retrying adds each once
+            res = await reader.push(ID_CARD, b.records, idempotency_key=b.idem)
+            assert res["count"] == BATCH
+        counts = collections.Counter(r["key"] for r in await _read_all(reader))
+        assert set(counts.values()) == {1}
+    finally:
+        await reader.close()

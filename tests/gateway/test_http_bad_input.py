@@ -132,8 +132,12 @@ async def test_projection_never_leaks_a_field_outside_the_grant(raw: Raw, catalo
         if g.expires is not None and g.expires < today():
             assert_problem(pull, 403, "client.access_denied")
             assert_problem(key, 403, "client.access_denied")
+            entry = await raw.request("GET", f"/v1/catalog/{g.resource}", client=g.consumer)
+            assert entry.json()["visible_fields"] == []
             continue
         assert pull.status == 200 and key.status == 200, (g, pull.body, key.body)
+        entry = await raw.request("GET", f"/v1/catalog/{g.resource}", client=g.consumer)
+        assert set(entry.json()["visible_fields"]) == allowed & set(rec["data"]), g
         datas = [pull.json()["records"][0]["data"]] + ([key.json()["data"]] if keyed else [])
         for data in datas:
             assert set(data) <= allowed, (g.consumer, g.resource, set(data) - allowed)
