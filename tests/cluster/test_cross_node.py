@@ -139,3 +139,40 @@ async def test_catalog_publish_reaches_both_nodes(two_nodes, nats_server, tmp_pa
         res = await cb.push("test.published", [rec("new")])
         assert res["count"] == 1
         assert (await ca.catalog_entry("test.published"))["owner"] == OWNER
+
+
+async def test_bad_bucket_value_is_ignored_and_logged(two_nodes, nats_server, tmp_path) -> None:
+    """A value that did not come through `publish` (garbage) never replaces a node's state."""
+    import nats
+
+    from gateway.publish import BUNDLE_KEY, bucket_name
+
+    a, b, _cat, ring = two_nodes
+    new = tmp_path / "catalog.toml"
+    new.write_text(catalog_text(extra=["test.before-garbage"]))
+    assert _publish(new, nats_server.url, "xnode").returncode == 0
+    async with client(a.url, ring) as ca, client(b.url, ring) as cb:
+
+        async def visible(c, rid: str) -> bool:
+            try:
+                return (await c.catalog_entry(rid))["id"] == rid
+            except ExchangeError:
+                return False
+
+        for c in (ca, cb):
+            await eventually(lambda c=c: visible(c, "test.before-garbage"))
+        nc = await nats.connect(nats_server.url)
+        try:
+            kv = await nc.jetstream().key_value(bucket_name("xnode"))
+            await kv.put(BUNDLE_KEY, b"this is not a catalog")
+        finally:
+            await nc.close()
+        for n in (a, b):
+            await eventually(lambda n=n: _logged(n, "catalog_refused"))
+        for c in (ca, cb):  # the running state stays
+            assert await visible(c, "test.before-garbage")
+            assert (await c.push("test.r4", [rec("still-serving")]))["count"] == 1
+
+
+async def _logged(node: GatewayNode, event: str) -> bool:
+    return f'"event":"{event}"' in node.log_tail(100_000)
