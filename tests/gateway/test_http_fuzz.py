@@ -100,3 +100,23 @@ async def test_random_cursor_bodies_and_queries(raw: Raw) -> None:
         q = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))).replace(" ", "%20").replace("#", "%23")
         r = await raw.request("GET", RECORDS, query=q, client=GRANTED)
         assert r.status in (200, 400), (q, r.status, r.body[:300])
+
+
+async def test_random_optional_headers(raw: Raw) -> None:
+    """Correlation, citizen, purpose and consent headers with odd values never break a read."""
+    rng = random.Random(SEED + 4)
+    rec = id_card()
+    await raw.push(ID_CARD, [rec])
+    odd = ["", " ", "x" * 4000, "c-" + "0" * 32, "c-zz", "310101199001011234", "名字", "\t", "a,b;c=d",
+           "%00", "../../etc/passwd", "null", "{}", "c-" + "f" * 31]
+    readers = [("SH/GOV/psb/hukou", f"/v1/resources/{ID_CARD}/records/{rec['key']}"),
+               ("SH/GOV/sicenter/pension", f"/v1/resources/{ID_CARD}/records/{rec['key']}"),
+               (GRANTED, f"/v1/resources/{ID_CARD}/records/{rec['key']}"),
+               (GRANTED, RECORDS)]
+    for _ in range(120):
+        client, path = rng.choice(readers)
+        headers = {h: rng.choice(odd) for h in ("X-Exchange-Id", "X-Exchange-UserId", "X-Exchange-Purpose",
+                                                "X-Exchange-Consent") if rng.random() < 0.6}
+        r = await raw.request("GET", path, client=client,
+                              headers={k: v.encode().decode("latin-1") for k, v in headers.items()})
+        assert r.status in (200, 400, 403, 404), (client, headers, r.status, r.body[:300])
