@@ -56,6 +56,8 @@ START_TIMEOUT_S = 30.0
 
 
 def _toml_value(v: Any) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int | float):
@@ -74,6 +76,7 @@ class NodeProcess:
         catalog: Path = CATALOG,
         limits: dict[str, Any] | None = None,
         node: dict[str, Any] | None = None,
+        store: dict[str, Any] | None = None,
         probe_ssl: ssl.SSLContext | None = None,
     ) -> None:
         self.workdir = workdir
@@ -82,6 +85,7 @@ class NodeProcess:
         self.catalog = catalog
         self.limits = dict(limits or {})
         self.node_extra = dict(node or {})
+        self.store = dict(store or {})
         self.data_dir = workdir / "data"
         self.config = workdir / "node.toml"
         self.log_path = workdir / "node.log"
@@ -99,6 +103,8 @@ class NodeProcess:
         node = {"listen": f"127.0.0.1:{self.port}", "catalog": str(self.catalog),
                 "keyring": str(self.keyring), "data_dir": str(self.data_dir), **self.node_extra}
         lines = ["[node]"] + [f"{k} = {_toml_value(v)}" for k, v in node.items()]
+        if self.store:
+            lines += ["", "[store]"] + [f"{k} = {_toml_value(v)}" for k, v in self.store.items()]
         if self.limits:
             lines += ["", "[limits]"] + [f"{k} = {_toml_value(v)}" for k, v in self.limits.items()]
         self.config.write_text("\n".join(lines) + "\n")

@@ -79,9 +79,15 @@ def _check_acked(ledger: Ledger, log: list[dict[str, Any]]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "jetstream"])
 async def test_kill_9_keeps_every_acknowledged_record(
-        make_node: Callable[..., NodeProcess], keyring: Keyring) -> None:
-    n = make_node()
+        make_node: Callable[..., NodeProcess], keyring: Keyring, request: pytest.FixtureRequest,
+        backend: str) -> None:
+    store = {}
+    if backend == "jetstream":
+        store = {"backend": "jetstream", "servers": [request.getfixturevalue("nats_url")], "replicas": 1,
+                 "prefix": f"gw{uuid.uuid4().hex[:10]}"}
+    n = make_node(store=store)
     key = keyring.for_client(OWNER)
     assert key is not None
     ledger = Ledger()

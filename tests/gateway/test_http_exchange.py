@@ -17,6 +17,7 @@ from gwkit import (
     RESTRICTED,
     RESTRICTED_OWNER,
     UNGRANTED,
+    NodeProcess,
     Raw,
     assert_problem,
     id_card,
@@ -27,6 +28,13 @@ from gwkit import (
 
 from gateway.catalog import Catalog
 from gateway.client import ExchangeError
+
+
+@pytest.fixture(scope="module", params=["sqlite", "jetstream"])
+def node(request: pytest.FixtureRequest) -> NodeProcess:
+    """Every happy path runs on both store backends (the same wire contract)."""
+    return request.getfixturevalue("node" if request.param == "sqlite" else "jetstream_node")
+
 
 PENSION = "SH/GOV/sicenter/pension"  # psb.id-card: id_number, name, gender, birth_date (legal basis)
 SELF_SERVICE = "SH/GOV/bdc/self-service"  # psb.id-card: id_number [6, 4], name, valid_until
