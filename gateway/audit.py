@@ -89,9 +89,11 @@ class AuditLog:
     ``sink`` is a governance store (``audit_append(list[AuditEntry])``).
     """
 
-    def __init__(self, sink: Any, key: bytes, queue_size: int = 65536, batch: int = 2048) -> None:
+    def __init__(self, sink: Any, key: bytes, queue_size: int = 65536, batch: int = 2048,
+                 linger_s: float = 0.005) -> None:
         self.sink = sink
         self.key = key
+        self.linger_s = linger_s  # gather entries this long before a write: fewer, larger batches
         self.queue: asyncio.Queue[AuditEntry] = asyncio.Queue(maxsize=queue_size)
         self.batch = batch
         self.written = 0
@@ -119,6 +121,8 @@ class AuditLog:
         while True:
             batch = [await q.get()]
             self._writing = True
+            if self.linger_s and q.qsize() < self.batch:
+                await asyncio.sleep(self.linger_s)
             while not q.empty() and len(batch) < self.batch:
                 batch.append(q.get_nowait())
             while True:
