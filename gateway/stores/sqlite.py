@@ -392,17 +392,18 @@ class SQLiteStore:
         if rid is None:
             return None
         row = conn.execute(
-            'SELECT "offset" FROM latest WHERE resource_id = ? AND key = ?', (rid, key)
+            f'SELECT l."offset", b.blob FROM latest AS l LEFT JOIN batches AS b'
+            f' ON b.id = l."offset" / {OFFSET_STRIDE} WHERE l.resource_id = ? AND l.key = ?',
+            (rid, key),
         ).fetchone()
         if row is None:
             return None
-        offset = row[0]
+        offset, blob = row
         batch_id = offset // OFFSET_STRIDE
-        found = conn.execute("SELECT blob FROM batches WHERE id = ?", (batch_id,)).fetchone()
-        if found is None:
+        if blob is None:
             raise StoreError(f"the latest {key!r} of {name!r} points at missing batch {batch_id}")
         try:
-            decoded = decode_batch(found[0], offset - 1, 1)
+            decoded = decode_batch(blob, offset - 1, 1)
         except CorruptBatch as exc:
             raise StoreError(
                 f"stored batch {batch_id} of resource {name!r} is corrupt: {exc}"
