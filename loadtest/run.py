@@ -87,6 +87,12 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         raise LoadTestError(f"--citizens must be >= 1, got {args.citizens}")
     if not 0 <= args.pull_wait <= 30:
         raise LoadTestError(f"--pull-wait must be 0..30 s, got {args.pull_wait}")
+    if args.open_rate and args.user_classes and args.user_classes != ["OpenModelUser"]:
+        raise LoadTestError(
+            "--open-rate draws every request kind from the mix; leave out --user-classes"
+        )
+    if args.user_classes and "OpenModelUser" in args.user_classes and not args.open_rate:
+        raise LoadTestError("--user-classes OpenModelUser needs --open-rate RPS")
     if args.shape and args.shape not in SHAPES:
         raise LoadTestError(f"--shape: unknown shape {args.shape!r} (one of {', '.join(SHAPES)})")
     if args.slo:

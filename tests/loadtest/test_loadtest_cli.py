@@ -83,6 +83,9 @@ def test_bad_catalog_file(tmp_path: Path, city_files, hello_url: str) -> None:
         ("--workers", "-1", "--workers"),
         ("--open-rate", "0", "--open-rate"),
         ("--users", "0", "--users"),
+        ("--user-classes", "OpenModelUser", "needs --open-rate"),
+        ("--pull-wait", "31", "--pull-wait"),
+        ("--catalog-share", "1.5", "--catalog-share"),
     ],
 )
 def test_bad_flags(
@@ -90,6 +93,21 @@ def test_bad_flags(
 ) -> None:
     res = run_cli(*_run_args(hello_url, city_files, tmp_path / "o", flag, value))
     _clean_error(res, needle)
+
+
+def test_open_rate_with_user_classes(tmp_path: Path, city_files, hello_url: str) -> None:
+    res = run_cli(
+        *_run_args(
+            hello_url,
+            city_files,
+            tmp_path / "o",
+            "--open-rate",
+            "10",
+            "--user-classes",
+            "CitizenPortalUser",
+        )
+    )
+    _clean_error(res, "leave out --user-classes")
 
 
 def test_compare_with_missing_dirs(tmp_path: Path) -> None:
