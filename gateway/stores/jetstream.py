@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -129,6 +131,18 @@ def names(prefix: str) -> dict[str, str]:
         "cursors": f"{prefix}_cursors",
         "config": f"{prefix}_config",
     }
+
+
+_TOKENS = re.compile(r"^[a-z0-9][a-z0-9-]*(?:\.[a-z0-9][a-z0-9-]*)*$")
+
+
+@functools.lru_cache(maxsize=65536)
+def _token(resource: str) -> str:
+    """The resource's part of a subject: its id when that forms valid subject tokens,
+    else ``_x.<hex of the id>`` (ids never start with ``_``, so the two cannot collide)."""
+    if len(resource) <= 200 and _TOKENS.match(resource):
+        return resource
+    return "_x." + resource.encode("utf-8", "surrogatepass").hex()
 
 
 def _digest(*parts: str) -> str:
@@ -265,6 +279,8 @@ class JetStreamStore:
 
         async def reconnected() -> None:
             log.info("NATS reconnected to %s", self.nc.connected_url if self.nc else "?")
+            # The servers may have come back without our streams (a wiped R=1 server).
+            asyncio.ensure_future(self._resetup())
 
         nc = NATS()
         await nc.connect(
@@ -326,6 +342,12 @@ class JetStreamStore:
         self._idem = await self._ensure_kv(n["idempotency"], ttl=self.idempotency_ttl_s)
         self._cursors = await self._ensure_kv(n["cursors"], ttl=None)
         self.js = js
+
+    async def _resetup(self) -> None:
+        try:
+            await self._setup()
+        except Exception as exc:  # noqa: BLE001 - calls answer 503 until a later reconnect
+            log.warning("JetStream set-up after reconnect failed: %s", exc)
 
     async def _ensure_stream(self, config: StreamConfig) -> None:
         try:
@@ -617,7 +639,7 @@ class JetStreamStore:
                 f"{self._max_payload} bytes; raise max_payload in the nats-server configuration"
             )
         headers = {"Nats-Msg-Id": msg_id} if msg_id else None
-        subject = f"{self.prefix}.rec.{resource}"
+        subject = f"{self.prefix}.rec.{_token(resource)}"
         seq, duplicate = await self._publish_acked(subject, payload, headers)
         base = seq * OFFSET_STRIDE
         count = len(records)
@@ -639,7 +661,7 @@ class JetStreamStore:
         once (the highest offset wins), and one acknowledged publish confirms the group.
         """
         pending = self._idx_pending
-        pre = f"{self.prefix}.key.{resource}."
+        pre = f"{self.prefix}.key.{_token(resource)}."
         for i, (k, d) in enumerate(records):
             subject = pre + _digest(k)
             off = base + i
@@ -721,7 +743,7 @@ class JetStreamStore:
         self._check()
         if limit <= 0:
             return []
-        subject = f"{self.prefix}.rec.{resource}"
+        subject = f"{self.prefix}.rec.{_token(resource)}"
         stream = self.names["records"]
         seq = max(after // OFFSET_STRIDE, 1) if after > 0 else 1
         out: list[Record] = []
@@ -744,7 +766,7 @@ class JetStreamStore:
     async def latest(self, resource: str, key: str) -> Record | None:
         """The last record written with this key: one direct get of its keys-stream subject."""
         self._check()
-        subject = f"{self.prefix}.key.{resource}.{_digest(key)}"
+        subject = f"{self.prefix}.key.{_token(resource)}.{_digest(key)}"
         stream = self.names["keys"]
         if self.replicas > 1:
             got = await self._leader_get(stream, {"last_by_subj": subject})
@@ -808,7 +830,7 @@ class JetStreamStore:
                 if not f.done():
                     f.set_result(None)
 
-        sub = await self._call(nc.subscribe(f"{self.prefix}.rec.{resource}", cb=woke))
+        sub = await self._call(nc.subscribe(f"{self.prefix}.rec.{_token(resource)}", cb=woke))
         if resource in self._subs:  # another waiter subscribed meanwhile
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
