@@ -57,7 +57,14 @@ class CursorConflict(StoreError):
 
 @runtime_checkable
 class Store(Protocol):
-    """Async store protocol. All methods are safe to call concurrently from one event loop."""
+    """Async store protocol. All methods are safe to call concurrently from one event loop.
+
+    Contract details every backend follows (the suite in ``tests/stores`` checks them):
+    ``ping()`` never raises and is False after ``close()``; ``wait()`` answers False when the
+    store closes during the wait; ``append`` raises ``ValueError`` for 0 or more than
+    ``OFFSET_STRIDE`` records and ``TypeError`` for items that are not ``(str, bytes)``;
+    ``set_cursor`` raises ``ValueError`` for a negative offset.
+    """
 
     async def open(self) -> None:
         """Connect / create schema. Idempotent."""
