@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--metric", action="append", default=None,
                    help="summary keys to tabulate (default: waits, utilisations, latency)")
     s.add_argument("--dask", metavar="ADDRESS", help="Dask scheduler address, or 'local'")
+    s.set_defaults(jobs=0)  # 0: one worker per CPU; --jobs 1 runs the grid in this process
     s.add_argument("--out", metavar="FILE", help="write the table (.csv or .json)")
 
     b = sub.add_parser("bench", help="events/s of the full model vs bare SimPy M/M/c",

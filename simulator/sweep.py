@@ -110,7 +110,7 @@ def main(args: argparse.Namespace) -> int:
         load_scenario(args.scenario, list(point.items()), args.calibrate)
     jobs = [(args.scenario, p, args.replications, args.sample, args.calibrate, metrics)
             for p in points]
-    workers = args.jobs if args.jobs > 1 else (os.cpu_count() or 1)
+    workers = args.jobs or (os.cpu_count() or 1)
     rows = execute(jobs, workers, args.dask)
     print(format_rows(rows))
     if args.out:

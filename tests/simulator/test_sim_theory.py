@@ -48,3 +48,24 @@ def test_student_t_half_width() -> None:
     assert h == pytest.approx(4.302653 * 1.0 / math.sqrt(3), rel=1e-5)
     m, h = mean_ci([5.0])
     assert m == 5.0 and math.isnan(h)
+
+
+def test_progress_bar_only_on_a_terminal() -> None:
+    import io
+
+    from simulator.progress import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    quiet = io.StringIO()
+    p = Progress("x", quiet)
+    p.update(0.5)
+    p.done()
+    assert quiet.getvalue() == ""
+    tty = Tty()
+    p = Progress("sim", tty)
+    p.update(0.5)
+    p.done()
+    assert "50%" in tty.getvalue() and "100%" in tty.getvalue()
