@@ -90,7 +90,7 @@ class AuditLog:
     """
 
     def __init__(self, sink: Any, key: bytes, queue_size: int = 65536, batch: int = 2048,
-                 linger_s: float = 0.005) -> None:
+                 linger_s: float = 0.02) -> None:
         self.sink = sink
         self.key = key
         self.linger_s = linger_s  # gather entries this long before a write: fewer, larger batches
