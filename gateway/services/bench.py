@@ -8,7 +8,10 @@ Measures, in one run, with wrk on loopback:
 * ``query_rps_audit_on`` / ``query_rps_audit_off``: signed keyed reads of a granted,
   projected resource on a node with and without the audit log.
 
-Prints a table and writes JSON (``--out``). Targets: proxy/direct >= 0.5, audit cost <= 10 %.
+Measurements are interleaved over ``--rounds``: the best rps of each, and the median CPU
+microseconds per request of the serving processes (from /proc; robust when other work
+shares the host, which rps is not). Prints a table and writes JSON (``--out``).
+Targets: proxy/direct >= 0.5, audit cost <= 10 %.
 The signed requests reuse one signature (valid for 300 s), so a run must stay short.
 """
 
@@ -28,6 +31,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 SID = "SH/GOV/hrss/employment/echo"
@@ -163,6 +167,17 @@ class _Proc:
         self.p = subprocess.Popen([*_pin(core), sys.executable, "-m", "gateway.services.bench", *args],
                                   cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
+    def pin(self, core: int) -> None:
+        """Move the process (all its threads) to one core."""
+        if _pin(core):
+            subprocess.run(["taskset", "-a", "-p", "-c", str(core), str(self.p.pid)],
+                           capture_output=True, check=False)
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds of the process (all threads)."""
+        fields = Path(f"/proc/{self.p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.p.poll() is None:
             self.p.send_signal(signal.SIGTERM)
@@ -173,72 +188,94 @@ class _Proc:
                 self.p.wait(5)
 
 
-def run(seconds: int, connections: int, work: Path) -> dict[str, float]:
-    """Run every measurement; return the figures."""
+def _measure(url: str, headers: dict[str, str], seconds: int, connections: int,
+             procs: list[_Proc]) -> dict[str, float]:
+    """wrk on core 1 against ``url``; rps, p99 and CPU microseconds per request of ``procs``."""
+    before = [p.cpu_s() for p in procs]
+    r = _wrk(url, headers, seconds, connections, core=1)
+    total = r["rps"] * seconds
+    r["cpu_us"] = [round((p.cpu_s() - b) * 1e6 / total, 1) if total else 0.0 for p, b in zip(procs, before, strict=True)]
+    return r
+
+
+def _push_one(nport: int, owner: Any) -> None:
+    from gateway.signing import Signer
+
+    body = json.dumps({"records": [{"key": "r1", "data": {"rid": "r1", "name": "Wang Fang",
+                                                         "district": "Huangpu", "phone": "13800001234"}}]}).encode()
+    path = "/v1/resources/psb.residents/records"
+    h = Signer(owner.id, owner.secret, OWNER).headers("POST", path, "", body)
+    req = urllib.request.Request(f"http://127.0.0.1:{nport}{path}", data=body, method="POST",
+                                 headers={**h, "Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=10).read()
+
+
+def run(seconds: int, connections: int, work: Path, rounds: int = 3) -> dict[str, Any]:
+    """Run every measurement ``rounds`` times, interleaved; best rps and median CPU per request."""
     from gateway.keyring import dev_keyring_text, load_keyring
     from gateway.signing import Signer
 
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
-    bport, nport = _free_port(), _free_port()
+    bport, on_port, off_port = _free_port(), _free_port(), _free_port()
     (work / "catalog.toml").write_text(CATALOG.replace("BACKEND_PORT", str(bport)))
     (work / "keyring.toml").write_text(dev_keyring_text([CONSUMER, OWNER, "SH/GOV/hrss/employment"]))
-    (work / "node.toml").write_text(
-        f'[node]\nlisten = "127.0.0.1:{nport}"\ncatalog = "catalog.toml"\nkeyring = "keyring.toml"\n'
-        f'data_dir = "data"\naccess_log = false\n[limits]\nmax_inflight = 100000\n')
+    for name, port in (("on", on_port), ("off", off_port)):
+        (work / f"node-{name}.toml").write_text(
+            f'[node]\nlisten = "127.0.0.1:{port}"\ncatalog = "catalog.toml"\nkeyring = "keyring.toml"\n'
+            f'data_dir = "data-{name}"\naccess_log = false\n[limits]\nmax_inflight = 100000\n')
     ring = load_keyring(work / "keyring.toml")
-    key = ring.for_client(CONSUMER)
-    owner = ring.for_client(OWNER)
+    key, owner = ring.for_client(CONSUMER), ring.for_client(OWNER)
     assert key is not None and owner is not None
-    out: dict[str, float] = {}
-
+    signer = Signer(key.id, key.secret, CONSUMER)
+    qpath, spath = "/v1/resources/psb.residents/records/r1", f"/v1/services/{SID}/hello"
     backend = _Proc(["--backend", str(bport)], core=0)
+    on = _Proc(["--node", str(work / "node-on.toml")], core=0)
+    off = _Proc(["--node", str(work / "node-off.toml"), "--no-audit"], core=0)
+    samples: dict[str, list[dict[str, Any]]] = {k: [] for k in ("direct", "proxy", "on", "off")}
     try:
         _wait_http(f"http://127.0.0.1:{bport}/")
-        _wrk(f"http://127.0.0.1:{bport}/", {}, 1, connections, core=1)  # warm-up
-        r = _wrk(f"http://127.0.0.1:{bport}/", {}, seconds, connections, core=1)
-        out["direct_rps"] = r["rps"]
-        out["direct_p99_ms"] = r["p99_ms"]
+        for port in (on_port, off_port):
+            _wait_http(f"http://127.0.0.1:{port}/readyz")
+            _push_one(port, owner)
+        qh, sh = signer.headers("GET", qpath), signer.headers("GET", spath)
+        plan = [("direct", f"http://127.0.0.1:{bport}/", {}, [backend], 0),
+                ("proxy", f"http://127.0.0.1:{on_port}{spath}", sh, [on, backend], 1),
+                ("on", f"http://127.0.0.1:{on_port}{qpath}", qh, [on], 0),
+                ("off", f"http://127.0.0.1:{off_port}{qpath}", qh, [off], 0)]
+        for _name, url, hdrs, _procs, backend_core in plan:  # warm-up
+            backend.pin(backend_core)
+            _wrk(url, hdrs, 1, connections, core=1)
+        for _ in range(rounds):
+            for name, url, hdrs, procs, backend_core in plan:
+                backend.pin(backend_core)
+                samples[name].append(_measure(url, hdrs, seconds, connections, procs))
     finally:
-        backend.stop()
+        for p in (on, off, backend):
+            p.stop()
 
-    backend = _Proc(["--backend", str(bport)], core=1)
-    try:
-        _wait_http(f"http://127.0.0.1:{bport}/")
-        for audit in (True, False):
-            node = _Proc(["--node", str(work / "node.toml")] + ([] if audit else ["--no-audit"]), core=0)
-            try:
-                _wait_http(f"http://127.0.0.1:{nport}/readyz")
-                # one record to read
-                body = json.dumps({"records": [{"key": "r1", "data": {"rid": "r1", "name": "Wang Fang",
-                                                                     "district": "Huangpu", "phone": "13800001234"}}]}).encode()
-                path = "/v1/resources/psb.residents/records"
-                h = Signer(owner.id, owner.secret, OWNER).headers("POST", path, "", body)
-                req = urllib.request.Request(f"http://127.0.0.1:{nport}{path}", data=body, method="POST",
-                                             headers={**h, "Content-Type": "application/json"})
-                urllib.request.urlopen(req, timeout=10).read()
-                signer = Signer(key.id, key.secret, CONSUMER)
-                qpath = "/v1/resources/psb.residents/records/r1"
-                qh = signer.headers("GET", qpath)
-                _wrk(f"http://127.0.0.1:{nport}{qpath}", qh, 1, connections, core=1)
-                r = _wrk(f"http://127.0.0.1:{nport}{qpath}", qh, seconds, connections, core=1)
-                out["query_rps_audit_" + ("on" if audit else "off")] = r["rps"]
-                out["query_non2xx_audit_" + ("on" if audit else "off")] = r["non_2xx"]
-                if audit:
-                    spath = f"/v1/services/{SID}/hello"
-                    sh = signer.headers("GET", spath)
-                    _wrk(f"http://127.0.0.1:{nport}{spath}", sh, 1, connections, core=1)
-                    r = _wrk(f"http://127.0.0.1:{nport}{spath}", sh, seconds, connections, core=1)
-                    out["proxy_rps"] = r["rps"]
-                    out["proxy_p99_ms"] = r["p99_ms"]
-                    out["proxy_non2xx"] = r["non_2xx"]
-            finally:
-                node.stop()
-    finally:
-        backend.stop()
+    def best(name: str) -> float:
+        return max(s["rps"] for s in samples[name])
+
+    def cpu(name: str, i: int = 0) -> float:
+        vals = sorted(s["cpu_us"][i] for s in samples[name])
+        return vals[len(vals) // 2]
+
+    out: dict[str, Any] = {
+        "direct_rps": best("direct"), "proxy_rps": best("proxy"),
+        "query_rps_audit_on": best("on"), "query_rps_audit_off": best("off"),
+        "direct_cpu_us_per_req": cpu("direct"), "proxy_gateway_cpu_us_per_req": cpu("proxy"),
+        "proxy_backend_cpu_us_per_req": cpu("proxy", 1),
+        "query_cpu_us_per_req_audit_on": cpu("on"), "query_cpu_us_per_req_audit_off": cpu("off"),
+        "non_2xx": sum(s["non_2xx"] for v in samples.values() for s in v),
+        "rounds": rounds, "seconds": seconds, "connections": connections,
+        "load_average": os.getloadavg()[0], "cpus": os.cpu_count(),
+    }
     out["proxy_ratio"] = round(out["proxy_rps"] / out["direct_rps"], 3) if out["direct_rps"] else 0.0
-    off = out["query_rps_audit_off"]
-    out["audit_cost"] = round(1 - out["query_rps_audit_on"] / off, 3) if off else 0.0
+    off_rps = out["query_rps_audit_off"]
+    out["audit_cost"] = round(1 - out["query_rps_audit_on"] / off_rps, 3) if off_rps else 0.0
+    on_cpu = out["query_cpu_us_per_req_audit_on"]
+    out["audit_cost_cpu"] = round(1 - out["query_cpu_us_per_req_audit_off"] / on_cpu, 3) if on_cpu else 0.0
     return out
 
 
@@ -246,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m gateway.services.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=int, default=5, help="seconds per measurement (1..60, default 5)")
     p.add_argument("--connections", type=int, default=64, help="wrk connections (1..1024, default 64)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; best rps, median CPU (1..10)")
     p.add_argument("--out", default="bench-services.json", help="JSON output file")
     p.add_argument("--backend", type=int, help=argparse.SUPPRESS)
     p.add_argument("--node", help=argparse.SUPPRESS)
@@ -261,17 +299,26 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--seconds must be between 1 and 60, got {args.seconds}")
     if not 1 <= args.connections <= 1024:
         p.error(f"--connections must be between 1 and 1024, got {args.connections}")
+    if not 1 <= args.rounds <= 10:
+        p.error(f"--rounds must be between 1 and 10, got {args.rounds}")
     with tempfile.TemporaryDirectory(prefix="svc-bench-") as tmp:
-        res = run(args.seconds, args.connections, Path(tmp))
+        res = run(args.seconds, args.connections, Path(tmp), args.rounds)
     rows = [("direct_rps", "wrk -> bare aiohttp backend"), ("proxy_rps", "wrk -> gateway -> backend (signed)"),
             ("proxy_ratio", "proxy/direct (target >= 0.5)"),
             ("query_rps_audit_on", "signed keyed read, audit on"),
             ("query_rps_audit_off", "signed keyed read, audit off"),
-            ("audit_cost", "1 - on/off (target <= 0.10)")]
-    print(f"{'figure':<22} {'value':>12}  what")
+            ("audit_cost", "1 - on/off (target <= 0.10)"),
+            ("direct_cpu_us_per_req", "backend CPU us per direct request"),
+            ("proxy_gateway_cpu_us_per_req", "gateway CPU us per proxied request"),
+            ("proxy_backend_cpu_us_per_req", "backend CPU us per proxied request"),
+            ("query_cpu_us_per_req_audit_on", "node CPU us per keyed read, audit on"),
+            ("query_cpu_us_per_req_audit_off", "node CPU us per keyed read, audit off"),
+            ("audit_cost_cpu", "1 - CPU off/on (contention-robust audit cost)"),
+            ("load_average", "1-min load average at the end (other work on the host)")]
+    print(f"{'figure':<31} {'value':>12}  what")
     for k, what in rows:
-        print(f"{k:<22} {res[k]:>12,.3f}  {what}" if "ratio" in k or "cost" in k
-              else f"{k:<22} {res[k]:>12,.0f}  {what}")
+        fmt = ",.3f" if ("ratio" in k or "cost" in k or "load" in k) else ",.1f" if "cpu" in k else ",.0f"
+        print(f"{k:<31} {res[k]:>12{fmt}}  {what}")
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res))
     return 0
