@@ -70,6 +70,21 @@ def chain_entry(prev: str, entry: AuditEntry) -> str:
     return entry.hash
 
 
+def seal(prev: str, entry: AuditEntry) -> bytes:
+    """Link ``entry`` (``seq`` set) to ``prev`` and return its stored JSON in one encode.
+
+    The hash covers the canonical JSON without ``hash``; the stored form is that JSON with
+    ``"hash"`` appended (readers decode it; ``verify`` re-encodes canonically).
+    """
+    entry.prev = prev
+    entry.ts = float(entry.ts)
+    entry.hash = ""
+    body = _enc.encode(entry)
+    h = hashlib.sha256(prev.encode() + body).hexdigest()
+    entry.hash = h
+    return body[:-1] + b',"hash":"' + h.encode() + b'"}'
+
+
 def load_key(path: str | Path) -> bytes:
     """The secret for citizen hashes (created with mode 0600 when missing)."""
     kp = Path(path)

@@ -48,8 +48,9 @@ def _open(path: Path) -> sqlite3.Connection:
 
 
 def _rows(db: sqlite3.Connection) -> Iterator[tuple[str, bytes]]:
-    for seq, entry in db.execute("SELECT seq, entry FROM audit ORDER BY seq"):
-        yield f"row {seq}", entry
+    for first, blob in db.execute("SELECT first_seq, entries FROM audit_log ORDER BY first_seq"):
+        for i, line in enumerate(blob.split(b"\n")):
+            yield f"batch {first} line {i + 1}", line
 
 
 def audit_verify(path: Path | None, log: str | None = None) -> int:
@@ -85,19 +86,26 @@ def audit_export(path: Path, since: str | None, until: str | None, out: TextIO) 
     """Write the entries with since <= ts < until as JSON lines; return how many."""
     lo = parse_time(since, "--since") if since else None
     hi = parse_time(until, "--until") if until else None
-    sql, args = "SELECT entry FROM audit WHERE 1=1", []
+    sql, args = "SELECT entries FROM audit_log WHERE 1=1", []
     if lo is not None:
-        sql += " AND ts >= ?"
+        sql += " AND ts_last >= ?"
         args.append(lo)
     if hi is not None:
-        sql += " AND ts < ?"
+        sql += " AND ts_first < ?"
         args.append(hi)
     n = 0
     with _open(path) as db:
-        for (entry,) in db.execute(sql + " ORDER BY seq", args):
-            out.write(entry.decode() + "\n")
-            n += 1
+        for (blob,) in db.execute(sql + " ORDER BY first_seq", args):
+            for line in blob.split(b"\n"):
+                ts = msgspec.json.decode(line, type=_Ts).ts
+                if (lo is None or ts >= lo) and (hi is None or ts < hi):
+                    out.write(line.decode() + "\n")
+                    n += 1
     return n
+
+
+class _Ts(msgspec.Struct):
+    ts: float
 
 
 def webhooks_list(path: Path, out: TextIO = sys.stdout) -> int:

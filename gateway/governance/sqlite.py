@@ -14,13 +14,14 @@ from typing import Any
 
 import msgspec
 
-from gateway.audit import GENESIS, AuditEntry, chain_entry
+from gateway.audit import GENESIS, AuditEntry, seal
 from gateway.governance.model import Consent, Subscription
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, ts REAL NOT NULL, entry BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts);
-CREATE TABLE IF NOT EXISTS audit_citizen (citizen TEXT NOT NULL, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_log (first_seq INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL,
+                                      ts_first REAL NOT NULL, ts_last REAL NOT NULL, entries BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_log_ts ON audit_log(ts_last);
+CREATE TABLE IF NOT EXISTS audit_citizen (citizen TEXT NOT NULL, seq INTEGER NOT NULL, entry BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_citizen_i ON audit_citizen(citizen, seq);
 CREATE TABLE IF NOT EXISTS consents (id TEXT PRIMARY KEY, user TEXT NOT NULL, consumer TEXT NOT NULL,
                                      doc BLOB NOT NULL);
@@ -78,18 +79,27 @@ class SQLiteGovernance:
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            row = db.execute("SELECT seq, entry FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-            seq, prev = (0, GENESIS) if row is None else (row[0], _dec_entry.decode(row[1]).hash)
-            rows, cits = [], []
+            row = db.execute("SELECT entries FROM audit_log ORDER BY first_seq DESC LIMIT 1").fetchone()
+            if row is None:
+                seq, prev = 0, GENESIS
+            else:
+                last = _dec_entry.decode(row[0].rpartition(b"\n")[2])
+                seq, prev = last.seq, last.hash
+            first = seq + 1
+            lines, cits = [], []
             for e in entries:
                 seq += 1
                 e.seq = seq
-                prev = chain_entry(prev, e)
-                rows.append((seq, e.ts, _enc.encode(e)))
-                cits.extend((c, seq) for c in e.citizens)
-            db.executemany("INSERT INTO audit(seq, ts, entry) VALUES (?, ?, ?)", rows)
+                line = seal(prev, e)
+                prev = e.hash
+                lines.append(line)
+                if e.citizens:
+                    cits.extend((c, seq, line) for c in e.citizens)
+            db.execute("INSERT INTO audit_log(first_seq, last_seq, ts_first, ts_last, entries) VALUES (?, ?, ?, ?, ?)",
+                       (first, seq, min(e.ts for e in entries), max(e.ts for e in entries),
+                        b"\n".join(lines)))
             if cits:
-                db.executemany("INSERT INTO audit_citizen(citizen, seq) VALUES (?, ?)", cits)
+                db.executemany("INSERT INTO audit_citizen(citizen, seq, entry) VALUES (?, ?, ?)", cits)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -100,25 +110,32 @@ class SQLiteGovernance:
         return await self._run(self._append, entries)
 
     def _range(self, after_seq: int, since: float | None, until: float | None, limit: int) -> list[AuditEntry]:
-        sql, args = "SELECT entry FROM audit WHERE seq > ?", [after_seq]
+        sql, args = "SELECT entries FROM audit_log WHERE last_seq > ?", [after_seq]
         if since is not None:
-            sql += " AND ts >= ?"
+            sql += " AND ts_last >= ?"
             args.append(since)
         if until is not None:
-            sql += " AND ts < ?"
+            sql += " AND ts_first < ?"
             args.append(until)
-        sql += " ORDER BY seq LIMIT ?"
-        args.append(limit)
-        return [_dec_entry.decode(r[0]) for r in self.db.execute(sql, args)]
+        out: list[AuditEntry] = []
+        for (blob,) in self.db.execute(sql + " ORDER BY first_seq", args):
+            for line in blob.split(b"\n"):
+                e = _dec_entry.decode(line)
+                if e.seq <= after_seq or (since is not None and e.ts < since) \
+                        or (until is not None and e.ts >= until):
+                    continue
+                out.append(e)
+                if len(out) >= limit:
+                    return out
+        return out
 
     async def audit_range(self, *, after_seq: int = 0, since: float | None = None,
                           until: float | None = None, limit: int = 1000) -> list[AuditEntry]:
         return await self._run(self._range, after_seq, since, until, limit)
 
     def _for_citizen(self, citizen: str, limit: int) -> list[AuditEntry]:
-        rows = self.db.execute(
-            "SELECT a.entry FROM audit_citizen c JOIN audit a ON a.seq = c.seq "
-            "WHERE c.citizen = ? ORDER BY c.seq DESC LIMIT ?", (citizen, limit))
+        rows = self.db.execute("SELECT entry FROM audit_citizen WHERE citizen = ? ORDER BY seq DESC LIMIT ?",
+                               (citizen, limit))
         return [_dec_entry.decode(r[0]) for r in rows]
 
     async def audit_for_citizen(self, citizen: str, limit: int = 1000) -> list[AuditEntry]:

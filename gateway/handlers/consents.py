@@ -93,6 +93,7 @@ async def access_log(call: Call) -> web.Response:
     if node.audit is not None:
         await node.audit.flush()
     entries = await node.governance.audit_for_citizen(h, limit)
+    entries.sort(key=lambda e: e.ts, reverse=True)  # several nodes' entries: newest first by time
     out = [{"time": _iso(e.ts), "client": e.client, "operation": e.op, "target": e.target,
             "purpose": e.purpose, "consent": e.consent, "status": e.status, "request_id": e.request_id}
            for e in entries if e.op != "access-log"]

@@ -99,16 +99,27 @@ async def test_verify_finds_tampered_and_missing_rows_and_export(tmp_path: Path)
     assert r.returncode == 2 and "--since must be" in r.stderr and "Traceback" not in r.stderr
 
     con = sqlite3.connect(db)
-    entry = con.execute("SELECT entry FROM audit WHERE seq = 3").fetchone()[0]
-    con.execute("UPDATE audit SET entry = ? WHERE seq = 3", (entry.replace(b'"count":1', b'"count":9'),))
-    con.commit()
+    first, blob = next((f, b) for f, b in con.execute("SELECT first_seq, entries FROM audit_log")
+                       if b'"seq":3,' in b or b'"seq":3}' in b)
+    lines = blob.split(b"\n")
+    i = [json.loads(x)["seq"] for x in lines].index(3)
+
+    def store(new_lines: list[bytes]) -> None:
+        con.execute("UPDATE audit_log SET entries = ? WHERE first_seq = ?", (b"\n".join(new_lines), first))
+        con.commit()
+
+    store([*lines[:i], lines[i].replace(b'"count":1', b'"count":9'), *lines[i + 1:]])
     r = cli("audit", "verify", "--db", str(db))
     assert r.returncode == 1 and "BROKEN after 2 good entries" in r.stdout and "entry 3 was altered" in r.stdout
-    con.execute("UPDATE audit SET entry = ? WHERE seq = 3", (entry,))
-    con.execute("DELETE FROM audit WHERE seq = 4")
-    con.commit()
+    store(lines)
+    assert cli("audit", "verify", "--db", str(db)).returncode == 0
+    if len(lines) > 1:
+        store([*lines[:i], *lines[i + 1:]])
+    else:
+        con.execute("DELETE FROM audit_log WHERE first_seq = ?", (first,))
+        con.commit()
     r = cli("audit", "verify", "--db", str(db))
-    assert r.returncode == 1 and "entry 5 follows 3: missing" in r.stdout
+    assert r.returncode == 1 and "entry 4 follows 2: missing" in r.stdout, r.stdout
     con.close()
     r = cli("audit", "verify", "--db", str(tmp_path / "nope.db"))
     assert r.returncode == 2 and "not found" in r.stderr
