@@ -141,3 +141,34 @@ async def test_wait_wakes_on_an_append_through_another_connection(
     finally:
         await a.close()
         await b.close()
+
+
+async def test_replicated_store_on_a_three_server_cluster(
+    nats_cluster: list[NatsServer], prefix: str
+) -> None:
+    """R=3: reads fall back to the stream leader, so a lagging replica never hides a record."""
+    urls = [s.url for s in nats_cluster]
+    a = JetStreamStore(urls[:1], replicas=3, prefix=prefix, connect_timeout_s=10)
+    b = JetStreamStore(urls[2:], replicas=3, prefix=prefix, connect_timeout_s=10)
+    await a.open()
+    await b.open()
+    try:
+        await until(a.ping, 30)
+        await until(b.ping, 30)
+        waiter = asyncio.create_task(b.wait("r", 0, 20))
+        first = await a.append("r", [rec("k1"), rec("k2")], client=CLIENT,
+                               idempotency_key="i", body_hash="h")
+        assert await asyncio.wait_for(waiter, 20) is True
+        got = await b.read("r", 0, 10)
+        assert [r.offset for r in got] == [first.first, first.last]
+        latest = await b.latest("r", "k2")
+        assert latest is not None and latest.offset == first.last
+        again = await b.append("r", [rec("k1"), rec("k2")], client=CLIENT,
+                               idempotency_key="i", body_hash="h")
+        assert again.replayed and again.first == first.first
+        await a.set_cursor(CLIENT, "r", first.last)
+        assert await b.get_cursor(CLIENT, "r") == first.last
+        assert await b.read("r", first.last, 10) == []
+    finally:
+        await a.close()
+        await b.close()
