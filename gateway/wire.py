@@ -42,6 +42,10 @@ def wants_msgpack(request: web.BaseRequest) -> bool:
 
 async def read_body(request: web.BaseRequest, limit: int, timeout: float) -> bytes:
     """Read the whole body, refusing more than ``limit`` bytes (413) or a stalled client (400)."""
+    coding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if coding not in ("identity", ""):
+        raise Problem("client.unsupported_media_type",
+                      f"Content-Encoding {coding[:40]!r} is not supported; send the body uncompressed")
     length = request.content_length
     if length is not None and length > limit:
         raise Problem("client.payload_too_large", f"body of {length} bytes exceeds the limit of {limit}")
