@@ -4,6 +4,7 @@ changes no stored data and is never a 500 (``Raw.check`` asserts that on every r
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -184,6 +185,24 @@ async def test_wrong_content_type_is_415(raw: Raw, ctype: str) -> None:
     r = await raw.request("PUT", CURSOR, body=b'{"offset": 1}', content_type=ctype, client=GRANTED)
     assert_problem(r, 415, "client.unsupported_media_type")
     await check()
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "zstd", "x-unknown"])
+@pytest.mark.parametrize("payload", ["compressed", "bomb", "garbage"])
+async def test_content_encoding_is_415(raw: Raw, coding: str, payload: str) -> None:
+    """Bodies are signed as sent: compressed bodies are refused, never inflated (no zip bomb)."""
+    check = await unchanged(raw)
+    plain = json.dumps({"records": [id_card()]}).encode()
+    body = {"compressed": gzip.compress(plain), "bomb": gzip.compress(b" " * 20_000_000 + plain),
+            "garbage": b"not compressed at all"}[payload]
+    r = await raw.request("POST", RECORDS, body=body, headers={"Content-Encoding": coding})
+    assert_problem(r, 415, "client.unsupported_media_type")
+    await check()
+
+
+async def test_identity_content_encoding_is_fine(raw: Raw) -> None:
+    r = await raw.push(ID_CARD, [id_card()], headers={"Content-Encoding": "identity"})
+    assert r.status == 200
 
 
 SCHEMA_CASES = {
