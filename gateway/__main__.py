@@ -80,21 +80,34 @@ def _cmd_catalog_synth(argv: list[str]) -> int:
 
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
-    from gateway.governance.cli import audit_verify, db_path
+    from gateway.governance.cli import audit_verify, cluster_store, cluster_verify, db_path
 
-    return audit_verify(None if args.log else db_path(args.config, args.db), args.log)
+    if args.log:
+        return audit_verify(None, args.log)
+    cluster = cluster_store(args.config, args.db)
+    if cluster is not None:
+        return cluster_verify(cluster)
+    return audit_verify(db_path(args.config, args.db))
 
 
 def _cmd_audit_export(args: argparse.Namespace) -> int:
-    from gateway.governance.cli import audit_export, db_path
+    from gateway.governance.cli import audit_export, cluster_export, cluster_store, db_path
 
-    path = db_path(args.config, args.db)
+    cluster = cluster_store(args.config, args.db)
+    path = None if cluster is not None else db_path(args.config, args.db)
+
+    def export(out) -> int:  # noqa: ANN001
+        if cluster is not None:
+            return cluster_export(cluster, args.since, args.until, out)
+        assert path is not None
+        return audit_export(path, args.since, args.until, out)
+
     try:
         if args.out and args.out != "-":
             with open(args.out, "w") as f:
-                n = audit_export(path, args.since, args.until, f)
+                n = export(f)
         else:
-            n = audit_export(path, args.since, args.until, sys.stdout)
+            n = export(sys.stdout)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import msgspec
 
@@ -23,6 +23,21 @@ _dec_sub = msgspec.json.Decoder(Subscription)
 _enc = msgspec.json.Encoder(order="sorted")
 
 
+def cluster_store(config: str | None, db: str | None) -> Any:
+    """The JetStream governance store when the node config names the jetstream backend."""
+    if db or not config:
+        return None
+    from gateway.config import load_node_config
+
+    cfg = load_node_config(config)
+    if cfg.store.backend != "jetstream":
+        return None
+    from gateway.governance.jetstream import JetStreamGovernance
+
+    st = cfg.store
+    return JetStreamGovernance(st.servers, replicas=st.replicas, prefix=st.prefix)
+
+
 def db_path(config: str | None, db: str | None) -> Path:
     """The governance database named by --db, or by the node config's data_dir."""
     if db:
@@ -32,11 +47,53 @@ def db_path(config: str | None, db: str | None) -> Path:
 
         cfg = load_node_config(config)
         if cfg.store.backend != "sqlite":
-            raise ConfigError(config, "store.backend",
-                              "audit and webhook commands read the sqlite governance store; "
-                              "in jetstream mode use the nats CLI on the governance stream")
+            raise ConfigError(config, "store.backend", "this command needs the sqlite governance store")
         return cfg.resolve(cfg.node.data_dir) / "governance.db"
     return Path("var/governance.db")
+
+
+async def _all_entries(store: Any, since: float | None = None, until: float | None = None) -> list:
+    await store.open()
+    try:
+        return await store.audit_range(since=since, until=until, limit=1 << 40)
+    finally:
+        await store.close()
+
+
+def cluster_verify(store: Any) -> int:
+    """Verify the shared chain in JetStream."""
+    import asyncio
+
+    from gateway.stores.base import StoreUnavailable
+
+    try:
+        entries = asyncio.run(_all_entries(store))
+    except StoreUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    count, problem = verify((f"entry {e.seq}", _enc.encode(e)) for e in entries)
+    if problem:
+        print(f"BROKEN after {count} good entries: {problem}")
+        return 1
+    print(f"ok: {count} entries, chain intact")
+    return 0
+
+
+def cluster_export(store: Any, since: str | None, until: str | None, out: TextIO) -> int:
+    """Export the shared chain's entries with since <= ts < until as JSON lines."""
+    import asyncio
+
+    lo = parse_time(since, "--since") if since else None
+    hi = parse_time(until, "--until") if until else None
+    from gateway.stores.base import StoreUnavailable
+
+    try:
+        entries = asyncio.run(_all_entries(store, lo, hi))
+    except StoreUnavailable as exc:
+        raise ValueError(str(exc)) from None
+    for e in entries:
+        out.write(_enc.encode(e).decode() + "\n")
+    return len(entries)
 
 
 def _open(path: Path) -> sqlite3.Connection:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from svckit import CONSUMER, PORTAL, running_node
 
 from gateway.audit import verify
 
+ROOT = Path(__file__).resolve().parents[2]
 ID = "310101199001011234"
 CARD = {"key": ID, "data": {"id_number": ID, "name": "Li Lei"}}
 
@@ -53,6 +57,14 @@ async def test_two_nodes_share_governance_state(tmp_path: Path, prefix: str) -> 
                     a.node._id_prefix, b.node._id_prefix}  # one chain, written by both nodes
                 r = await b.request(PORTAL, "GET", f"/v1/citizens/{ID}/access-log")
                 assert [e["operation"] for e in r.json()["entries"]][:2] == ["read", "consent-revoke"]
+        run = lambda *a: subprocess.run([sys.executable, "-m", "gateway", "audit", *a],  # noqa: E731
+                                        cwd=ROOT, capture_output=True, text=True, timeout=60)
+        r = await asyncio.to_thread(run, "verify", "--config", str(tmp_path / "a" / "node.toml"))
+        assert r.returncode == 0 and "chain intact" in r.stdout, r.stdout + r.stderr
+        total = int(r.stdout.split()[1])  # the access-log read above is audited too
+        assert total == len(log) + 1
+        r = await asyncio.to_thread(run, "export", "--config", str(tmp_path / "b" / "node.toml"))
+        assert r.returncode == 0 and len(r.stdout.splitlines()) == total
     finally:
         import nats
 
