@@ -48,7 +48,7 @@ class Gateway:
         self.dilation = dilation
         self.latency_s = array("d")
         self.kind_of = array("b")
-        self.by_hour = [0] * horizon_hours
+        self.by_hour = [0] * (horizon_hours + 1)  # +1: an arrival at exactly the horizon
         self.by_source = [0] * n_sources
         self.by_kind = [0, 0, 0]
         self.failed = 0

@@ -551,7 +551,7 @@ def _observations(w: World, obs: dict, centre_frac: float, events: int) -> dict[
             "requests_by_source": dict(zip(w.sources, by_source, strict=True)),
             "offered_by_source": dict(zip(w.sources, offered, strict=True)),
             "by_kind": dict(zip(KINDS, [n * k for n in gw.by_kind], strict=True)),
-            "by_hour": [n * k for n in gw.by_hour],
+            "by_hour": [n * k for n in gw.by_hour[:-2]] + [(gw.by_hour[-2] + gw.by_hour[-1]) * k],
             "failed": gw.failed * k,
             "busy_s": sum(gw.busy_s),
             "util_by_node": [b / (u * gw.workers) if u > 0 else 0.0
