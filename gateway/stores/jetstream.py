@@ -117,6 +117,17 @@ class _PubAck(msgspec.Struct):
 _ack_dec = msgspec.json.Decoder(_PubAck)
 
 
+def _ack_stream_seq(reply: str) -> int:
+    """The stream sequence in a consumer message's ack subject (both 2.9 and 2.10+ forms:
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>...`` / ``$JS.ACK.<domain>.<hash>.<stream>...``)."""
+    tokens = reply.split(".")
+    return int(tokens[7] if len(tokens) >= 12 else tokens[5])
+
+
+#: Direct gets a read makes before it streams the rest through an ephemeral consumer.
+_DIRECT_GETS = 4
+
+
 class _WrongLast(Exception):
     """A KV write's expected revision was not the key's last (someone wrote first)."""
 _enc = msgspec.json.encode
@@ -221,7 +232,7 @@ class JetStreamStore:
         self._idx_task: asyncio.Future[None] | None = None
         self.stats: dict[str, int] = {
             "appends": 0, "records": 0, "replays": 0, "takeovers": 0,
-            "index_groups": 0, "index_failures": 0,
+            "index_groups": 0, "index_failures": 0, "bulk_reads": 0,
         }
 
     # -- life cycle --------------------------------------------------------------------
@@ -739,7 +750,8 @@ class JetStreamStore:
         return raw.seq, raw.data or b""
 
     async def read(self, resource: str, after: int, limit: int) -> list[Record]:
-        """Records with offset > ``after``: direct gets from the batch holding ``after``."""
+        """Records with offset > ``after``: direct gets from the batch holding ``after``;
+        when many small batches are needed, one ephemeral consumer streams the rest."""
         self._check()
         if limit <= 0:
             return []
@@ -747,21 +759,102 @@ class JetStreamStore:
         stream = self.names["records"]
         seq = max(after // OFFSET_STRIDE, 1) if after > 0 else 1
         out: list[Record] = []
+        gets = 0
         while len(out) < limit:
+            if gets == _DIRECT_GETS:
+                bulk = await self._bulk_read(stream, subject, resource, seq, after, limit - len(out))
+                if bulk is not None:
+                    out.extend(bulk)
+                    break
             got = await self._direct_get(stream, {"seq": seq, "next_by_subj": subject})
+            gets += 1
             if got is None:
                 break
             mseq, payload = got
-            base = mseq * OFFSET_STRIDE
-            try:
-                decoded = decode_batch(payload, max(after - base, -1), limit - len(out))
-            except CorruptBatch as exc:
-                raise StoreError(
-                    f"batch {mseq} of resource {resource!r} is corrupt: {exc}"
-                ) from exc
-            out.extend([Record(base + off, key, ts, data) for off, ts, key, data in decoded])
+            self._decode_into(out, resource, mseq, payload, after, limit)
             seq = mseq + 1
         return out
+
+    def _decode_into(
+        self, out: list[Record], resource: str, seq: int, payload: bytes, after: int, limit: int
+    ) -> None:
+        base = seq * OFFSET_STRIDE
+        try:
+            decoded = decode_batch(payload, max(after - base, -1), limit - len(out))
+        except CorruptBatch as exc:
+            raise StoreError(f"batch {seq} of resource {resource!r} is corrupt: {exc}") from exc
+        out.extend([Record(base + off, key, ts, data) for off, ts, key, data in decoded])
+
+    async def _bulk_read(
+        self, stream: str, subject: str, resource: str, seq: int, after: int, limit: int
+    ) -> list[Record] | None:
+        """Up to ``limit`` records from batches at or after ``seq`` through one ephemeral
+        consumer; None when the consumer cannot be made (the caller goes on with gets)."""
+        nc = self.nc
+        assert nc is not None
+        config = {
+            "deliver_policy": "by_start_sequence",
+            "opt_start_seq": seq,
+            "filter_subject": subject,
+            "ack_policy": "none",
+            "inactive_threshold": 10_000_000_000,  # ns: the server drops it if we vanish
+            "mem_storage": True,
+            "num_replicas": 1,
+        }
+        msg = await self._request(
+            f"$JS.API.CONSUMER.CREATE.{stream}", _enc({"stream_name": stream, "config": config})
+        )
+        try:
+            name = msgspec.json.decode(msg.data)["name"]
+        except (msgspec.DecodeError, KeyError, TypeError):
+            log.warning("ephemeral consumer refused: %s", msg.data[:300])
+            return None
+        out: list[Record] = []
+        done = asyncio.get_running_loop().create_future()
+        failure: list[BaseException] = []
+
+        async def on_msg(m: Any) -> None:
+            if done.done():
+                return
+            status = (m.headers or {}).get("Status")
+            if status:  # 404 no messages / 408 timeout: nothing more now
+                done.set_result(None)
+                return
+            try:
+                mseq = _ack_stream_seq(m.reply)
+                self._decode_into(out, resource, mseq, m.data, after, limit)
+            except (StoreError, ValueError, IndexError, AttributeError) as exc:
+                failure.append(exc)
+                done.set_result(None)
+                return
+            if len(out) >= limit:
+                done.set_result(None)
+
+        inbox = nc.new_inbox()
+        sub = await self._call(nc.subscribe(inbox, cb=on_msg))
+        try:
+            request = {"batch": limit, "no_wait": True, "max_bytes": 32 * 1024 * 1024}
+            await self._call(
+                nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}", _enc(request), reply=inbox)
+            )
+            try:
+                async with asyncio.timeout(self.op_timeout_s):
+                    await done
+            except TimeoutError:
+                raise StoreUnavailable(
+                    f"NATS JetStream did not deliver within {self.op_timeout_s:g} s"
+                ) from None
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+            with contextlib.suppress(Exception):
+                await nc.publish(f"$JS.API.CONSUMER.DELETE.{stream}.{name}", b"")
+        if failure:
+            if isinstance(failure[0], StoreError):
+                raise failure[0]
+            raise StoreError(f"unexpected message from the consumer: {failure[0]}")
+        self.stats["bulk_reads"] += 1
+        return out[:limit]
 
     async def latest(self, resource: str, key: str) -> Record | None:
         """The last record written with this key: one direct get of its keys-stream subject."""

@@ -172,3 +172,21 @@ async def test_replicated_store_on_a_three_server_cluster(
     finally:
         await a.close()
         await b.close()
+
+
+async def test_reads_over_many_small_batches_stream_through_a_consumer(
+    store: JetStreamStore,
+) -> None:
+    results = []
+    for i in range(60):
+        results.append(await store.append("small", [rec(f"s{i}")], client=CLIENT))
+        await store.append("other", [rec(f"o{i}")], client=CLIENT)  # interleaved
+    offsets = [r.first for r in results]
+    got = await store.read("small", 0, 1000)
+    assert [r.offset for r in got] == offsets
+    assert store.info()["bulk_reads"] >= 1
+    for after_i, limit in ((0, 7), (3, 25), (10, 50), (58, 10)):
+        page = await store.read("small", offsets[after_i], limit)
+        assert [r.offset for r in page] == offsets[after_i + 1 : after_i + 1 + limit]
+    assert await store.read("small", offsets[-1], 100) == []
+    assert [r.key for r in await store.read("other", 0, 1000)] == [f"o{i}" for i in range(60)]
