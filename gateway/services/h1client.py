@@ -43,6 +43,11 @@ class UpstreamError(Exception):
         self.kind = kind
 
 
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
 class _Conn(asyncio.Protocol):
     """One connection: a byte buffer fed by the transport and one waiter at a time."""
 
@@ -81,15 +86,21 @@ class _Conn(asyncio.Protocol):
         if w is not None and not w.done():
             w.set_result(None)
 
-    async def more(self, timeout: float) -> None:
-        """Wait for more bytes (or the end of the connection)."""
+    async def more(self, timeout: float, deadline: float | None = None) -> None:
+        """Wait for more bytes (or the end of the connection); TimeoutError after ``timeout``
+        seconds or at loop time ``deadline``, whichever comes first."""
         if self.closed:
             raise UpstreamError("reset", "connection closed by the backend")
-        self._waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        at = loop.time() + timeout
+        if deadline is not None and deadline < at:
+            at = deadline
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_at(at, _expire, waiter)
         try:
-            async with asyncio.timeout(timeout):
-                await self._waiter
+            await waiter
         finally:
+            timer.cancel()
             self._waiter = None
 
     def take(self, n: int) -> bytes:
@@ -274,6 +285,7 @@ class H1Client:
         self.limit = limit
         self.connect_timeout = connect_timeout
         self.pools: dict[tuple[str, str, int], _Pool] = {}
+        self._origins: dict[str, tuple[_Pool, str]] = {}  # "scheme://host:port" -> (pool, netloc)
         self._tls: ssl.SSLContext | None = None
 
     @property
@@ -294,17 +306,28 @@ class H1Client:
         return pool
 
     async def request(self, method: str, url: str, headers: Any, body: bytes = b"",
-                      read_timeout: float = 30.0) -> Response:
-        """Send one request; the caller bounds the wait for the head (asyncio.timeout)."""
-        u = urlsplit(url)
-        scheme, host = u.scheme, u.hostname or ""
-        port = u.port or (443 if scheme == "https" else 80)
-        target = (u.path or "/") + ("?" + u.query if u.query else "")
-        pool = self._pool(scheme, host, port)
-        conn = await pool.get(self.connect_timeout)
+                      read_timeout: float = 30.0, deadline: float | None = None) -> Response:
+        """Send one request; answers once the head arrived (TimeoutError at loop time
+        ``deadline`` or when the backend is silent for ``read_timeout``)."""
+        slash = url.find("/", url.find("://") + 3)
+        base, target = (url, "/") if slash < 0 else (url[:slash], url[slash:])
+        origin = self._origins.get(base)
+        if origin is None:
+            u = urlsplit(base)
+            scheme, host = u.scheme, u.hostname or ""
+            port = u.port or (443 if scheme == "https" else 80)
+            origin = self._origins[base] = (self._pool(scheme, host, port), u.netloc)
+        pool, netloc = origin
+        if deadline is None:
+            conn = await pool.get(self.connect_timeout)
+        else:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise TimeoutError
+            conn = await pool.get(min(self.connect_timeout, left))
         reused = conn.used
         try:
-            lines = [f"{method} {target} HTTP/1.1\r\nHost: {u.netloc}\r\n"]
+            lines = [f"{method} {target} HTTP/1.1\r\nHost: {netloc}\r\n"]
             for k, v in headers.items():
                 lines.append(f"{k}: {v}\r\n")
             if body or method in ("POST", "PUT", "PATCH"):
@@ -315,15 +338,13 @@ class H1Client:
             conn.transport.write(head + body if len(body) < 65536 else head)
             if len(body) >= 65536:
                 conn.transport.write(body)
-            return await self._head(conn, pool, method, reused, read_timeout)
-        except UpstreamError:
-            pool.put(conn, False)
-            raise
+            return await self._head(conn, pool, method, reused, read_timeout, deadline)
         except BaseException:
             pool.put(conn, False)
             raise
 
-    async def _head(self, conn: _Conn, pool: _Pool, method: str, reused: bool, timeout: float) -> Response:
+    async def _head(self, conn: _Conn, pool: _Pool, method: str, reused: bool, timeout: float,
+                    deadline: float | None) -> Response:
         while True:
             end = conn.buf.find(b"\r\n\r\n")
             while end < 0:
@@ -333,7 +354,7 @@ class H1Client:
                     if reused and not conn.buf:
                         raise UpstreamError("stale", "the kept-alive connection was closed by the backend")
                     raise UpstreamError("reset", "connection closed before a complete answer head")
-                await conn.more(timeout)
+                await conn.more(timeout, deadline)
                 end = conn.buf.find(b"\r\n\r\n")
             raw = conn.take(end + 4)[:-4].split(b"\r\n")
             m = _STATUS.match(raw[0])
@@ -373,3 +394,4 @@ class H1Client:
         for p in self.pools.values():
             p.close()
         self.pools.clear()
+        self._origins.clear()

@@ -158,6 +158,7 @@ class ServicePool:
         method (the backend closed it idle; it never read the request).
         """
         spec = self.spec
+        loop = asyncio.get_running_loop()
         deadline = time.monotonic() + spec.timeout_s
         attempts = 1 + (spec.retries if method in IDEMPOTENT else 0)
         self.budget.on_request()
@@ -174,9 +175,9 @@ class ServicePool:
             b = self.balancer.pick(tried)
             tried.append(b)
             try:
-                async with asyncio.timeout(remaining):
-                    resp = await self.client.request(method, b.target(tail, query), headers, body,
-                                                     read_timeout=spec.timeout_s)
+                resp = await self.client.request(method, b.target(tail, query), headers, body,
+                                                 read_timeout=spec.timeout_s,
+                                                 deadline=loop.time() + remaining)
             except TimeoutError:
                 self.balancer.failure(b)
                 self.metrics.count("upstream_timeout")
