@@ -936,41 +936,29 @@ class JetStreamStore:
     async def get_cursor(self, client: str, resource: str) -> int:
         """The client's committed offset, 0 when none."""
         self._check()
-        assert self._cursors is not None
-        try:
-            entry = await self._call(self._cursors.get(_digest(client, resource)))
-        except nats.js.errors.KeyNotFoundError:
-            return 0
-        return int(entry.value or b"0")
+        entry = await self._kv_get(self.names["cursors"], _digest(client, resource))
+        return int(entry[1] or b"0") if entry is not None else 0
 
     async def set_cursor(self, client: str, resource: str, offset: int, force: bool = False) -> int:
         """Commit with compare-and-set on the bucket's revision; CursorConflict when backwards."""
         self._check()
         if type(offset) is not int or offset < 0:
             raise ValueError(f"cursor offset must be an integer >= 0, not {offset!r}")
-        kv = self._cursors
-        assert kv is not None
+        bucket = self.names["cursors"]
         key = _digest(client, resource)
         value = str(offset).encode()
         for _ in range(100):
-            try:
-                entry = await self._call(kv.get(key))
-            except nats.js.errors.KeyNotFoundError:
-                try:
-                    await self._call(kv.create(key, value))
-                    return offset
-                except nats.js.errors.KeyWrongLastSequenceError:
-                    continue
-            current = int(entry.value or b"0")
+            entry = await self._kv_get(bucket, key)
+            revision, current = (entry[0], int(entry[1] or b"0")) if entry is not None else (0, 0)
             if offset < current and not force:
                 raise CursorConflict(current, offset)
-            if offset == current:
+            if entry is not None and offset == current:
                 return offset
             try:
-                await self._call(kv.update(key, value, last=entry.revision))
+                await self._kv_write(bucket, key, value, revision)
                 return offset
-            except nats.js.errors.KeyWrongLastSequenceError:
-                continue
+            except _WrongLast:
+                continue  # another commit came first: look again
         raise StoreUnavailable("cursor commit kept racing with other commits; retry")
 
     def info(self) -> dict[str, Any]:
