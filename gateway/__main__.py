@@ -116,16 +116,29 @@ def _cmd_audit_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_webhooks(args: argparse.Namespace) -> int:
-    from gateway.governance.cli import db_path, webhooks_list, webhooks_replay
+    from gateway.governance.cli import (
+        cluster_store,
+        cluster_webhooks,
+        db_path,
+        webhooks_list,
+        webhooks_replay,
+    )
 
-    path = db_path(args.config, args.db)
-    if args.webhooks_command == "list":
-        return webhooks_list(path)
+    after = getattr(args, "after", None)
+    sub_id = getattr(args, "subscription", None)
     try:
-        print(webhooks_replay(path, args.subscription, args.after))
+        cluster = cluster_store(args.config, args.db)
+        if cluster is not None:
+            msg = cluster_webhooks(cluster, args.webhooks_command, sub_id, after)
+        elif args.webhooks_command == "list":
+            return webhooks_list(db_path(args.config, args.db))
+        else:
+            msg = webhooks_replay(db_path(args.config, args.db), sub_id, after)
     except LookupError as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 2
+    if msg:
+        print(msg)
     return 0
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -182,14 +181,46 @@ def webhooks_replay(path: Path, sub_id: str, after: int | None = None) -> str:
             db.execute("ROLLBACK")
             raise LookupError(f"unknown subscription {sub_id!r}")
         s = _dec_sub.decode(row[0])
-        if s.state == "deleted":
+        try:
+            msg = _reactivate(s, after)
+        except LookupError:
             db.execute("ROLLBACK")
-            raise LookupError(f"subscription {sub_id} was deleted by its consumer")
-        was = s.state
-        s.state, s.attempts, s.next_attempt, s.last_error = "active", 0, 0.0, ""
-        s.lease_owner, s.lease_until = "", 0.0
-        if after is not None:
-            s.cursor = after
+            raise
         db.execute("UPDATE subscriptions SET doc = ? WHERE id = ?", (_enc.encode(s), sub_id))
         db.execute("COMMIT")
-    return f"{sub_id}: {was} -> active at cursor {s.cursor} ({time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())})"
+    return msg
+
+
+def _reactivate(s: Subscription, after: int | None) -> str:
+    if s.state == "deleted":
+        raise LookupError(f"subscription {s.id} was deleted by its consumer")
+    was = s.state
+    s.state, s.attempts, s.next_attempt, s.last_error = "active", 0, 0.0, ""
+    s.lease_owner, s.lease_until = "", 0.0
+    if after is not None:
+        s.cursor = after
+    return f"{s.id}: {was} -> active at cursor {s.cursor}"
+
+
+def cluster_webhooks(store: Any, command: str, sub_id: str | None, after: int | None,
+                     out: TextIO = sys.stdout) -> str:
+    """``list`` or ``replay`` on the JetStream governance store."""
+    import asyncio
+
+    async def run() -> str:
+        await store.open()
+        try:
+            if command == "list":
+                for s in await store.sub_list():
+                    out.write(_enc.encode(s.public()).decode() + "\n")
+                return ""
+            s = await store.sub_get(sub_id or "")
+            if s is None:
+                raise LookupError(f"unknown subscription {sub_id!r}")
+            msg = _reactivate(s, after)
+            await store.sub_put(s)
+            return msg
+        finally:
+            await store.close()
+
+    return asyncio.run(run())

@@ -65,6 +65,10 @@ async def test_two_nodes_share_governance_state(tmp_path: Path, prefix: str) -> 
         assert total == len(log) + 1
         r = await asyncio.to_thread(run, "export", "--config", str(tmp_path / "b" / "node.toml"))
         assert r.returncode == 0 and len(r.stdout.splitlines()) == total
+        wh = lambda *a: subprocess.run([sys.executable, "-m", "gateway", "webhooks", *a],  # noqa: E731
+                                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+        r = await asyncio.to_thread(wh, "replay", "s-none", "--config", str(tmp_path / "a" / "node.toml"))
+        assert r.returncode == 2 and "unknown subscription" in r.stderr
     finally:
         import nats
 
