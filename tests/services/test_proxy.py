@@ -279,3 +279,21 @@ async def test_large_bodies_both_ways(tmp_path: Path) -> None:
         assert json.loads(r.body)["body"] == payload.decode()
         assert r.headers["Content-Length"] == str(len(r.body))
         assert n.node.services.get(SID).client.in_use == 0
+
+
+async def test_caller_hanging_up_releases_the_backend_connection(tmp_path: Path) -> None:
+    async with backend() as (url, _), running_node(tmp_path, cat([url], timeout_s=10)) as n:
+        with pytest.raises(asyncio.TimeoutError):
+            async with asyncio.timeout(0.3):
+                await n.request(PORTAL, "GET", BASE + "/slow", query="s=5")
+        pool = n.node.services.get(SID)
+
+        async def released() -> bool:
+            return pool.client.in_use == 0
+
+        await wait_until(released)
+        assert pool.breaker.state == "closed" and pool.breaker.inflight_probes == 0
+        assert (await n.request(PORTAL, "GET", BASE + "/echo")).status == 200
+        await n.node.audit.flush()
+        calls = [e for e in await n.node.governance.audit_range() if e.op == "call"]
+        assert [e.status for e in calls] == [499, 200]  # the abandoned call is audited too
