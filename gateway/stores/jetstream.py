@@ -656,12 +656,41 @@ class JetStreamStore:
         count = len(records)
         result = AppendResult(base, base + count - 1, count)
         if duplicate:
-            # The batch was appended before (a retry after a takeover): its keys are indexed.
+            # Appended before by a node that may have died before writing its key entries.
+            await self._reindex(resource, seq)
             return result, True
         await self._index(resource, records, base, now_ms)
         self.stats["appends"] += 1
         self.stats["records"] += count
         return result, False
+
+    async def _reindex(self, resource: str, seq: int) -> None:
+        """Write the key entries of stored batch ``seq`` that are missing or older."""
+        if self.replicas > 1:
+            got = await self._leader_get(self.names["records"], {"seq": seq})
+        else:
+            got = await self._direct_get(self.names["records"], {"seq": seq})
+        if got is None:
+            return
+        stored: list[Record] = []
+        self._decode_into(stored, resource, seq, got[1], -1, OFFSET_STRIDE)
+        last = {r.key: r for r in stored}
+        currents = await asyncio.gather(*[self.latest(resource, k) for k in last])
+        stale = [r for r, cur in zip(last.values(), currents, strict=True)
+                 if cur is None or cur.offset < r.offset]
+        if not stale:
+            return
+        pre = f"{self.prefix}.key.{_token(resource)}."
+        for r in stale:
+            subject = pre + _digest(r.key)
+            cur = self._idx_pending.get(subject)
+            if cur is None or cur[0] < r.offset:
+                self._idx_pending[subject] = (r.offset, r.ts_ms, r.key, r.data)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._idx_waiters.append(fut)
+        if self._idx_task is None or self._idx_task.done():
+            self._idx_task = asyncio.ensure_future(self._flush_index())
+        await fut
 
     async def _index(
         self, resource: str, records: list[tuple[str, bytes]], base: int, now_ms: int

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from fastpath import encode_batch
 from gateway.stores.base import StoreUnavailable
 from gateway.stores.jetstream import JetStreamStore, _Claim, _digest, _enc, _token
 from gateway.stores.natsproc import NatsServer, free_port
@@ -104,12 +105,18 @@ async def test_claim_of_a_dead_node_is_taken_over(store: JetStreamStore) -> None
     claim = _digest(CLIENT, "r", "k-dead")
     stale = int(time.time() * 1000) - 5000
     await store._kv_write(bucket, claim, _enc(_Claim("h", stale)), 0)
-    result, dup = await store._publish_batch("r", [rec("x"), rec("y")], claim)
+    # ... its batch landed (with the claim as Nats-Msg-Id) but no key entries were written.
+    now = int(time.time() * 1000)
+    payload = encode_batch([(i, now, k, d) for i, (k, d) in enumerate([rec("x"), rec("y")])])
+    seq, dup = await store._publish_acked(f"{store.prefix}.rec.r", payload, {"Nats-Msg-Id": claim})
     assert not dup
+    assert await store.latest("r", "y") is None
     again = await store.append("r", [rec("x"), rec("y")], client=CLIENT,
                                idempotency_key="k-dead", body_hash="h")
-    assert again.replayed and (again.first, again.last) == (result.first, result.last)
+    assert again.replayed and (again.first, again.last) == (seq * 1024, seq * 1024 + 1)
     assert [r.key for r in await store.read("r", 0, 10)] == ["x", "y"]
+    latest = await store.latest("r", "y")  # the taker wrote the missing key entries
+    assert latest is not None and latest.offset == again.last and latest.ts_ms == now
 
     # It died before publishing: the retry appends the batch once.
     claim = _digest(CLIENT, "r", "k-early")
