@@ -11,13 +11,17 @@ Layout (``P`` is the prefix, ``exg`` by default)::
 A batch is framed by ``fastpath.encode_batch`` with offsets relative to the batch; its
 records' offsets are ``stream sequence * OFFSET_STRIDE + index``, so they are strictly
 increasing per resource (the stream sequence is global) and a read finds the batch
-holding ``after`` directly: ``after // OFFSET_STRIDE`` is its sequence.
+holding ``after`` directly: ``after // OFFSET_STRIDE`` is its sequence (direct gets
+``next_by_subj``; past four batches, one ephemeral consumer streams the rest). All
+requests share one reply inbox, so concurrent publishes pipeline on one connection.
 
 Keyed reads use a second stream with ``max_msgs_per_subject = 1``: after a batch is
-acknowledged, the node writes each key's last record of the batch to
-``P.key.<resource>.<sha256(key)>`` (fire-and-forget publishes, the last one acknowledged,
-so that one round trip confirms them all: JetStream stores one connection's messages to a
-stream in order). ``latest`` is then one direct get of the subject's last message.
+acknowledged, each key's last record goes to ``P.key.<resource>.<sha256(key)>``. The
+entries of concurrent appends are group-committed (a key written by several of them once,
+highest offset wins): fire-and-forget publishes, the last one acknowledged, so that one
+round trip confirms the group (JetStream stores one connection's messages to a stream in
+order). ``latest`` is then one direct get of the subject's last message. Entries that
+fail to be written are re-queued for the next group (the batches themselves are durable).
 
 Idempotency: ``KV.create`` (expected revision 0) claims the key with the body hash before
 the batch is published, so two nodes racing on one key cannot both append; the claim is
