@@ -106,14 +106,11 @@ def main(args: argparse.Namespace) -> int:
     scns: list[Scenario] = []
     if args.scenarios:
         for path in args.scenarios:
-            s = load(path)
+            over = {"simulation.replications": args.replications} if args.replications else None
+            s = load(path, over)
             if s.validation is None:
                 raise ScenarioError(path, "validation", "not a validation scenario "
                                     "(add [validation] kind = \"mmc\")")
-            if args.replications:
-                s = from_dict({**_raw(s), "simulation": {**_raw(s)["simulation"],
-                                                         "replications": args.replications}},
-                              path)
             scns.append(s)
     else:
         for rho, c, n, reps in BUILTIN:
@@ -127,12 +124,3 @@ def main(args: argparse.Namespace) -> int:
             json.dump([asdict(r) for r in rows], fh, indent=2)
     return 0 if all(r.ok for r in rows) else 1
 
-
-def _raw(s: Scenario) -> dict[str, Any]:
-    from simulator.scenario import to_dict
-
-    d = to_dict(s)
-    for k in ("source", "extends"):
-        d.pop(k, None)
-    d["demand"].pop("background_requests_per_day", None)
-    return d
