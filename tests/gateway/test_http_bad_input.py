@@ -3,7 +3,6 @@ changes no stored data and is never a 500 (``Raw.check`` asserts that on every r
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 from collections.abc import AsyncIterator, Callable
@@ -29,6 +28,7 @@ from gwkit import (
     raw_http,
     record_for,
     today,
+    wait_until,
 )
 
 from gateway.catalog import Catalog
@@ -521,8 +521,9 @@ async def test_no_secret_or_record_data_in_logs(node: NodeProcess, raw: Raw, key
                     {**good, "X-Exchange-Client": GRANTED}, {}):
         await raw.request("POST", RECORDS, body=body, headers=headers, signed=False)
     await raw.request("POST", RECORDS, body=body.replace(b"Zhang", b"\xff"))
-    await raw.request("GET", "/v1/catalog", client=GRANTED)
-    await asyncio.sleep(0.3)  # the access log is flushed every 100 ms
+    last = await raw.request("GET", "/v1/catalog", client=GRANTED)
+    rid = last.headers["X-Exchange-Request-Id"]
+    await wait_until(lambda: rid in node.log_text())  # the access log is flushed every 100 ms
     text = node.log_text()
     assert '"access"' in text
     for k in keyring.by_id.values():
@@ -555,5 +556,5 @@ async def test_malformed_http_is_a_problem_with_request_id(node: NodeProcess, ca
     doc = json.loads(body)
     assert doc["status"] == status and doc["code"].startswith("client.")
     assert headers.get("x-exchange-request-id") == doc["request_id"]
-    await asyncio.sleep(0.3)  # error lines are flushed at once, access lines every 100 ms
+    await wait_until(lambda: doc["request_id"] in node.log_text())
     assert "Traceback" not in node.log_text()
