@@ -198,6 +198,13 @@ def run_locust(cfg: RunConfig, classes: list[str]) -> int:
             flush=True,
         )
     log = out / "locust.log"
+    model = f"open model at {cfg.open_rate:g}/s" if cfg.open_rate else f"{cfg.users} users"
+    print(
+        f"running {' '.join(classes)} ({model}, {cfg.workers} local workers, "
+        f"shape {cfg.shape or 'constant'}) against {cfg.host} for {cfg.duration_s:g} s; "
+        f"mix from {cfg.mix_source}; log: {log}",
+        flush=True,
+    )
     workers: list[subprocess.Popen] = []
     wlogs = []
     with open(log, "wb") as lf:
