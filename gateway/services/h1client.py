@@ -25,7 +25,7 @@ from multidict import CIMultiDict
 MAX_HEAD = 64 * 1024
 HIGH_WATER = 4 * 1024 * 1024
 LOW_WATER = 512 * 1024
-IDLE_S = 30.0
+IDLE_S = 15.0  # idle keep-alive connections older than this are not reused
 _STATUS = re.compile(rb"^HTTP/1\.([01]) ([1-9][0-9]{2})(?: ([^\r\n]*))?$")
 _TOKEN = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _CHUNK = re.compile(rb"^([0-9A-Fa-f]{1,16})(?:;[^\r\n]*)?$")

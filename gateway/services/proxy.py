@@ -154,13 +154,15 @@ class ServicePool:
                     headers: CIMultiDict[str]) -> Response:
         """Send with retries (idempotent methods, within the budget); answers once the head arrived.
 
-        A kept-alive connection found closed before any answer is retried once for every
-        method (the backend closed it idle; it never read the request).
+        A kept-alive connection found closed before any answer (the backend most likely
+        closed it while idle) is retried once on a fresh connection when the request is
+        replayable: an idempotent method, or one carrying an ``Idempotency-Key``.
         """
         spec = self.spec
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + spec.timeout_s
         attempts = 1 + (spec.retries if method in IDEMPOTENT else 0)
+        replayable = method in IDEMPOTENT or "Idempotency-Key" in headers
         self.budget.on_request()
         tried: list[Backend] = []
         last: Problem | None = None
@@ -184,7 +186,7 @@ class ServicePool:
                 raise Problem("server.upstream_timeout",
                               f"service {spec.id} did not answer within {spec.timeout_s:g} s") from None
             except UpstreamError as exc:
-                if exc.kind == "stale" and not stale_retry:
+                if exc.kind == "stale" and replayable and not stale_retry:
                     stale_retry = 1
                     tried.pop()
                     continue  # the same attempt again, on a fresh connection
