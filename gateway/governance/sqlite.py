@@ -46,26 +46,39 @@ def connect(path: str | Path) -> sqlite3.Connection:
 
 
 class SQLiteGovernance:
-    """The governance store on one SQLite file."""
+    """The governance store on one SQLite file: a writer thread and a reader thread, each
+    with its own connection (WAL lets reads proceed while a write waits for its fsync)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="governance")
+        self._rpool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="governance-read")
         self._db: sqlite3.Connection | None = None
+        self._rdb: sqlite3.Connection | None = None
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def _read(self, fn: Any, *args: Any) -> Any:
+        if self._rdb is None:
+            raise RuntimeError("governance store is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._rpool, fn, self._rdb, *args)
 
     async def open(self) -> None:
         if self._db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = await self._run(connect, self.path)
+            self._rdb = await asyncio.get_running_loop().run_in_executor(self._rpool, connect, self.path)
 
     async def close(self) -> None:
         if self._db is not None:
             db, self._db = self._db, None
             await self._run(db.close)
+        if self._rdb is not None:
+            rdb, self._rdb = self._rdb, None
+            await asyncio.get_running_loop().run_in_executor(self._rpool, rdb.close)
         self._pool.shutdown(wait=True)
+        self._rpool.shutdown(wait=True)
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -109,7 +122,9 @@ class SQLiteGovernance:
     async def audit_append(self, entries: list[AuditEntry]) -> int:
         return await self._run(self._append, entries)
 
-    def _range(self, after_seq: int, since: float | None, until: float | None, limit: int) -> list[AuditEntry]:
+    @staticmethod
+    def _range(db: sqlite3.Connection, after_seq: int, since: float | None, until: float | None,
+               limit: int) -> list[AuditEntry]:
         sql, args = "SELECT entries FROM audit_log WHERE last_seq > ?", [after_seq]
         if since is not None:
             sql += " AND ts_last >= ?"
@@ -118,7 +133,7 @@ class SQLiteGovernance:
             sql += " AND ts_first < ?"
             args.append(until)
         out: list[AuditEntry] = []
-        for (blob,) in self.db.execute(sql + " ORDER BY first_seq", args):
+        for (blob,) in db.execute(sql + " ORDER BY first_seq", args):
             for line in blob.split(b"\n"):
                 e = _dec_entry.decode(line)
                 if e.seq <= after_seq or (since is not None and e.ts < since) \
@@ -131,15 +146,16 @@ class SQLiteGovernance:
 
     async def audit_range(self, *, after_seq: int = 0, since: float | None = None,
                           until: float | None = None, limit: int = 1000) -> list[AuditEntry]:
-        return await self._run(self._range, after_seq, since, until, limit)
+        return await self._read(self._range, after_seq, since, until, limit)
 
-    def _for_citizen(self, citizen: str, limit: int) -> list[AuditEntry]:
-        rows = self.db.execute("SELECT entry FROM audit_citizen WHERE citizen = ? ORDER BY seq DESC LIMIT ?",
+    @staticmethod
+    def _for_citizen(db: sqlite3.Connection, citizen: str, limit: int) -> list[AuditEntry]:
+        rows = db.execute("SELECT entry FROM audit_citizen WHERE citizen = ? ORDER BY seq DESC LIMIT ?",
                                (citizen, limit))
         return [_dec_entry.decode(r[0]) for r in rows]
 
     async def audit_for_citizen(self, citizen: str, limit: int = 1000) -> list[AuditEntry]:
-        return await self._run(self._for_citizen, citizen, limit)
+        return await self._read(self._for_citizen, citizen, limit)
 
     # -- consents ----------------------------------------------------------------------
 
@@ -150,19 +166,21 @@ class SQLiteGovernance:
     async def consent_put(self, consent: Consent) -> None:
         await self._run(self._consent_put, consent)
 
-    def _consent_get(self, cid: str) -> Consent | None:
-        row = self.db.execute("SELECT doc FROM consents WHERE id = ?", (cid,)).fetchone()
+    @staticmethod
+    def _consent_get(db: sqlite3.Connection, cid: str) -> Consent | None:
+        row = db.execute("SELECT doc FROM consents WHERE id = ?", (cid,)).fetchone()
         return None if row is None else _dec_consent.decode(row[0])
 
     async def consent_get(self, consent_id: str) -> Consent | None:
-        return await self._run(self._consent_get, consent_id)
+        return await self._read(self._consent_get, consent_id)
 
-    def _consents_for(self, user: str, consumer: str) -> list[Consent]:
-        rows = self.db.execute("SELECT doc FROM consents WHERE user = ? AND consumer = ?", (user, consumer))
+    @staticmethod
+    def _consents_for(db: sqlite3.Connection, user: str, consumer: str) -> list[Consent]:
+        rows = db.execute("SELECT doc FROM consents WHERE user = ? AND consumer = ?", (user, consumer))
         return [_dec_consent.decode(r[0]) for r in rows]
 
     async def consents_for(self, user: str, consumer: str) -> list[Consent]:
-        return await self._run(self._consents_for, user, consumer)
+        return await self._read(self._consents_for, user, consumer)
 
     # -- subscriptions -----------------------------------------------------------------
 
@@ -173,28 +191,30 @@ class SQLiteGovernance:
     async def sub_put(self, sub: Subscription) -> None:
         await self._run(self._sub_put, sub)
 
-    def _sub_get(self, sid: str) -> Subscription | None:
-        row = self.db.execute("SELECT doc FROM subscriptions WHERE id = ?", (sid,)).fetchone()
+    @staticmethod
+    def _sub_get(db: sqlite3.Connection, sid: str) -> Subscription | None:
+        row = db.execute("SELECT doc FROM subscriptions WHERE id = ?", (sid,)).fetchone()
         return None if row is None else _dec_sub.decode(row[0])
 
     async def sub_get(self, sub_id: str) -> Subscription | None:
-        return await self._run(self._sub_get, sub_id)
+        return await self._read(self._sub_get, sub_id)
 
-    def _sub_list(self, consumer: str | None) -> list[Subscription]:
+    @staticmethod
+    def _sub_list(db: sqlite3.Connection, consumer: str | None) -> list[Subscription]:
         if consumer is None:
-            rows = self.db.execute("SELECT doc FROM subscriptions ORDER BY id")
+            rows = db.execute("SELECT doc FROM subscriptions ORDER BY id")
         else:
-            rows = self.db.execute("SELECT doc FROM subscriptions WHERE consumer = ? ORDER BY id", (consumer,))
+            rows = db.execute("SELECT doc FROM subscriptions WHERE consumer = ? ORDER BY id", (consumer,))
         return [_dec_sub.decode(r[0]) for r in rows]
 
     async def sub_list(self, consumer: str | None = None) -> list[Subscription]:
-        return await self._run(self._sub_list, consumer)
+        return await self._read(self._sub_list, consumer)
 
     def _sub_claim(self, sid: str, owner: str, until: float, now: float) -> Subscription | None:
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            s = self._sub_get(sid)
+            s = self._sub_get(db, sid)
             if s is None or (s.lease_owner not in ("", owner) and s.lease_until > now):
                 db.execute("ROLLBACK")
                 return None
