@@ -37,8 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--replications", type=positive_int, default=None)
     v.add_argument("--seed", type=int, default=3, help="seed of the built-in cases (3)")
     v.add_argument("--json", metavar="FILE", help="also write the table as JSON")
-    v.add_argument("--jobs", type=positive_int, default=1,
-                   help="replications in parallel on a local process pool (default 1)")
+    v.add_argument("--jobs", type=positive_int, default=0,
+                   help="parallel processes for replications (default one per CPU)")
 
     c = sub.add_parser("capacity", help="find the minimum capacity that meets a target",
                        description="Vary one integer key (centers.staff, gateway.nodes, "

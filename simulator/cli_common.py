@@ -66,8 +66,9 @@ def add_scenario_args(p: argparse.ArgumentParser, calibrate_flag: bool = True) -
                    "(time-dilated), scaling counts back; see docs/simulator.md")
     p.add_argument("--set", dest="sets", type=set_arg, action="append", default=[],
                    metavar="KEY=VALUE", help="override a scenario key, e.g. centers.staff=60")
-    p.add_argument("--jobs", type=positive_int, default=1,
-                   help="replications in parallel on a local process pool (default 1)")
+    p.add_argument("--jobs", type=positive_int, default=0,
+                   help="parallel processes for replications (sweep: grid points); "
+                   "default one per CPU, 1 = all in this process")
     if calibrate_flag:
         p.add_argument("--calibrate", metavar="BENCH_JSON",
                        help="take gateway service times from the load-test kit's bench.json")

@@ -34,6 +34,7 @@ def replicate(scn: Scenario, replications: int | None = None, sample: int | None
     """Observations of each replication, in replication order."""
     n = replications or scn.simulation.replications
     k = sample or scn.simulation.sample
+    jobs = jobs or (os.cpu_count() or 1)  # 0 = one process per CPU
     ss = seeds(scn, n)
     if jobs <= 1 or n == 1:
         out = []
