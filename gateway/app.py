@@ -127,7 +127,7 @@ class Call:
 
     __slots__ = ("node", "request", "request_id", "client", "entry", "access", "key",
                  "body", "body_sha256", "count", "state", "target", "audit_op", "citizens",
-                 "consent", "purpose")
+                 "consent", "purpose", "route")
 
     def __init__(self, node: Node, request: web.BaseRequest, request_id: str, state: State) -> None:
         self.node = node
@@ -146,6 +146,7 @@ class Call:
         self.citizens: list[str] | None = None  # keyed hashes; None = from X-Exchange-UserId
         self.consent: str | None = None
         self.purpose: str | None = None
+        self.route = "unmatched"  # the route kind's name once matched (metrics, access log)
 
 
 def build_state(catalog: Catalog, keyring: Keyring) -> State:
@@ -255,7 +256,7 @@ class Node:
         finally:
             self.inflight -= 1
             self.metrics.inflight.dec()
-            self._finish(request, request_id, call.client, route_name, method, status, t0)
+            self._finish(request, request_id, call.client, call.route, method, status, t0)
             if call.audit_op is not None and call.client is not None and self.audit is not None:
                 self._audit(call, status)
         if not resp.prepared:
@@ -280,6 +281,7 @@ class Node:
         route = ROUTES.get(kind)
         if route is None:
             raise Problem("client.not_found", f"no route for {path[:200]!r}")
+        call.route = route.name
         handler = route.methods.get(request.method)
         if handler is None:
             raise Problem("client.method_not_allowed",
@@ -352,7 +354,12 @@ class Node:
                 route: str, method: str, status: int, t0: float) -> None:
         dt = time.perf_counter() - t0
         self.metrics.observe(route, method if method in KNOWN_METHODS else "OTHER", status, dt)
-        self.log.access(request_id, client, method, request.path, status, dt)
+        path = request.path
+        if route == "record":  # record keys and citizen ids are personal data: not in the log
+            path = path.rpartition("/")[0] + "/{key}"
+        elif route == "access_log":
+            path = "/v1/citizens/{user}/access-log"
+        self.log.access(request_id, client, method, path, status, dt)
 
     def _audit(self, call: Call, status: int) -> None:
         headers = call.request.headers
