@@ -514,7 +514,14 @@ async def test_wrong_method_is_405_with_allow(raw: Raw, method: str, path: str, 
 
 async def test_no_secret_or_record_data_in_logs(node: NodeProcess, raw: Raw, keyring: Keyring) -> None:
     marker = "LOGMARKER-d41d8cd98f00"
-    await raw.push(ID_CARD, [id_card(name=marker)])
+    rec = id_card(name=marker)
+    await raw.push(ID_CARD, [rec])
+    # Keyed reads name a citizen in the path; the access log must not carry the id number.
+    for client in (OWNER, "SH/GOV/sicenter/pension"):
+        r = await raw.request("GET", f"{RECORDS}/{rec['key']}", client=client)
+        assert r.status == 200
+    r = await raw.request("GET", f"{RECORDS}/{rec['key']}x", client=OWNER)
+    assert r.status == 404
     body = json.dumps({"records": [id_card(name=marker)]}).encode()
     good = raw.sign("POST", RECORDS, "", body)
     for headers in ({**good, "Authorization": good["Authorization"][:-1] + "0"},
@@ -529,6 +536,7 @@ async def test_no_secret_or_record_data_in_logs(node: NodeProcess, raw: Raw, key
     for k in keyring.by_id.values():
         assert k.secret not in text
     assert marker not in text
+    assert rec["key"] not in text, "a citizen's id number is in the node's log"
     audit = (node.data_dir / "audit.log")
     if audit.exists():
         audit_text = audit.read_text(errors="replace")

@@ -128,3 +128,15 @@ async def test_ops_endpoints_need_no_signature_but_v1_does(raw: Raw) -> None:
     assert r.status == 401
     r = await raw.request("GET", "/v1/catalog", signed=True, client=OWNER)
     assert r.status == 200
+
+
+async def test_errors_are_counted_under_their_route(raw: Raw) -> None:
+    await raw.request("GET", f"/v1/resources/{ID_CARD}/records", signed=False)  # 401
+    await raw.push(ID_CARD, [])  # 422
+    await raw.request("GET", f"/v1/resources/{ID_CARD}/records/none", client=GRANTED)  # 403 or 404
+    r = await raw.request("GET", "/metrics", signed=False)
+    samples = {(s.labels.get("route"), s.labels.get("status"))
+               for f in text_string_to_metric_families(r.body.decode()) if f.name == "exchange_requests"
+               for s in f.samples}
+    assert ("records", "401") in samples and ("records", "422") in samples, samples
+    assert any(route == "record" and status in ("403", "404") for route, status in samples), samples
