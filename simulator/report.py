@@ -93,7 +93,7 @@ def _rows(d: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
-        return f"{v:,.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
+        return f"{v:.4g}" if abs(v) < 1000 else f"{v:,.0f}"
     return str(v)
 
 
