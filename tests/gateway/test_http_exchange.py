@@ -300,3 +300,10 @@ async def test_concurrent_pushes_get_distinct_increasing_offsets(sdk) -> None:
     for b, res in zip(batches, results, strict=True):
         mine = [at[r["key"]] for r in b]
         assert mine == sorted(mine) and mine[0] == res["first"] and mine[-1] == res["last"]
+
+
+async def test_default_limit_is_100(sdk) -> None:
+    owner = sdk(OWNER)
+    res = await owner.push(ID_CARD, [id_card() for _ in range(150)])
+    doc = await owner.request("GET", f"/v1/resources/{ID_CARD}/records", params={"after": res["first"] - 1})
+    assert len(doc["records"]) == 100 and doc["next"] == doc["records"][-1]["offset"]
