@@ -1,0 +1,1 @@
+"""Service routing: proxy, balancing, health checks, circuit breaker, retry budget, composites."""
