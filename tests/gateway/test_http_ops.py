@@ -26,6 +26,7 @@ CONTRACT_PATHS = {
     "/v1/resources/{rid}/records/{key}": {"get"},
     "/v1/catalog": {"get"},
     "/v1/catalog/{rid}": {"get"},
+    "/v1/services/{instance}/{class}/{code}/{subsystem}/{service}/{path}": {"get", "post", "put", "patch", "delete"},
     "/healthz": {"get"},
     "/readyz": {"get"},
     "/metrics": {"get"},
