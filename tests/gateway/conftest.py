@@ -33,7 +33,8 @@ def catalog() -> Catalog:
 
 @pytest.fixture(scope="session")
 def make_node(tmp_path_factory: pytest.TempPathFactory, keyring_path: Path) -> Iterator[Callable[..., NodeProcess]]:
-    """Factory of started nodes, each in its own folder; all are stopped at the end."""
+    """Factory of started nodes, each in its own folder; all are stopped at the end, and then
+    every node's log is checked for the session keyring's secrets."""
     nodes: list[NodeProcess] = []
 
     def make(**kw: Any) -> NodeProcess:
@@ -44,6 +45,9 @@ def make_node(tmp_path_factory: pytest.TempPathFactory, keyring_path: Path) -> I
     yield make
     for n in nodes:
         n.stop()
+    secrets = [k.secret for k in load_keyring(keyring_path).by_id.values()]
+    leaked = [str(n.log_path) for n in nodes if any(s in n.log_text() for s in secrets)]
+    assert not leaked, f"a secret of the keyring is in these node logs: {leaked}"
 
 
 @pytest.fixture(scope="session")
