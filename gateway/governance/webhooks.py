@@ -97,6 +97,7 @@ class Deliverer:
         self._kick.set()
 
     async def stop(self) -> None:
+        held = list(self.workers)
         tasks = [t for t in [self._task, *self.workers.values()] if t is not None]
         for t in tasks:
             t.cancel()
@@ -104,6 +105,10 @@ class Deliverer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self.workers.clear()
+        now = time.time()
+        for sid in held:  # hand the leases back so another node takes over at once
+            with contextlib.suppress(Exception):
+                await self.node.governance.sub_claim(sid, self.owner, 0.0, now)
         self._task = None
         if self._session is not None:
             await self._session.close()
