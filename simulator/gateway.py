@@ -50,7 +50,6 @@ class Gateway:
         self.kind_of = array("b")
         self.by_hour = [0] * (horizon_hours + 1)  # +1: an arrival at exactly the horizon
         self.by_source = [0] * n_sources
-        self.by_kind = [0, 0, 0]
         self.failed = 0
         self.busy_s = [0.0] * nodes
         self.down_since: list[float | None] = [None] * nodes
@@ -105,7 +104,6 @@ class Gateway:
             self.busy_s[node] += s
             self.by_hour[int(now * (1 / 3600.0))] += 1
             self.by_source[source] += 1
-            self.by_kind[kind] += 1
             self.latency_s.append(finish - now)
             self.kind_of.append(kind)
             if self._inflight is not None:
