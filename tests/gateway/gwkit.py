@@ -78,6 +78,8 @@ class NodeProcess:
         node: dict[str, Any] | None = None,
         store: dict[str, Any] | None = None,
         probe_ssl: ssl.SSLContext | None = None,
+        args: tuple[str, ...] = (),
+        port: int = 0,
     ) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -90,7 +92,8 @@ class NodeProcess:
         self.config = workdir / "node.toml"
         self.log_path = workdir / "node.log"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
+        self.port = port
+        self.args = args
         self.scheme = "https" if "tls_cert" in self.node_extra else "http"
         self.probe_ssl = probe_ssl or (_insecure_ssl() if self.scheme == "https" else None)
         self._log_offset = 0
@@ -117,7 +120,7 @@ class NodeProcess:
             self._log_offset = log.tell()
             env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "serve", "--config", str(self.config)],
+                [sys.executable, "-m", "gateway", "serve", "--config", str(self.config), *self.args],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             )
         self._wait_ready()
