@@ -307,3 +307,15 @@ async def test_default_limit_is_100(sdk) -> None:
     res = await owner.push(ID_CARD, [id_card() for _ in range(150)])
     doc = await owner.request("GET", f"/v1/resources/{ID_CARD}/records", params={"after": res["first"] - 1})
     assert len(doc["records"]) == 100 and doc["next"] == doc["records"][-1]["offset"]
+
+
+async def test_a_refused_push_does_not_use_up_its_idempotency_key(raw: Raw) -> None:
+    rec = id_card()
+    hdr = {"Idempotency-Key": "refused-first-" + rec["key"]}
+    bad = dict(rec, data={**rec["data"], "name": 5})
+    r = await raw.push(ID_CARD, [bad], headers=hdr)
+    assert r.status == 422
+    r = await raw.push(ID_CARD, [rec], headers=hdr)
+    assert r.status == 200 and r.json()["replayed"] is False
+    r2 = await raw.push(ID_CARD, [rec], headers=hdr)
+    assert r2.status == 200 and r2.json() == {**r.json(), "replayed": True}
