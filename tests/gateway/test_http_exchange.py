@@ -319,3 +319,17 @@ async def test_a_refused_push_does_not_use_up_its_idempotency_key(raw: Raw) -> N
     assert r.status == 200 and r.json()["replayed"] is False
     r2 = await raw.push(ID_CARD, [rec], headers=hdr)
     assert r2.status == 200 and r2.json() == {**r.json(), "replayed": True}
+
+
+async def test_cursor_never_moves_back_without_force(sdk) -> None:
+    owner, consumer = sdk(OWNER), sdk(GRANTED)
+    res = await owner.push(ID_CARD, [id_card(), id_card()])
+    assert await consumer.commit(ID_CARD, res["last"]) == res["last"]
+    with pytest.raises(ExchangeError) as exc:
+        await consumer.commit(ID_CARD, res["first"])
+    assert exc.value.status == 409 and exc.value.code == "client.conflict"
+    assert (await consumer.pull(ID_CARD)).next == res["last"]
+    assert await consumer.commit(ID_CARD, res["first"], force=True) == res["first"]
+    page = await consumer.pull(ID_CARD, limit=10)
+    assert [r["offset"] for r in page.records][:1] == [res["last"]]
+    assert await consumer.commit(ID_CARD, res["last"]) == res["last"]
