@@ -32,7 +32,9 @@ def catalog() -> Catalog:
 
 
 @pytest.fixture(scope="session")
-def make_node(tmp_path_factory: pytest.TempPathFactory, keyring_path: Path) -> Iterator[Callable[..., NodeProcess]]:
+def make_node(
+    tmp_path_factory: pytest.TempPathFactory, keyring_path: Path
+) -> Iterator[Callable[..., NodeProcess]]:
     """Factory of started nodes, each in its own folder; all are stopped at the end, and then
     every node's log is checked for the session keyring's secrets."""
     nodes: list[NodeProcess] = []
@@ -65,8 +67,14 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def jetstream_node(make_node: Callable[..., NodeProcess], nats_url: str) -> NodeProcess:
     """A node on the jetstream backend (cluster mode) with its own stream prefix."""
-    return make_node(store={"backend": "jetstream", "servers": [nats_url], "replicas": 1,
-                            "prefix": f"gw{uuid.uuid4().hex[:10]}"})
+    return make_node(
+        store={
+            "backend": "jetstream",
+            "servers": [nats_url],
+            "replicas": 1,
+            "prefix": f"gw{uuid.uuid4().hex[:10]}",
+        }
+    )
 
 
 @pytest.fixture(scope="session")
@@ -99,5 +107,3 @@ async def sdk(node: NodeProcess, keyring: Keyring) -> AsyncIterator[Callable[...
 async def raw(node: NodeProcess, keyring: Keyring) -> AsyncIterator[Raw]:
     async with aiohttp.ClientSession() as session:
         yield Raw(session, node.url, keyring)
-
-

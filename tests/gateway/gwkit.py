@@ -103,8 +103,13 @@ class NodeProcess:
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def write_config(self) -> None:
-        node = {"listen": f"127.0.0.1:{self.port}", "catalog": str(self.catalog),
-                "keyring": str(self.keyring), "data_dir": str(self.data_dir), **self.node_extra}
+        node = {
+            "listen": f"127.0.0.1:{self.port}",
+            "catalog": str(self.catalog),
+            "keyring": str(self.keyring),
+            "data_dir": str(self.data_dir),
+            **self.node_extra,
+        }
         lines = ["[node]"] + [f"{k} = {_toml_value(v)}" for k, v in node.items()]
         if self.store:
             lines += ["", "[store]"] + [f"{k} = {_toml_value(v)}" for k, v in self.store.items()]
@@ -120,8 +125,19 @@ class NodeProcess:
             self._log_offset = log.tell()
             env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "serve", "--config", str(self.config), *self.args],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway",
+                    "serve",
+                    "--config",
+                    str(self.config),
+                    *self.args,
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         self._wait_ready()
         return self
@@ -135,7 +151,9 @@ class NodeProcess:
                 self.port = self._port_from_log()
             if self.port:
                 try:
-                    with urllib.request.urlopen(self.url + "/readyz", timeout=2, context=self.probe_ssl) as r:
+                    with urllib.request.urlopen(
+                        self.url + "/readyz", timeout=2, context=self.probe_ssl
+                    ) as r:
                         if r.status == 200:
                             return
                 except (urllib.error.URLError, ConnectionError, TimeoutError):
@@ -196,8 +214,21 @@ def _insecure_ssl() -> ssl.SSLContext:
 def write_keyring(path: Path, catalog: Path = CATALOG) -> Path:
     """A development keyring written by ``python -m gateway keys init``."""
     proc = subprocess.run(
-        [sys.executable, "-m", "gateway", "keys", "init", "--catalog", str(catalog), "--out", str(path)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "keys",
+            "init",
+            "--catalog",
+            str(catalog),
+            "--out",
+            str(path),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"keys init failed ({proc.returncode}): {proc.stderr.strip()}")
@@ -227,12 +258,29 @@ class Raw:
         self.keyring = keyring
         self.secrets = [k.secret for k in keyring.by_id.values()]
 
-    def sign(self, method: str, path: str, query: str = "", body: bytes = b"", *,
-             client: str = OWNER, key_client: str | None = None, date: str | None = None) -> dict[str, str]:
+    def sign(
+        self,
+        method: str,
+        path: str,
+        query: str = "",
+        body: bytes = b"",
+        *,
+        client: str = OWNER,
+        key_client: str | None = None,
+        date: str | None = None,
+    ) -> dict[str, str]:
         key = self.keyring.for_client(key_client or client)
         assert key is not None
-        return sign_headers(key_id=key.id, secret=key.secret, client=client, method=method,
-                            path=path, query=query, body=body, date=date)
+        return sign_headers(
+            key_id=key.id,
+            secret=key.secret,
+            client=client,
+            method=method,
+            path=path,
+            query=query,
+            body=body,
+            date=date,
+        )
 
     async def request(
         self,
@@ -257,8 +305,9 @@ class Raw:
             hdrs["Content-Type"] = content_type
         hdrs.update(headers or {})
         url = yarl.URL(self.url + path + (f"?{query}" if query else ""), encoded=True)
-        async with self.session.request(method, url, data=body or None, headers=hdrs,
-                                        skip_auto_headers=("Content-Type",)) as resp:
+        async with self.session.request(
+            method, url, data=body or None, headers=hdrs, skip_auto_headers=("Content-Type",)
+        ) as resp:
             reply = Reply(resp.status, resp.headers, await resp.read())
         self.check(reply)
         return reply
@@ -266,22 +315,39 @@ class Raw:
     def check(self, reply: Reply) -> None:
         assert reply.status != 500, reply.body[:500]
         assert reply.headers.get("X-Exchange-Request-Id"), "response without X-Exchange-Request-Id"
-        text = reply.body.decode(errors="replace") + "".join(f"{k}:{v}" for k, v in reply.headers.items())
+        text = reply.body.decode(errors="replace") + "".join(
+            f"{k}:{v}" for k, v in reply.headers.items()
+        )
         for s in self.secrets:
             assert s not in text, "a secret was echoed in a response"
 
-    async def push(self, rid: str, records: list[dict[str, Any]], *, client: str = OWNER,
-                   headers: dict[str, str] | None = None) -> Reply:
-        return await self.request("POST", f"/v1/resources/{rid}/records",
-                                  json_body={"records": records}, client=client, headers=headers)
+    async def push(
+        self,
+        rid: str,
+        records: list[dict[str, Any]],
+        *,
+        client: str = OWNER,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        return await self.request(
+            "POST",
+            f"/v1/resources/{rid}/records",
+            json_body={"records": records},
+            client=client,
+            headers=headers,
+        )
 
     async def snapshot(self, rid: str, client: str = OWNER) -> list[dict[str, Any]]:
         """Every record of a resource (read by ``client``, the owner by default)."""
         out: list[dict[str, Any]] = []
         after = 0
         while True:
-            r = await self.request("GET", f"/v1/resources/{rid}/records",
-                                   query=f"after={after}&limit=1000", client=client)
+            r = await self.request(
+                "GET",
+                f"/v1/resources/{rid}/records",
+                query=f"after={after}&limit=1000",
+                client=client,
+            )
             assert r.status == 200, r.body
             doc = r.json()
             out += doc["records"]
@@ -315,7 +381,9 @@ _SAMPLE = {
 }
 
 
-def record_for(catalog: Catalog, rid: str, tag: str | None = None, **overrides: Any) -> dict[str, Any]:
+def record_for(
+    catalog: Catalog, rid: str, tag: str | None = None, **overrides: Any
+) -> dict[str, Any]:
     """A valid record ``{"key", "data"}`` for any resource of the catalog, every field set."""
     spec = catalog.by_id[rid].spec
     tag = tag or uuid.uuid4().hex[:12]
@@ -329,9 +397,17 @@ def id_card(tag: str | None = None, **overrides: Any) -> dict[str, Any]:
     """A psb.id-card record with an 18-character id number."""
     tag = tag or uuid.uuid4().hex[:12]
     num = "310101" + str(int(hashlib.sha256(tag.encode()).hexdigest(), 16) % 10**12).zfill(12)
-    data = {"id_number": num, "name": f"Zhang {tag}", "gender": "F", "ethnicity": "Han",
-            "birth_date": "1990-01-01", "address": "1 Renmin Road", "issuing_authority": "PSB Huangpu",
-            "valid_from": "2015-01-01", "valid_until": "2035-01-01"}
+    data = {
+        "id_number": num,
+        "name": f"Zhang {tag}",
+        "gender": "F",
+        "ethnicity": "Han",
+        "birth_date": "1990-01-01",
+        "address": "1 Renmin Road",
+        "issuing_authority": "PSB Huangpu",
+        "valid_from": "2015-01-01",
+        "valid_until": "2035-01-01",
+    }
     data.update(overrides)
     return {"key": data["id_number"], "data": data}
 
@@ -354,8 +430,9 @@ async def wait_until(pred: Callable[[], Any], timeout: float = 10.0, every: floa
         await asyncio.sleep(every)
 
 
-async def raw_http(port: int, request: bytes, *, half_close: bool = False,
-                   timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+async def raw_http(
+    port: int, request: bytes, *, half_close: bool = False, timeout: float = 10.0
+) -> tuple[int, dict[str, str], bytes]:
     """Send bytes exactly as given (no client-side path normalisation) and read one response:
     (status, lower-cased headers, body)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -395,22 +472,70 @@ def _openssl(*args: str, cwd: Path) -> None:
 def make_ca(folder: Path, name: str = "ca") -> tuple[Path, Path]:
     """A self-signed CA (EC P-256) with the openssl CLI: (cert, key)."""
     folder.mkdir(parents=True, exist_ok=True)
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-             "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2", "-subj", f"/CN=Test {name}",
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign",
-             cwd=folder)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.crt",
+        "-days",
+        "2",
+        "-subj",
+        f"/CN=Test {name}",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+        cwd=folder,
+    )
     return folder / f"{name}.crt", folder / f"{name}.key"
 
 
 def issue_cert(ca: tuple[Path, Path], name: str, *, cn: str, san: str) -> tuple[Path, Path]:
     """A certificate signed by ``ca`` with this subject CN and subjectAltName: (cert, key)."""
     folder = ca[0].parent
-    (folder / f"{name}.ext").write_text(f"subjectAltName={san}\n" if san else "basicConstraints=CA:FALSE\n")
-    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-             "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", "/CN=" + cn.replace("/", "\\/"),
-             cwd=folder)
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", str(ca[0]), "-CAkey", str(ca[1]),
-             "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext", cwd=folder)
+    (folder / f"{name}.ext").write_text(
+        f"subjectAltName={san}\n" if san else "basicConstraints=CA:FALSE\n"
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.csr",
+        "-subj",
+        "/CN=" + cn.replace("/", "\\/"),
+        cwd=folder,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        str(ca[0]),
+        "-CAkey",
+        str(ca[1]),
+        "-CAcreateserial",
+        "-out",
+        f"{name}.crt",
+        "-days",
+        "2",
+        "-extfile",
+        f"{name}.ext",
+        cwd=folder,
+    )
     return folder / f"{name}.crt", folder / f"{name}.key"
 
 

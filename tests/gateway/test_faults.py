@@ -70,23 +70,35 @@ def _check_acked(ledger: Ledger, log: list[dict[str, Any]]) -> None:
     assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
     for b in ledger.acked:
         assert b.ack is not None
-        got = [r for o, r in by_offset.items() if b.ack["first"] <= o <= b.ack["last"]
-               and r["key"] in {x["key"] for x in b.records}]
+        got = [
+            r
+            for o, r in by_offset.items()
+            if b.ack["first"] <= o <= b.ack["last"] and r["key"] in {x["key"] for x in b.records}
+        ]
         got.sort(key=lambda r: r["offset"])
         assert [r["offset"] for r in got][:1] == [b.ack["first"]]
         assert [r["offset"] for r in got][-1:] == [b.ack["last"]]
-        assert [(r["key"], r["data"]) for r in got] == [(x["key"], x["data"]) for x in b.records], b.idem
+        assert [(r["key"], r["data"]) for r in got] == [(x["key"], x["data"]) for x in b.records], (
+            b.idem
+        )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "jetstream"])
 async def test_kill_9_keeps_every_acknowledged_record(
-        make_node: Callable[..., NodeProcess], keyring: Keyring, request: pytest.FixtureRequest,
-        backend: str) -> None:
+    make_node: Callable[..., NodeProcess],
+    keyring: Keyring,
+    request: pytest.FixtureRequest,
+    backend: str,
+) -> None:
     store = {}
     if backend == "jetstream":
-        store = {"backend": "jetstream", "servers": [request.getfixturevalue("nats_url")], "replicas": 1,
-                 "prefix": f"gw{uuid.uuid4().hex[:10]}"}
+        store = {
+            "backend": "jetstream",
+            "servers": [request.getfixturevalue("nats_url")],
+            "replicas": 1,
+            "prefix": f"gw{uuid.uuid4().hex[:10]}",
+        }
     n = make_node(store=store)
     key = keyring.for_client(OWNER)
     assert key is not None
@@ -101,8 +113,12 @@ async def test_kill_9_keeps_every_acknowledged_record(
         acked_before = len(ledger.acked)
         tasks = [asyncio.create_task(_writer(c, ledger)) for c in writers]
         try:
-            await wait_until(lambda a=acked_before, ts=tasks: len(ledger.acked) - a >= ACKED_BEFORE_KILL
-                             or all(t.done() for t in ts), timeout=60)
+            await wait_until(
+                lambda a=acked_before, ts=tasks: (
+                    len(ledger.acked) - a >= ACKED_BEFORE_KILL or all(t.done() for t in ts)
+                ),
+                timeout=60,
+            )
             n.kill()  # SIGKILL mid-stream; each writer stops at its first failed push
             await asyncio.wait_for(asyncio.gather(*tasks), 30)
         finally:
@@ -133,21 +149,29 @@ async def test_kill_9_keeps_every_acknowledged_record(
             assert len(log) == BATCH * len(ledger.acked)
         finally:
             await reader.close()
-    print(f"kill -9 x{CYCLES}: {len(ledger.acked)} batches verified, {replayed} replayed after restart")
+    print(
+        f"kill -9 x{CYCLES}: {len(ledger.acked)} batches verified, {replayed} replayed after restart"
+    )
 
 
 @pytest.mark.slow
 async def test_sigterm_during_pushes_exits_0_and_keeps_every_acknowledged_record(
-        make_node: Callable[..., NodeProcess], keyring: Keyring) -> None:
+    make_node: Callable[..., NodeProcess], keyring: Keyring
+) -> None:
     n = make_node()
     key = keyring.for_client(OWNER)
     assert key is not None
     ledger = Ledger()
-    writers = [ExchangeClient(n.url, key.id, key.secret, OWNER, retries=0, timeout=20) for _ in range(WRITERS)]
+    writers = [
+        ExchangeClient(n.url, key.id, key.secret, OWNER, retries=0, timeout=20)
+        for _ in range(WRITERS)
+    ]
     try:
         tasks = [asyncio.create_task(_writer(c, ledger)) for c in writers]
-        await wait_until(lambda: len(ledger.acked) >= ACKED_BEFORE_KILL or all(t.done() for t in tasks),
-                         timeout=60)
+        await wait_until(
+            lambda: len(ledger.acked) >= ACKED_BEFORE_KILL or all(t.done() for t in tasks),
+            timeout=60,
+        )
         n.signal(signal.SIGTERM)
         await asyncio.wait_for(asyncio.gather(*tasks), 30)
         assert n.wait(30) == 0

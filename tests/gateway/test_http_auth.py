@@ -29,40 +29,61 @@ def _flip(sig_header: str) -> str:
 CASES: dict[str, Mutator] = {
     "unsigned": lambda raw, body: {},
     "no client header": lambda raw, body: {
-        k: v for k, v in _signed(raw, body).items() if k != "X-Exchange-Client"},
+        k: v for k, v in _signed(raw, body).items() if k != "X-Exchange-Client"
+    },
     "no date header": lambda raw, body: {
-        k: v for k, v in _signed(raw, body).items() if k != "X-Exchange-Date"},
+        k: v for k, v in _signed(raw, body).items() if k != "X-Exchange-Date"
+    },
     "no authorization": lambda raw, body: {
-        k: v for k, v in _signed(raw, body).items() if k != "Authorization"},
+        k: v for k, v in _signed(raw, body).items() if k != "Authorization"
+    },
     "bad signature": lambda raw, body: {
-        **(h := _signed(raw, body)), "Authorization": _flip(h["Authorization"])},
+        **(h := _signed(raw, body)),
+        "Authorization": _flip(h["Authorization"]),
+    },
     "signature of another body": lambda raw, body: _signed(raw, body + b" "),
-    "signature of another path": lambda raw, body: raw.sign("POST", "/v1/resources/psb.hukou/records", "", body),
+    "signature of another path": lambda raw, body: raw.sign(
+        "POST", "/v1/resources/psb.hukou/records", "", body
+    ),
     "signature of another method": lambda raw, body: raw.sign("PUT", PUSH_PATH, "", body),
     "signature with a query": lambda raw, body: raw.sign("POST", PUSH_PATH, "x=1", body),
     "upper-case hex signature": lambda raw, body: {
         **(h := _signed(raw, body)),
-        "Authorization": h["Authorization"].rpartition("=")[0] + "=" + h["Authorization"].rpartition("=")[2].upper()},
+        "Authorization": h["Authorization"].rpartition("=")[0]
+        + "="
+        + h["Authorization"].rpartition("=")[2].upper(),
+    },
     "other scheme": lambda raw, body: {**_signed(raw, body), "Authorization": "Bearer abc"},
-    "garbage authorization": lambda raw, body: {**_signed(raw, body), "Authorization": "EXG-HMAC-SHA256 x"},
+    "garbage authorization": lambda raw, body: {
+        **_signed(raw, body),
+        "Authorization": "EXG-HMAC-SHA256 x",
+    },
     "stale date": lambda raw, body: _signed(raw, body, date=format_date(time.time() - 301 - 5)),
     "future date": lambda raw, body: _signed(raw, body, date=format_date(time.time() + 301 + 5)),
     "far past date": lambda raw, body: _signed(raw, body, date="1970-01-01T00:00:00Z"),
     "date with offset": lambda raw, body: _signed(
-        raw, body, date=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())),
+        raw, body, date=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+    ),
     "date with fraction": lambda raw, body: _signed(
-        raw, body, date=time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())),
+        raw, body, date=time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    ),
     "date with space": lambda raw, body: _signed(
-        raw, body, date=time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime())),
+        raw, body, date=time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime())
+    ),
     "impossible date": lambda raw, body: _signed(raw, body, date="2026-13-45T25:61:61Z"),
     "http date": lambda raw, body: _signed(
-        raw, body, date=time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())),
+        raw, body, date=time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())
+    ),
     "key of another client": lambda raw, body: _signed(raw, body, key_client=GRANTED),
     "unknown client": lambda raw, body: {
-        **_signed(raw, body, client="SH/GOV/nobody/none", key_client=OWNER)},
+        **_signed(raw, body, client="SH/GOV/nobody/none", key_client=OWNER)
+    },
     "unknown key id": lambda raw, body: {
         **(h := _signed(raw, body)),
-        "Authorization": h["Authorization"].replace(raw.keyring.for_client(OWNER).id, "k-no-such-key")},
+        "Authorization": h["Authorization"].replace(
+            raw.keyring.for_client(OWNER).id, "k-no-such-key"
+        ),
+    },
 }
 
 
@@ -77,10 +98,15 @@ async def test_badly_signed_push_is_refused(raw: Raw, case: str) -> None:
     assert await raw.snapshot(ID_CARD) == before
 
 
-@pytest.mark.parametrize("case", ["bad signature", "stale date", "key of another client", "unsigned"])
+@pytest.mark.parametrize(
+    "case", ["bad signature", "stale date", "key of another client", "unsigned"]
+)
 async def test_badly_signed_reads_are_refused(raw: Raw, case: str) -> None:
-    for method, path in (("GET", f"/v1/resources/{ID_CARD}/records"), ("GET", "/v1/catalog"),
-                         ("GET", f"/v1/resources/{ID_CARD}/records/310101199001011234")):
+    for method, path in (
+        ("GET", f"/v1/resources/{ID_CARD}/records"),
+        ("GET", "/v1/catalog"),
+        ("GET", f"/v1/resources/{ID_CARD}/records/310101199001011234"),
+    ):
         h = CASES[case](raw, b"")
         if case != "unsigned":  # re-sign for this method and path, then apply the same fault
             good = raw.sign(method, path)

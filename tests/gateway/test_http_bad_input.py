@@ -41,7 +41,9 @@ CURSOR = f"/v1/resources/{ID_CARD}/cursor"
 @pytest.fixture(scope="module")
 def small_node(make_node: Callable[..., NodeProcess]) -> NodeProcess:
     """A node with small limits: 2 KiB bodies, 5 records a batch, 1 s to send a body."""
-    return make_node(limits={"max_body_bytes": 2048, "max_batch_records": 5, "client_timeout_s": 1.0})
+    return make_node(
+        limits={"max_body_bytes": 2048, "max_batch_records": 5, "client_timeout_s": 1.0}
+    )
 
 
 @pytest.fixture
@@ -65,11 +67,13 @@ async def unchanged(raw: Raw, rid: str = ID_CARD) -> Callable[[], Any]:
 
 async def test_unknown_resource_is_404(raw: Raw) -> None:
     rid = "no.such-resource"
-    for method, path, body in (("POST", f"/v1/resources/{rid}/records", {"records": [id_card()]}),
-                               ("GET", f"/v1/resources/{rid}/records", None),
-                               ("GET", f"/v1/resources/{rid}/records/abc", None),
-                               ("PUT", f"/v1/resources/{rid}/cursor", {"offset": 1}),
-                               ("GET", f"/v1/catalog/{rid}", None)):
+    for method, path, body in (
+        ("POST", f"/v1/resources/{rid}/records", {"records": [id_card()]}),
+        ("GET", f"/v1/resources/{rid}/records", None),
+        ("GET", f"/v1/resources/{rid}/records/abc", None),
+        ("PUT", f"/v1/resources/{rid}/cursor", {"offset": 1}),
+        ("GET", f"/v1/catalog/{rid}", None),
+    ):
         r = await raw.request(method, path, json_body=body)
         assert_problem(r, 404, "client.not_found")
 
@@ -80,18 +84,24 @@ async def test_push_by_non_owner_is_403(raw: Raw, catalog: Catalog) -> None:
         r = await raw.push(ID_CARD, [id_card()], client=client)
         assert_problem(r, 403, "client.access_denied")
     check_open = await unchanged(raw, OPEN)
-    r = await raw.push(OPEN, [record_for(catalog, OPEN)], client=GRANTED)  # open is read-only to others
+    r = await raw.push(
+        OPEN, [record_for(catalog, OPEN)], client=GRANTED
+    )  # open is read-only to others
     assert_problem(r, 403, "client.access_denied")
     await check()
     await check_open()
 
 
-@pytest.mark.parametrize(("client", "rid"), [(GRANTED, RESTRICTED), (OWNER, RESTRICTED),
-                                             (UNGRANTED, ID_CARD), (EXPIRED, HUKOU)])
+@pytest.mark.parametrize(
+    ("client", "rid"),
+    [(GRANTED, RESTRICTED), (OWNER, RESTRICTED), (UNGRANTED, ID_CARD), (EXPIRED, HUKOU)],
+)
 async def test_read_without_access_is_403(raw: Raw, client: str, rid: str) -> None:
-    for method, path, body in (("GET", f"/v1/resources/{rid}/records", None),
-                               ("GET", f"/v1/resources/{rid}/records/some-key", None),
-                               ("PUT", f"/v1/resources/{rid}/cursor", {"offset": 1})):
+    for method, path, body in (
+        ("GET", f"/v1/resources/{rid}/records", None),
+        ("GET", f"/v1/resources/{rid}/records/some-key", None),
+        ("PUT", f"/v1/resources/{rid}/cursor", {"offset": 1}),
+    ):
         r = await raw.request(method, path, json_body=body, client=client)
         assert_problem(r, 403, "client.access_denied")
 
@@ -100,7 +110,9 @@ async def test_restricted_owner_reads_its_own(raw: Raw, catalog: Catalog) -> Non
     rec = record_for(catalog, RESTRICTED)
     r = await raw.push(RESTRICTED, [rec], client=RESTRICTED_OWNER)
     assert r.status == 200
-    r = await raw.request("GET", f"/v1/resources/{RESTRICTED}/records/{rec['key']}", client=RESTRICTED_OWNER)
+    r = await raw.request(
+        "GET", f"/v1/resources/{RESTRICTED}/records/{rec['key']}", client=RESTRICTED_OWNER
+    )
     assert r.status == 200 and r.json()["data"] == rec["data"]
 
 
@@ -123,13 +135,22 @@ async def test_projection_never_leaks_a_field_outside_the_grant(raw: Raw, catalo
     for g in grants:
         first, rec = pushed[g.resource]
         allowed = set(rec["data"]) if g.fields == ["*"] else set(g.fields)
-        pull = await raw.request("GET", f"/v1/resources/{g.resource}/records",
-                                 query=f"after={first - 1}&limit=1", client=g.consumer)
+        pull = await raw.request(
+            "GET",
+            f"/v1/resources/{g.resource}/records",
+            query=f"after={first - 1}&limit=1",
+            client=g.consumer,
+        )
         # Keyed reads of personal records need the citizen's consent unless the grant names a
         # legal basis (governance); check the projection of keyed reads where none is needed.
         keyed = not catalog.by_id[g.resource].spec.personal or bool(g.legal_basis)
-        key = await raw.request("GET", f"/v1/resources/{g.resource}/records/{rec['key']}",
-                                client=g.consumer) if keyed else pull
+        key = (
+            await raw.request(
+                "GET", f"/v1/resources/{g.resource}/records/{rec['key']}", client=g.consumer
+            )
+            if keyed
+            else pull
+        )
         if g.expires is not None and g.expires < today():
             assert_problem(pull, 403, "client.access_denied")
             assert_problem(key, 403, "client.access_denied")
@@ -155,10 +176,19 @@ async def test_projection_never_leaks_a_field_outside_the_grant(raw: Raw, catalo
 # -- bodies -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("body", [b'{"records": [', b"not json", b'{"records": []} trailing',
-                                  b"\x00\x01", b'{"records": [{"key": "a", "data": {]}', b"{'records': []}",
-                                  b'{"records":[{"key":"a","data":{"name":"x\\ud800"}}]',
-                                  b"\xef\xbb\xbf{\"records\": []}"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"records": [',
+        b"not json",
+        b'{"records": []} trailing',
+        b"\x00\x01",
+        b'{"records": [{"key": "a", "data": {]}',
+        b"{'records': []}",
+        b'{"records":[{"key":"a","data":{"name":"x\\ud800"}}]',
+        b'\xef\xbb\xbf{"records": []}',
+    ],
+)
 async def test_malformed_json_is_400(raw: Raw, body: bytes) -> None:
     check = await unchanged(raw)
     r = await raw.request("POST", RECORDS, body=body)
@@ -166,8 +196,16 @@ async def test_malformed_json_is_400(raw: Raw, body: bytes) -> None:
     await check()
 
 
-@pytest.mark.parametrize("body", [b"\xc1", b"\x81\xa7records", b"\x81\xa7records\x91\x82", b"\x81\xa7records\xc1",
-                                  msgspec.msgpack.encode({"records": []})[:-1]])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xc1",
+        b"\x81\xa7records",
+        b"\x81\xa7records\x91\x82",
+        b"\x81\xa7records\xc1",
+        msgspec.msgpack.encode({"records": []})[:-1],
+    ],
+)
 async def test_malformed_msgpack_is_400(raw: Raw, body: bytes) -> None:
     check = await unchanged(raw)
     r = await raw.request("POST", RECORDS, body=body, content_type="application/msgpack")
@@ -175,8 +213,16 @@ async def test_malformed_msgpack_is_400(raw: Raw, body: bytes) -> None:
     await check()
 
 
-@pytest.mark.parametrize("ctype", ["text/plain", "application/xml", "multipart/form-data; boundary=x",
-                                   "application/x-www-form-urlencoded", "application/octet-stream"])
+@pytest.mark.parametrize(
+    "ctype",
+    [
+        "text/plain",
+        "application/xml",
+        "multipart/form-data; boundary=x",
+        "application/x-www-form-urlencoded",
+        "application/octet-stream",
+    ],
+)
 async def test_wrong_content_type_is_415(raw: Raw, ctype: str) -> None:
     check = await unchanged(raw)
     body = json.dumps({"records": [id_card()]}).encode()
@@ -193,8 +239,11 @@ async def test_content_encoding_is_415(raw: Raw, coding: str, payload: str) -> N
     """Bodies are signed as sent: compressed bodies are refused, never inflated (no zip bomb)."""
     check = await unchanged(raw)
     plain = json.dumps({"records": [id_card()]}).encode()
-    body = {"compressed": gzip.compress(plain), "bomb": gzip.compress(b" " * 20_000_000 + plain),
-            "garbage": b"not compressed at all"}[payload]
+    body = {
+        "compressed": gzip.compress(plain),
+        "bomb": gzip.compress(b" " * 20_000_000 + plain),
+        "garbage": b"not compressed at all",
+    }[payload]
     r = await raw.request("POST", RECORDS, body=body, headers={"Content-Encoding": coding})
     assert_problem(r, 415, "client.unsupported_media_type")
     await check()
@@ -228,8 +277,12 @@ async def test_record_failing_the_schema_is_422(raw: Raw, case: str, fmt: str) -
     if fmt == "json":
         r = await raw.push(ID_CARD, batch)
     else:
-        r = await raw.request("POST", RECORDS, body=msgspec.msgpack.encode({"records": batch}),
-                              content_type="application/msgpack")
+        r = await raw.request(
+            "POST",
+            RECORDS,
+            body=msgspec.msgpack.encode({"records": batch}),
+            content_type="application/msgpack",
+        )
     doc = assert_problem(r, 422, "client.validation_failed")
     assert doc["errors"], doc
     assert {"index": 1, "field": field} == {k: doc["errors"][0][k] for k in ("index", "field")}, doc
@@ -254,12 +307,25 @@ async def test_key_not_matching_data_is_422(raw: Raw) -> None:
     await check()
 
 
-@pytest.mark.parametrize("body", [{"records": []}, {}, {"records": None}, {"records": {}},
-                                  {"records": [None]}, {"records": [], "extra": 1}, [], "records", 5])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"records": []},
+        {},
+        {"records": None},
+        {"records": {}},
+        {"records": [None]},
+        {"records": [], "extra": 1},
+        [],
+        "records",
+        5,
+    ],
+)
 async def test_empty_or_shapeless_batch_is_422(raw: Raw, body: Any) -> None:
     check = await unchanged(raw)
-    r = await raw.request("POST", RECORDS, json_body=body if body != [] else None,
-                          body=b"[]" if body == [] else None)
+    r = await raw.request(
+        "POST", RECORDS, json_body=body if body != [] else None, body=b"[]" if body == [] else None
+    )
     assert_problem(r, 422, "client.validation_failed")
     assert r.json()["errors"]
     await check()
@@ -269,7 +335,9 @@ async def test_empty_body_is_a_client_error(raw: Raw) -> None:
     check = await unchanged(raw)
     r = await raw.request("POST", RECORDS, body=b"")
     assert r.status in (400, 422)
-    assert_problem(r, r.status, "client.bad_request" if r.status == 400 else "client.validation_failed")
+    assert_problem(
+        r, r.status, "client.bad_request" if r.status == 400 else "client.validation_failed"
+    )
     await check()
 
 
@@ -285,16 +353,24 @@ async def test_huge_or_wrong_integers_are_422(raw: Raw, catalog: Catalog, value:
 
 
 @pytest.mark.parametrize("literal", [b"1e400", b"-1e400", b"1" + b"0" * 400, b"NaN", b"Infinity"])
-async def test_out_of_range_floats_never_store_garbage(raw: Raw, catalog: Catalog, literal: bytes) -> None:
+async def test_out_of_range_floats_never_store_garbage(
+    raw: Raw, catalog: Catalog, literal: bytes
+) -> None:
     """A float that JSON cannot carry back (inf, nan) is refused; it must not come back as null."""
     check = await unchanged(raw, OPEN)
     rec = record_for(catalog, OPEN)
-    body = json.dumps({"records": [rec]}).encode().replace(b'"area_sqm": 1.5', b'"area_sqm": ' + literal)
+    body = (
+        json.dumps({"records": [rec]})
+        .encode()
+        .replace(b'"area_sqm": 1.5', b'"area_sqm": ' + literal)
+    )
     r = await raw.request("POST", f"/v1/resources/{OPEN}/records", body=body, client=UNGRANTED)
     if literal in (b"NaN", b"Infinity"):
         assert_problem(r, 400, "client.bad_request")
     elif r.status == 200:  # a finite value stored: it must read back as a number, never null
-        got = await raw.request("GET", f"/v1/resources/{OPEN}/records/{rec['key']}", client=UNGRANTED)
+        got = await raw.request(
+            "GET", f"/v1/resources/{OPEN}/records/{rec['key']}", client=UNGRANTED
+        )
         assert isinstance(got.json()["data"]["area_sqm"], float), got.body
         return
     else:
@@ -310,7 +386,9 @@ async def test_invalid_utf8_is_400(raw: Raw, fmt: str) -> None:
         body = json.dumps({"records": [rec]}).encode().replace(b"NAME-PLACEHOLDER", b"\xff\xfe\xc3")
         r = await raw.request("POST", RECORDS, body=body)
     else:
-        body = msgspec.msgpack.encode({"records": [rec]}).replace(b"NAME-PLACEHOLDER", b"\xff\xfe\xc3" + b"x" * 13)
+        body = msgspec.msgpack.encode({"records": [rec]}).replace(
+            b"NAME-PLACEHOLDER", b"\xff\xfe\xc3" + b"x" * 13
+        )
         r = await raw.request("POST", RECORDS, body=body, content_type="application/msgpack")
     assert_problem(r, 400, "client.bad_request")
     await check()
@@ -324,11 +402,17 @@ async def test_invalid_utf8_after_a_schema_failure_is_400(raw: Raw, fmt: str) ->
     bad_schema["data"]["favourite_colour"] = "blue"
     if fmt == "json":
         body = json.dumps({"records": [bad_schema, bad_bytes]}).encode()
-        r = await raw.request("POST", RECORDS, body=body.replace(b"NAME-PLACEHOLDER", b"\xff\xfe\xc3"))
+        r = await raw.request(
+            "POST", RECORDS, body=body.replace(b"NAME-PLACEHOLDER", b"\xff\xfe\xc3")
+        )
     else:
         body = msgspec.msgpack.encode({"records": [bad_schema, bad_bytes]})
-        r = await raw.request("POST", RECORDS, body=body.replace(b"NAME-PLACEHOLDER", b"\xff" * 16),
-                              content_type="application/msgpack")
+        r = await raw.request(
+            "POST",
+            RECORDS,
+            body=body.replace(b"NAME-PLACEHOLDER", b"\xff" * 16),
+            content_type="application/msgpack",
+        )
     assert_problem(r, 400, "client.bad_request")
     await check()
 
@@ -367,7 +451,7 @@ async def test_body_over_max_body_bytes_is_413(small: Raw) -> None:
 
     async def chunks() -> AsyncIterator[bytes]:
         for i in range(0, len(body), 500):
-            yield body[i:i + 500]
+            yield body[i : i + 500]
 
     hdrs = {**small.sign("POST", RECORDS, "", body), "Content-Type": "application/json"}
     async with small.session.post(small.url + RECORDS, data=chunks(), headers=hdrs) as resp:
@@ -379,19 +463,25 @@ async def test_body_over_max_body_bytes_is_413(small: Raw) -> None:
 
 async def test_body_over_max_body_bytes_is_413_before_reading(small_node: NodeProcess) -> None:
     """A Content-Length over the limit is refused without waiting for the body."""
-    head = (f"POST {RECORDS} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: 100000000\r\n\r\n").encode()
+    head = (
+        f"POST {RECORDS} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: 100000000\r\n\r\n"
+    ).encode()
     status, _, body = await raw_http(small_node.port, head, half_close=False)
     assert status == 413 and json.loads(body)["code"] == "client.payload_too_large"
 
 
-async def test_slow_client_body_is_400_and_changes_nothing(small_node: NodeProcess, small: Raw) -> None:
+async def test_slow_client_body_is_400_and_changes_nothing(
+    small_node: NodeProcess, small: Raw
+) -> None:
     """A client that stops sending its body is answered once client_timeout_s has passed."""
     check = await unchanged(small)
     body = json.dumps({"records": [id_card()]}).encode()
     h = small.sign("POST", RECORDS, "", body)
-    head = (f"POST {RECORDS} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items()) + "\r\n")
+    head = (
+        f"POST {RECORDS} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items()) + "\r\n"
+    )
     status, headers, reply = await raw_http(small_node.port, head.encode() + body[:20], timeout=20)
     assert status == 400, reply
     doc = json.loads(reply)
@@ -403,10 +493,29 @@ async def test_slow_client_body_is_400_and_changes_nothing(small_node: NodeProce
 # -- query values ---------------------------------------------------------------------------
 
 BAD_QUERIES = [
-    "after=-1", "after=abc", "after=1.5", "after=", "after=1e3", "after=0x10", "after=%2B1",
-    "after=99999999999999999999999", "after=%D9%A1", "after=+1", "after=%201", "after=1%00",
-    "limit=0", "limit=1001", "limit=-5", "limit=abc", "limit=", "limit=1&limit=2",
-    "wait=31", "wait=-1", "wait=x", "wait=1.5", "wait=99999999999999999999",
+    "after=-1",
+    "after=abc",
+    "after=1.5",
+    "after=",
+    "after=1e3",
+    "after=0x10",
+    "after=%2B1",
+    "after=99999999999999999999999",
+    "after=%D9%A1",
+    "after=+1",
+    "after=%201",
+    "after=1%00",
+    "limit=0",
+    "limit=1001",
+    "limit=-5",
+    "limit=abc",
+    "limit=",
+    "limit=1&limit=2",
+    "wait=31",
+    "wait=-1",
+    "wait=x",
+    "wait=1.5",
+    "wait=99999999999999999999",
 ]
 
 
@@ -446,9 +555,23 @@ async def test_cursor_backwards_is_409_and_force_moves_it(raw: Raw) -> None:
     assert r.status == 200  # the same offset again is not backwards
 
 
-@pytest.mark.parametrize("body", [b'{"offset": -1}', b'{"offset": "5"}', b"{}", b'{"offset": 1, "extra": 1}',
-                                  b'{"offset": 1.5}', b'{"offset": 1e3}', b'{"offset": 99999999999999999999999}',
-                                  b'{"offset": 1, "force": "yes"}', b"[1]", b"{", b"", b'{"offset": null}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"offset": -1}',
+        b'{"offset": "5"}',
+        b"{}",
+        b'{"offset": 1, "extra": 1}',
+        b'{"offset": 1.5}',
+        b'{"offset": 1e3}',
+        b'{"offset": 99999999999999999999999}',
+        b'{"offset": 1, "force": "yes"}',
+        b"[1]",
+        b"{",
+        b"",
+        b'{"offset": null}',
+    ],
+)
 async def test_bad_cursor_bodies_are_400(raw: Raw, body: bytes) -> None:
     r = await raw.request("PUT", CURSOR, body=body, client=GRANTED)
     assert_problem(r, 400, "client.bad_request")
@@ -468,19 +591,36 @@ async def test_bad_idempotency_key_is_400(raw: Raw, key: str) -> None:
 # -- paths and methods ------------------------------------------------------------------------
 
 ODD_PATHS = [
-    "/v1/resources/../catalog", "/v1/resources/%2e%2e/records", "/v1/resources/psb.id-card/../../etc/passwd",
-    "/v1/resources/psb.id-card/records/%ZZ", "/v1/resources/psb.id-card/records/%", "/v1//catalog",
-    "//v1/catalog", "/v1/resources/psb.id-card%2Frecords", "/v1/resources/PSB.ID-CARD/records",
-    "/v1/resources/psb.id-card/records/", "/v1/resources//records", "/v1/resources/./records",
-    "/v1/catalog/%00", "/v1/resources/psb.id-card/records/a/b", "/" + "a" * 3000, "/v1/resources/" + "a" * 3000 + "/records",
-    "/v1/resources/psb.id-card/records/%C0%AF", "/v2/catalog", "/v1/catalog/psb.id-card/x",
+    "/v1/resources/../catalog",
+    "/v1/resources/%2e%2e/records",
+    "/v1/resources/psb.id-card/../../etc/passwd",
+    "/v1/resources/psb.id-card/records/%ZZ",
+    "/v1/resources/psb.id-card/records/%",
+    "/v1//catalog",
+    "//v1/catalog",
+    "/v1/resources/psb.id-card%2Frecords",
+    "/v1/resources/PSB.ID-CARD/records",
+    "/v1/resources/psb.id-card/records/",
+    "/v1/resources//records",
+    "/v1/resources/./records",
+    "/v1/catalog/%00",
+    "/v1/resources/psb.id-card/records/a/b",
+    "/" + "a" * 3000,
+    "/v1/resources/" + "a" * 3000 + "/records",
+    "/v1/resources/psb.id-card/records/%C0%AF",
+    "/v2/catalog",
+    "/v1/catalog/psb.id-card/x",
 ]
 
 
 @pytest.mark.parametrize("path", ODD_PATHS)
 async def test_odd_paths_are_400_or_404(node: NodeProcess, raw: Raw, path: str) -> None:
     h = raw.sign("GET", path)
-    head = f"GET {path} HTTP/1.1\r\nHost: x\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items()) + "\r\n"
+    head = (
+        f"GET {path} HTTP/1.1\r\nHost: x\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in h.items())
+        + "\r\n"
+    )
     status, headers, body = await raw_http(node.port, head.encode())
     assert status in (400, 404), (status, body[:300])
     doc = json.loads(body)
@@ -494,14 +634,25 @@ async def test_keys_with_escapes_are_read_back(raw: Raw, catalog: Catalog) -> No
     assert_problem(r, 404, "client.not_found")
 
 
-@pytest.mark.parametrize(("method", "path", "allow"), [
-    ("PUT", RECORDS, {"POST", "GET"}), ("DELETE", RECORDS, {"POST", "GET"}),
-    ("POST", f"{RECORDS}/abc", {"GET"}), ("GET", CURSOR, {"PUT"}), ("POST", CURSOR, {"PUT"}),
-    ("DELETE", "/v1/catalog", {"GET"}), ("POST", "/v1/catalog/psb.id-card", {"GET"}),
-    ("POST", "/healthz", {"GET"}), ("PUT", "/metrics", {"GET"}), ("PATCH", "/openapi.json", {"GET"}),
-    ("OPTIONS", RECORDS, {"POST", "GET"}),
-])
-async def test_wrong_method_is_405_with_allow(raw: Raw, method: str, path: str, allow: set[str]) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PUT", RECORDS, {"POST", "GET"}),
+        ("DELETE", RECORDS, {"POST", "GET"}),
+        ("POST", f"{RECORDS}/abc", {"GET"}),
+        ("GET", CURSOR, {"PUT"}),
+        ("POST", CURSOR, {"PUT"}),
+        ("DELETE", "/v1/catalog", {"GET"}),
+        ("POST", "/v1/catalog/psb.id-card", {"GET"}),
+        ("POST", "/healthz", {"GET"}),
+        ("PUT", "/metrics", {"GET"}),
+        ("PATCH", "/openapi.json", {"GET"}),
+        ("OPTIONS", RECORDS, {"POST", "GET"}),
+    ],
+)
+async def test_wrong_method_is_405_with_allow(
+    raw: Raw, method: str, path: str, allow: set[str]
+) -> None:
     check = await unchanged(raw)
     r = await raw.request(method, path, json_body={"records": [id_card()]})
     assert_problem(r, 405, "client.method_not_allowed")
@@ -512,7 +663,9 @@ async def test_wrong_method_is_405_with_allow(raw: Raw, method: str, path: str, 
 # -- logs ------------------------------------------------------------------------------------
 
 
-async def test_no_secret_or_record_data_in_logs(node: NodeProcess, raw: Raw, keyring: Keyring) -> None:
+async def test_no_secret_or_record_data_in_logs(
+    node: NodeProcess, raw: Raw, keyring: Keyring
+) -> None:
     marker = "LOGMARKER-d41d8cd98f00"
     rec = id_card(name=marker)
     await raw.push(ID_CARD, [rec])
@@ -524,8 +677,11 @@ async def test_no_secret_or_record_data_in_logs(node: NodeProcess, raw: Raw, key
     assert r.status == 404
     body = json.dumps({"records": [id_card(name=marker)]}).encode()
     good = raw.sign("POST", RECORDS, "", body)
-    for headers in ({**good, "Authorization": good["Authorization"][:-1] + "0"},
-                    {**good, "X-Exchange-Client": GRANTED}, {}):
+    for headers in (
+        {**good, "Authorization": good["Authorization"][:-1] + "0"},
+        {**good, "X-Exchange-Client": GRANTED},
+        {},
+    ):
         await raw.request("POST", RECORDS, body=body, headers=headers, signed=False)
     await raw.request("POST", RECORDS, body=body.replace(b"Zhang", b"\xff"))
     last = await raw.request("GET", "/v1/catalog", client=GRANTED)
@@ -537,7 +693,7 @@ async def test_no_secret_or_record_data_in_logs(node: NodeProcess, raw: Raw, key
         assert k.secret not in text
     assert marker not in text
     assert rec["key"] not in text, "a citizen's id number is in the node's log"
-    audit = (node.data_dir / "audit.log")
+    audit = node.data_dir / "audit.log"
     if audit.exists():
         audit_text = audit.read_text(errors="replace")
         assert marker not in audit_text
@@ -548,10 +704,14 @@ MALFORMED_HTTP = {
     "unknown method": b"FOO /v1/catalog HTTP/1.1\r\nHost: x\r\n\r\n",
     "space in target": b"GET /v1/resources/psb.id-card/records?after= 1 HTTP/1.1\r\nHost: x\r\n\r\n",
     "bad version": b"GET /v1/catalog HTTP/9.9\r\nHost: x\r\n\r\n",
-    "header too long": b"GET /v1/catalog HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n",
+    "header too long": b"GET /v1/catalog HTTP/1.1\r\nHost: x\r\nX-Long: "
+    + b"a" * 9000
+    + b"\r\n\r\n",
     "bad header line": b"GET /v1/catalog HTTP/1.1\r\nHost x\r\n\r\n",
     "bad content-length": b"POST /v1/catalog HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
-    "tls to plain port": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40 + b"\r\n\r\n",
+    "tls to plain port": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
+    + b"\x00" * 40
+    + b"\r\n\r\n",
 }
 
 

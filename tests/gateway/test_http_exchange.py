@@ -36,7 +36,9 @@ def node(request: pytest.FixtureRequest) -> NodeProcess:
     return request.getfixturevalue("node" if request.param == "sqlite" else "jetstream_node")
 
 
-PENSION = "SH/GOV/sicenter/pension"  # psb.id-card: id_number, name, gender, birth_date (legal basis)
+PENSION = (
+    "SH/GOV/sicenter/pension"  # psb.id-card: id_number, name, gender, birth_date (legal basis)
+)
 SELF_SERVICE = "SH/GOV/bdc/self-service"  # psb.id-card: id_number [6, 4], name, valid_until
 
 
@@ -50,7 +52,11 @@ async def test_push_pull_commit_then_pull_from_cursor(sdk) -> None:
     page = await consumer.pull(ID_CARD, after=res["first"] - 1, limit=10)
     assert [r["key"] for r in page.records] == [r["key"] for r in batch]
     offsets = [r["offset"] for r in page.records]
-    assert offsets == sorted(set(offsets)) and offsets[0] == res["first"] and offsets[-1] == res["last"]
+    assert (
+        offsets == sorted(set(offsets))
+        and offsets[0] == res["first"]
+        and offsets[-1] == res["last"]
+    )
     assert page.next == res["last"]
     for got, sent in zip(page.records, batch, strict=True):
         assert got["data"] == {"id_number": sent["data"]["id_number"], "name": sent["data"]["name"]}
@@ -96,7 +102,9 @@ async def test_keyed_read_returns_latest_projected(sdk) -> None:
     # A keyed read of a personal record by a consumer: this grant names a legal basis, so no
     # citizen consent is needed; the answer holds the grant's fields only.
     pension = await sdk(PENSION).get(ID_CARD, first["key"])
-    assert pension["data"] == {k: second["data"][k] for k in ("id_number", "name", "gender", "birth_date")}
+    assert pension["data"] == {
+        k: second["data"][k] for k in ("id_number", "name", "gender", "birth_date")
+    }
     assert pension["offset"] == res["first"]
     assert await owner.get(ID_CARD, "310101000000000000-none") is None
 
@@ -111,8 +119,11 @@ async def test_masks_applied_for_masked_grants(sdk) -> None:
     assert data == {"id_number": num[:6] + "*" * 8 + num[-4:], "name": "Z" + "*" * 8}
 
     page = await sdk(SELF_SERVICE).pull(ID_CARD, after=res["first"] - 1, limit=1)
-    assert page.records[0]["data"] == {"id_number": num[:6] + "*" * 8 + num[-4:],
-                                       "name": "Zhang San", "valid_until": "2035-01-01"}
+    assert page.records[0]["data"] == {
+        "id_number": num[:6] + "*" * 8 + num[-4:],
+        "name": "Zhang San",
+        "valid_until": "2035-01-01",
+    }
 
 
 async def test_owner_sees_all_fields(sdk) -> None:
@@ -149,7 +160,8 @@ async def test_catalog_list_and_entry(sdk, catalog: Catalog) -> None:
     ungranted = await sdk(UNGRANTED).catalog_entry(ID_CARD)
     assert ungranted["visible_fields"] == []
     assert (await sdk(OWNER).catalog_entry(ID_CARD))["visible_fields"] == list(
-        catalog.by_id[ID_CARD].spec.fields)
+        catalog.by_id[ID_CARD].spec.fields
+    )
     own = await sdk(RESTRICTED_OWNER).catalog()
     assert RESTRICTED in {r["id"] for r in own["resources"]}
     with pytest.raises(ExchangeError) as exc:
@@ -163,37 +175,62 @@ async def test_catalog_list_and_entry(sdk, catalog: Catalog) -> None:
 async def test_msgpack_request_and_response(raw: Raw) -> None:
     rec = id_card()
     body = msgspec.msgpack.encode({"records": [rec]})
-    r = await raw.request("POST", f"/v1/resources/{ID_CARD}/records", body=body,
-                          content_type="application/msgpack", headers={"Accept": "application/msgpack"})
+    r = await raw.request(
+        "POST",
+        f"/v1/resources/{ID_CARD}/records",
+        body=body,
+        content_type="application/msgpack",
+        headers={"Accept": "application/msgpack"},
+    )
     assert r.status == 200, r.body
     assert r.headers["Content-Type"].startswith("application/msgpack")
     res = msgspec.msgpack.decode(r.body)
     assert res["count"] == 1 and res["replayed"] is False
 
     q = f"after={res['first'] - 1}&limit=1"
-    for client, expect in ((OWNER, rec["data"]),
-                           (GRANTED, {"id_number": rec["key"], "name": rec["data"]["name"]})):
-        r = await raw.request("GET", f"/v1/resources/{ID_CARD}/records", query=q, client=client,
-                              headers={"Accept": "application/msgpack"})
+    for client, expect in (
+        (OWNER, rec["data"]),
+        (GRANTED, {"id_number": rec["key"], "name": rec["data"]["name"]}),
+    ):
+        r = await raw.request(
+            "GET",
+            f"/v1/resources/{ID_CARD}/records",
+            query=q,
+            client=client,
+            headers={"Accept": "application/msgpack"},
+        )
         assert r.status == 200 and r.headers["Content-Type"].startswith("application/msgpack")
         doc = msgspec.msgpack.decode(r.body)
         assert doc["next"] == res["first"] and doc["records"][0]["data"] == expect
         assert doc["records"][0]["key"] == rec["key"]
 
-    r = await raw.request("GET", f"/v1/resources/{ID_CARD}/records/{rec['key']}", client=PENSION,
-                          headers={"Accept": "application/msgpack"})
+    r = await raw.request(
+        "GET",
+        f"/v1/resources/{ID_CARD}/records/{rec['key']}",
+        client=PENSION,
+        headers={"Accept": "application/msgpack"},
+    )
     assert msgspec.msgpack.decode(r.body)["data"]["name"] == rec["data"]["name"]
 
-    r = await raw.request("PUT", f"/v1/resources/{ID_CARD}/cursor", client=GRANTED,
-                          body=msgspec.msgpack.encode({"offset": res["first"]}),
-                          content_type="application/msgpack", headers={"Accept": "application/msgpack"})
+    r = await raw.request(
+        "PUT",
+        f"/v1/resources/{ID_CARD}/cursor",
+        client=GRANTED,
+        body=msgspec.msgpack.encode({"offset": res["first"]}),
+        content_type="application/msgpack",
+        headers={"Accept": "application/msgpack"},
+    )
     assert r.status == 200 and msgspec.msgpack.decode(r.body) == {"offset": res["first"]}
 
     # JSON is the default answer; an error stays problem+json even when msgpack was asked for.
     r = await raw.request("GET", f"/v1/resources/{ID_CARD}/records", query="limit=1")
     assert r.headers["Content-Type"].startswith("application/json")
-    r = await raw.request("GET", f"/v1/resources/{ID_CARD}/records", query="limit=0",
-                          headers={"Accept": "application/msgpack"})
+    r = await raw.request(
+        "GET",
+        f"/v1/resources/{ID_CARD}/records",
+        query="limit=0",
+        headers={"Accept": "application/msgpack"},
+    )
     assert_problem(r, 400, "client.bad_request")
 
 
@@ -251,15 +288,23 @@ async def test_sdk_push_retry_with_same_key_is_replayed(sdk) -> None:
 
 async def test_every_response_has_a_request_id(raw: Raw) -> None:
     ids = set()
-    for method, path, signed in (("GET", "/healthz", False), ("GET", "/v1/catalog", True),
-                                 ("GET", "/v1/catalog", False), ("GET", "/nope", False),
-                                 ("DELETE", "/v1/catalog", True), ("GET", "/metrics", False)):
+    for method, path, signed in (
+        ("GET", "/healthz", False),
+        ("GET", "/v1/catalog", True),
+        ("GET", "/v1/catalog", False),
+        ("GET", "/nope", False),
+        ("DELETE", "/v1/catalog", True),
+        ("GET", "/metrics", False),
+    ):
         r = await raw.request(method, path, signed=signed)  # Raw.check asserts the header
         ids.add(r.headers["X-Exchange-Request-Id"])
     assert len(ids) == 6
 
 
-@pytest.mark.parametrize("key", ["a/b", "with space", "名字-1", "100%", "x?y#z", "a+b=c&d", "semi;colon", "a%2Fb", "~tilde_"])
+@pytest.mark.parametrize(
+    "key",
+    ["a/b", "with space", "名字-1", "100%", "x?y#z", "a+b=c&d", "semi;colon", "a%2Fb", "~tilde_"],
+)
 async def test_keyed_read_of_keys_needing_escapes(sdk, catalog: Catalog, key: str) -> None:
     rec = record_for(catalog, OPEN, listing_id=key)
     assert rec["key"] == key
@@ -286,7 +331,7 @@ async def test_concurrent_retries_with_one_key_append_once(raw: Raw) -> None:
     assert len({(d["first"], d["last"], d["count"]) for d in docs}) == 1
     assert sum(not d["replayed"] for d in docs) == 1
     after = await raw.snapshot(ID_CARD)
-    assert after[:len(before)] == before and len(after) == len(before) + 2
+    assert after[: len(before)] == before and len(after) == len(before) + 2
 
 
 async def test_concurrent_pushes_get_distinct_increasing_offsets(sdk) -> None:
@@ -305,7 +350,9 @@ async def test_concurrent_pushes_get_distinct_increasing_offsets(sdk) -> None:
 async def test_default_limit_is_100(sdk) -> None:
     owner = sdk(OWNER)
     res = await owner.push(ID_CARD, [id_card() for _ in range(150)])
-    doc = await owner.request("GET", f"/v1/resources/{ID_CARD}/records", params={"after": res["first"] - 1})
+    doc = await owner.request(
+        "GET", f"/v1/resources/{ID_CARD}/records", params={"after": res["first"] - 1}
+    )
     assert len(doc["records"]) == 100 and doc["next"] == doc["records"][-1]["offset"]
 
 

@@ -27,12 +27,12 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
         elif op == 1:
             b.insert(i, rng.choice(b'{}[]",:\\0123456789-eE.nulltruefalse\xff\x00 '))
         elif op == 2 and b:
-            del b[i:i + rng.randint(1, 8)]
+            del b[i : i + rng.randint(1, 8)]
         elif op == 3:
             b = b[:i]
         else:
             j = rng.randrange(len(b)) if b else 0
-            b[i:i] = b[j:j + rng.randint(1, 16)]
+            b[i:i] = b[j : j + rng.randint(1, 16)]
     return bytes(b)
 
 
@@ -66,7 +66,9 @@ async def test_mutated_msgpack_push_bodies(raw: Raw) -> None:
     rng = random.Random(SEED + 1)
     base = msgspec.msgpack.encode({"records": [id_card("fuzz-c"), id_card("fuzz-d")]})
     for _ in range(150):
-        r = await raw.request("POST", RECORDS, body=_mutate(rng, base), content_type="application/msgpack")
+        r = await raw.request(
+            "POST", RECORDS, body=_mutate(rng, base), content_type="application/msgpack"
+        )
         assert r.status in PUSH_OK, (r.status, r.body[:300])
         if r.status == 200:
             await _check_accepted(raw, r)
@@ -75,8 +77,27 @@ async def test_mutated_msgpack_push_bodies(raw: Raw) -> None:
 async def test_random_values_in_every_field(raw: Raw, catalog: Catalog) -> None:
     """Each field of each record gets values of every JSON type, including extremes."""
     rng = random.Random(SEED + 2)
-    values = [None, True, 0, -1, 2**53 + 1, 2**63, -(2**63), 1e308, -0.0, "", "x" * 300, "\u0000",
-              "😀", "2020-02-30", "2020-01-02T25:00:00Z", [], ["a", 1], {}, {"a": {"b": []}}]
+    values = [
+        None,
+        True,
+        0,
+        -1,
+        2**53 + 1,
+        2**63,
+        -(2**63),
+        1e308,
+        -0.0,
+        "",
+        "x" * 300,
+        "\u0000",
+        "😀",
+        "2020-02-30",
+        "2020-01-02T25:00:00Z",
+        [],
+        ["a", 1],
+        {},
+        {"a": {"b": []}},
+    ]
     for field in catalog.by_id[ID_CARD].spec.fields:
         for v in rng.sample(values, 8):
             rec = id_card()
@@ -93,11 +114,17 @@ async def test_random_cursor_bodies_and_queries(raw: Raw) -> None:
     rng = random.Random(SEED + 3)
     base = b'{"offset": 12, "force": true}'
     for _ in range(80):
-        r = await raw.request("PUT", f"/v1/resources/{ID_CARD}/cursor", body=_mutate(rng, base), client=GRANTED)
+        r = await raw.request(
+            "PUT", f"/v1/resources/{ID_CARD}/cursor", body=_mutate(rng, base), client=GRANTED
+        )
         assert r.status in (200, 400, 409), (r.status, r.body[:300])
     alphabet = "afterlimitwait=&%0123456789-+.x;#?/ "
     for _ in range(120):
-        q = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))).replace(" ", "%20").replace("#", "%23")
+        q = (
+            "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+            .replace(" ", "%20")
+            .replace("#", "%23")
+        )
         r = await raw.request("GET", RECORDS, query=q, client=GRANTED)
         assert r.status in (200, 400), (q, r.status, r.body[:300])
 
@@ -107,16 +134,44 @@ async def test_random_optional_headers(raw: Raw) -> None:
     rng = random.Random(SEED + 4)
     rec = id_card()
     await raw.push(ID_CARD, [rec])
-    odd = ["", " ", "x" * 4000, "c-" + "0" * 32, "c-zz", "310101199001011234", "名字", "\t", "a,b;c=d",
-           "%00", "../../etc/passwd", "null", "{}", "c-" + "f" * 31]
-    readers = [("SH/GOV/psb/hukou", f"/v1/resources/{ID_CARD}/records/{rec['key']}"),
-               ("SH/GOV/sicenter/pension", f"/v1/resources/{ID_CARD}/records/{rec['key']}"),
-               (GRANTED, f"/v1/resources/{ID_CARD}/records/{rec['key']}"),
-               (GRANTED, RECORDS)]
+    odd = [
+        "",
+        " ",
+        "x" * 4000,
+        "c-" + "0" * 32,
+        "c-zz",
+        "310101199001011234",
+        "名字",
+        "\t",
+        "a,b;c=d",
+        "%00",
+        "../../etc/passwd",
+        "null",
+        "{}",
+        "c-" + "f" * 31,
+    ]
+    readers = [
+        ("SH/GOV/psb/hukou", f"/v1/resources/{ID_CARD}/records/{rec['key']}"),
+        ("SH/GOV/sicenter/pension", f"/v1/resources/{ID_CARD}/records/{rec['key']}"),
+        (GRANTED, f"/v1/resources/{ID_CARD}/records/{rec['key']}"),
+        (GRANTED, RECORDS),
+    ]
     for _ in range(120):
         client, path = rng.choice(readers)
-        headers = {h: rng.choice(odd) for h in ("X-Exchange-Id", "X-Exchange-UserId", "X-Exchange-Purpose",
-                                                "X-Exchange-Consent") if rng.random() < 0.6}
-        r = await raw.request("GET", path, client=client,
-                              headers={k: v.encode().decode("latin-1") for k, v in headers.items()})
+        headers = {
+            h: rng.choice(odd)
+            for h in (
+                "X-Exchange-Id",
+                "X-Exchange-UserId",
+                "X-Exchange-Purpose",
+                "X-Exchange-Consent",
+            )
+            if rng.random() < 0.6
+        }
+        r = await raw.request(
+            "GET",
+            path,
+            client=client,
+            headers={k: v.encode().decode("latin-1") for k, v in headers.items()},
+        )
         assert r.status in (200, 400, 403, 404), (client, headers, r.status, r.body[:300])

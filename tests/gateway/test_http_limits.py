@@ -29,18 +29,26 @@ def _client(node: NodeProcess, keyring: Keyring, sub: str, **kw: object) -> Exch
     return ExchangeClient(node.url, key.id, key.secret, sub, **kw)  # type: ignore[arg-type]
 
 
-async def test_over_max_inflight_is_a_fast_503(make_node: Callable[..., NodeProcess], keyring: Keyring) -> None:
+async def test_over_max_inflight_is_a_fast_503(
+    make_node: Callable[..., NodeProcess], keyring: Keyring
+) -> None:
     n = make_node(limits={"max_inflight": 2})
     async with aiohttp.ClientSession() as session:
         raw = Raw(session, n.url, keyring)
         res = (await raw.push(ID_CARD, [id_card()])).json()
         consumer = _client(n, keyring, GRANTED, retries=0)
         try:
-            polls = [asyncio.create_task(consumer.pull(ID_CARD, after=res["last"], wait=30)) for _ in range(2)]
+            polls = [
+                asyncio.create_task(consumer.pull(ID_CARD, after=res["last"], wait=30))
+                for _ in range(2)
+            ]
             await wait_until(lambda: _refused(raw))
-            for method, path, signed in (("GET", "/healthz", False), ("GET", "/metrics", False),
-                                         ("POST", f"/v1/resources/{ID_CARD}/records", True),
-                                         ("GET", "/v1/catalog", True)):
+            for method, path, signed in (
+                ("GET", "/healthz", False),
+                ("GET", "/metrics", False),
+                ("POST", f"/v1/resources/{ID_CARD}/records", True),
+                ("GET", "/v1/catalog", True),
+            ):
                 body = {"records": [id_card()]} if method == "POST" else None
                 r = await raw.request(method, path, signed=signed, json_body=body)
                 doc = assert_problem(r, 503, "server.unavailable")
@@ -53,14 +61,18 @@ async def test_over_max_inflight_is_a_fast_503(make_node: Callable[..., NodeProc
             await consumer.close()  # clients that go away free their slots
         await wait_until(lambda: _accepted(raw))
         r = await raw.request("GET", "/metrics", signed=False)
-        rejected = [ln for ln in r.body.decode().splitlines()
-                    if ln.startswith("exchange_overload_rejections_total ")]
+        rejected = [
+            ln
+            for ln in r.body.decode().splitlines()
+            if ln.startswith("exchange_overload_rejections_total ")
+        ]
         assert rejected and float(rejected[0].split()[1]) >= 4
         assert len(await raw.snapshot(ID_CARD)) == 1  # the refused push appended nothing
 
 
-async def test_sdk_retries_a_503_until_capacity_returns(make_node: Callable[..., NodeProcess],
-                                                       keyring: Keyring) -> None:
+async def test_sdk_retries_a_503_until_capacity_returns(
+    make_node: Callable[..., NodeProcess], keyring: Keyring
+) -> None:
     n = make_node(limits={"max_inflight": 1})
     statuses: list[int] = []
 
@@ -100,7 +112,8 @@ async def _accepted(raw: Raw) -> bool:
 
 
 async def test_sigterm_answers_inflight_long_poll_and_closes_store(
-        make_node: Callable[..., NodeProcess], keyring: Keyring) -> None:
+    make_node: Callable[..., NodeProcess], keyring: Keyring
+) -> None:
     # The poll waits far longer than shutdown_timeout_s: draining must answer it, not cut it.
     n = make_node(limits={"shutdown_timeout_s": 2.0})
     owner, consumer = _client(n, keyring, OWNER), _client(n, keyring, GRANTED, retries=0)

@@ -26,7 +26,13 @@ CONTRACT_PATHS = {
     "/v1/resources/{rid}/records/{key}": {"get"},
     "/v1/catalog": {"get"},
     "/v1/catalog/{rid}": {"get"},
-    "/v1/services/{instance}/{class}/{code}/{subsystem}/{service}/{path}": {"get", "post", "put", "patch", "delete"},
+    "/v1/services/{instance}/{class}/{code}/{subsystem}/{service}/{path}": {
+        "get",
+        "post",
+        "put",
+        "patch",
+        "delete",
+    },
     "/healthz": {"get"},
     "/readyz": {"get"},
     "/metrics": {"get"},
@@ -66,8 +72,12 @@ async def test_metrics_names_and_bounded_labels(raw: Raw, catalog: Catalog) -> N
             label_values |= {v for k, v in s.labels.items() if k != "le"}
     resource_ids = set(catalog.resource_ids)
     assert not label_values & resource_ids, label_values & resource_ids
-    assert not any("/" in v or "unknown-" in v or v.startswith("k-") for v in label_values), label_values
-    routes = {s.labels["route"] for s in families["exchange_requests"].samples if "route" in s.labels}
+    assert not any("/" in v or "unknown-" in v or v.startswith("k-") for v in label_values), (
+        label_values
+    )
+    routes = {
+        s.labels["route"] for s in families["exchange_requests"].samples if "route" in s.labels
+    }
     known = {r.name for r in ROUTES.values()} | {"unmatched", "overload", "malformed"}
     assert routes <= known, routes - known
     assert series < 1000
@@ -136,8 +146,11 @@ async def test_errors_are_counted_under_their_route(raw: Raw) -> None:
     await raw.push(ID_CARD, [])  # 422
     await raw.request("GET", f"/v1/resources/{ID_CARD}/records/none", client=GRANTED)  # 403 or 404
     r = await raw.request("GET", "/metrics", signed=False)
-    samples = {(s.labels.get("route"), s.labels.get("status"))
-               for f in text_string_to_metric_families(r.body.decode()) if f.name == "exchange_requests"
-               for s in f.samples}
+    samples = {
+        (s.labels.get("route"), s.labels.get("status"))
+        for f in text_string_to_metric_families(r.body.decode())
+        if f.name == "exchange_requests"
+        for s in f.samples
+    }
     assert ("records", "401") in samples and ("records", "422") in samples, samples
     assert any(route == "record" and status in ("403", "404") for route, status in samples), samples

@@ -28,7 +28,8 @@ async def _status(url: str, key_id: str, secret: str, client: str) -> int:
 
 
 async def test_sighup_rotates_keys_and_refuses_a_broken_catalog(
-        make_node: Callable[..., NodeProcess], keyring_path: Path, tmp_path: Path) -> None:
+    make_node: Callable[..., NodeProcess], keyring_path: Path, tmp_path: Path
+) -> None:
     ring = tmp_path / "keyring.toml"
     catalog = tmp_path / "catalog.toml"
     shutil.copy(keyring_path, ring)
@@ -38,11 +39,16 @@ async def test_sighup_rotates_keys_and_refuses_a_broken_catalog(
     old_key = old.for_client(OWNER)
     assert old_key is not None
     new_secret = secrets.token_hex(32)
-    ring.write_text(ring.read_text() + f'\n[[keys]]\nid = "k-rotated"\nclient = "{OWNER}"\nsecret = "{new_secret}"\n')
+    ring.write_text(
+        ring.read_text()
+        + f'\n[[keys]]\nid = "k-rotated"\nclient = "{OWNER}"\nsecret = "{new_secret}"\n'
+    )
     assert await _status(n.url, "k-rotated", new_secret, OWNER) == 401
     n.signal(signal.SIGHUP)
     await wait_until(lambda: _is(n.url, "k-rotated", new_secret, OWNER, 200))
-    assert await _status(n.url, old_key.id, old_key.secret, OWNER) == 200  # both keys during the rotation
+    assert (
+        await _status(n.url, old_key.id, old_key.secret, OWNER) == 200
+    )  # both keys during the rotation
 
     # Revoke the old key.
     text = ring.read_text()
@@ -63,7 +69,9 @@ async def test_sighup_rotates_keys_and_refuses_a_broken_catalog(
     async with aiohttp.ClientSession() as session:
         raw = Raw(session, n.url, load_keyring(ring))
         assert (await raw.push(ID_CARD, [id_card()])).status == 200
-        assert (await raw.request("GET", f"/v1/resources/{ID_CARD}/records", client=GRANTED)).status == 200
+        assert (
+            await raw.request("GET", f"/v1/resources/{ID_CARD}/records", client=GRANTED)
+        ).status == 200
         assert (await raw.request("GET", "/readyz", signed=False)).status == 200
 
 

@@ -21,7 +21,8 @@ def _client(node: NodeProcess, keyring: Keyring, sub: str) -> ExchangeClient:
 
 
 async def test_push_on_one_node_wakes_a_long_poll_on_the_other(
-        make_node: Callable[..., NodeProcess], keyring: Keyring, tmp_path: Path) -> None:
+    make_node: Callable[..., NodeProcess], keyring: Keyring, tmp_path: Path
+) -> None:
     shared = {"data_dir": str(tmp_path / "shared")}
     a, b = make_node(node=shared), make_node(node=shared)
     owner_a, consumer_b = _client(a, keyring, OWNER), _client(b, keyring, GRANTED)

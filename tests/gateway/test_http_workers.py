@@ -12,7 +12,9 @@ from gwkit import GRANTED, ID_CARD, NodeProcess, Raw, id_card, wait_until
 from gateway.keyring import Keyring
 
 
-async def test_two_workers_share_port_and_store(make_node: Callable[..., NodeProcess], keyring: Keyring) -> None:
+async def test_two_workers_share_port_and_store(
+    make_node: Callable[..., NodeProcess], keyring: Keyring
+) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -43,7 +43,9 @@ async def test_fail_over_to_the_next_node_url(node: NodeProcess, keyring: Keyrin
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
     key = keyring.for_client(OWNER)
     assert key is not None
-    async with ExchangeClient([dead, node.url], key.id, key.secret, OWNER, retries=2, backoff=0.01) as c:
+    async with ExchangeClient(
+        [dead, node.url], key.id, key.secret, OWNER, retries=2, backoff=0.01
+    ) as c:
         res = await c.push(ID_CARD, [id_card()])
         assert res["count"] == 1 and res["replayed"] is False
     async with ExchangeClient([dead], key.id, key.secret, OWNER, retries=1, backoff=0.01) as c:

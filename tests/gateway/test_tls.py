@@ -47,15 +47,22 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pair]:
 
 @pytest.fixture(scope="module")
 def tls_node(make_node: Callable[..., NodeProcess], pki: dict[str, Pair]) -> NodeProcess:
-    return make_node(node={"tls_cert": str(pki["server"][0]), "tls_key": str(pki["server"][1])},
-                     probe_ssl=client_ssl(pki["ca"][0]))
+    return make_node(
+        node={"tls_cert": str(pki["server"][0]), "tls_key": str(pki["server"][1])},
+        probe_ssl=client_ssl(pki["ca"][0]),
+    )
 
 
 @pytest.fixture(scope="module")
 def mtls_node(make_node: Callable[..., NodeProcess], pki: dict[str, Pair]) -> NodeProcess:
-    return make_node(node={"tls_cert": str(pki["server"][0]), "tls_key": str(pki["server"][1]),
-                           "client_ca": str(pki["ca"][0])},
-                     probe_ssl=client_ssl(pki["ca"][0], pki["owner"]))
+    return make_node(
+        node={
+            "tls_cert": str(pki["server"][0]),
+            "tls_key": str(pki["server"][1]),
+            "client_ca": str(pki["ca"][0]),
+        },
+        probe_ssl=client_ssl(pki["ca"][0], pki["owner"]),
+    )
 
 
 @pytest.fixture
@@ -63,7 +70,9 @@ async def sessions() -> AsyncIterator[Callable[[ssl.SSLContext | None], aiohttp.
     made: list[aiohttp.ClientSession] = []
 
     def make(ctx: ssl.SSLContext | None) -> aiohttp.ClientSession:
-        s = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx if ctx is not None else False))
+        s = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=ctx if ctx is not None else False)
+        )
         made.append(s)
         return s
 
@@ -72,17 +81,23 @@ async def sessions() -> AsyncIterator[Callable[[ssl.SSLContext | None], aiohttp.
         await s.close()
 
 
-def _sdk(node: NodeProcess, keyring: Keyring, sub: str, session: aiohttp.ClientSession) -> ExchangeClient:
+def _sdk(
+    node: NodeProcess, keyring: Keyring, sub: str, session: aiohttp.ClientSession
+) -> ExchangeClient:
     key = keyring.for_client(sub)
     assert key is not None
     return ExchangeClient(node.url, key.id, key.secret, sub, session=session, retries=0)
 
 
-async def test_tls_serves_the_exchange(tls_node: NodeProcess, pki: dict[str, Pair], keyring: Keyring,
-                                       sessions) -> None:
+async def test_tls_serves_the_exchange(
+    tls_node: NodeProcess, pki: dict[str, Pair], keyring: Keyring, sessions
+) -> None:
     assert tls_node.url.startswith("https://")
     session = sessions(client_ssl(pki["ca"][0]))
-    owner, consumer = _sdk(tls_node, keyring, OWNER, session), _sdk(tls_node, keyring, GRANTED, session)
+    owner, consumer = (
+        _sdk(tls_node, keyring, OWNER, session),
+        _sdk(tls_node, keyring, GRANTED, session),
+    )
     rec = id_card()
     res = await owner.push(ID_CARD, [rec])
     page = await consumer.pull(ID_CARD, after=res["first"] - 1)
@@ -94,18 +109,22 @@ async def test_tls_serves_the_exchange(tls_node: NodeProcess, pki: dict[str, Pai
                 await resp.read()
 
 
-async def test_mtls_accepts_the_certificate_of_the_caller(mtls_node: NodeProcess, pki: dict[str, Pair],
-                                                          keyring: Keyring, sessions) -> None:
+async def test_mtls_accepts_the_certificate_of_the_caller(
+    mtls_node: NodeProcess, pki: dict[str, Pair], keyring: Keyring, sessions
+) -> None:
     owner = _sdk(mtls_node, keyring, OWNER, sessions(client_ssl(pki["ca"][0], pki["owner"])))
     res = await owner.push(ID_CARD, [id_card()])
     assert res["count"] == 1
-    granted = _sdk(mtls_node, keyring, GRANTED, sessions(client_ssl(pki["ca"][0], pki["granted_cn"])))
+    granted = _sdk(
+        mtls_node, keyring, GRANTED, sessions(client_ssl(pki["ca"][0], pki["granted_cn"]))
+    )
     page = await granted.pull(ID_CARD, after=res["first"] - 1)
     assert len(page.records) == 1  # a certificate naming the subsystem in its CN works too
 
 
 async def test_mtls_refuses_a_certificate_naming_another_subsystem(
-        mtls_node: NodeProcess, pki: dict[str, Pair], keyring: Keyring, sessions) -> None:
+    mtls_node: NodeProcess, pki: dict[str, Pair], keyring: Keyring, sessions
+) -> None:
     raw = Raw(sessions(client_ssl(pki["ca"][0], pki["owner"])), mtls_node.url, keyring)
     before = await raw.snapshot(ID_CARD)
     # GRANTED signs correctly with its own key, but presents OWNER's certificate.
@@ -120,7 +139,8 @@ async def test_mtls_refuses_a_certificate_naming_another_subsystem(
 
 @pytest.mark.parametrize("who", ["no certificate", "another CA"])
 async def test_mtls_refuses_the_handshake_without_a_trusted_certificate(
-        mtls_node: NodeProcess, pki: dict[str, Pair], sessions, who: str) -> None:
+    mtls_node: NodeProcess, pki: dict[str, Pair], sessions, who: str
+) -> None:
     ctx = client_ssl(pki["ca"][0], None if who == "no certificate" else pki["stranger"])
     session = sessions(ctx)
     with pytest.raises((aiohttp.ClientError, ssl.SSLError, ConnectionError)):
