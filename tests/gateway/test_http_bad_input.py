@@ -712,6 +712,10 @@ MALFORMED_HTTP = {
     "tls to plain port": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
     + b"\x00" * 40
     + b"\r\n\r\n",
+    "too many headers": b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+    + b"".join(b"X-H%d: v\r\n" % i for i in range(300))
+    + b"\r\n",
+    "http/2 preface": b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
 }
 
 
