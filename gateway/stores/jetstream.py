@@ -128,8 +128,10 @@ def _ack_stream_seq(reply: str) -> int:
     return int(tokens[7] if len(tokens) >= 12 else tokens[5])
 
 
-#: Direct gets a read makes before it streams the rest through an ephemeral consumer.
+#: Direct gets a read makes before it streams the rest through an ephemeral consumer
+#: (when at least _BULK_MIN records are still wanted).
 _DIRECT_GETS = 4
+_BULK_MIN = 16
 
 
 class _WrongLast(Exception):
@@ -440,7 +442,11 @@ class JetStreamStore:
             fut.set_result(msg)
 
     async def _request(
-        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+        self,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
     ) -> Any:
         """Publish with a reply subject on our one inbox subscription; await the answer.
 
@@ -456,11 +462,11 @@ class JetStreamStore:
         self._replies[reply] = fut
         try:
             await self._call(nc.publish(subject, payload, reply=reply, headers=headers))
-            async with asyncio.timeout(self.op_timeout_s):
+            async with asyncio.timeout(timeout or self.op_timeout_s):
                 msg = await fut
         except TimeoutError:
             raise StoreUnavailable(
-                f"NATS JetStream did not answer within {self.op_timeout_s:g} s"
+                f"NATS JetStream did not answer within {timeout or self.op_timeout_s:g} s"
             ) from None
         finally:
             self._replies.pop(reply, None)
@@ -794,8 +800,14 @@ class JetStreamStore:
         out: list[Record] = []
         gets = 0
         while len(out) < limit:
-            if gets == _DIRECT_GETS:
-                bulk = await self._bulk_read(stream, subject, resource, seq, after, limit - len(out))
+            if gets == _DIRECT_GETS and limit - len(out) >= _BULK_MIN:
+                try:
+                    bulk = await self._bulk_read(
+                        stream, subject, resource, seq, after, limit - len(out)
+                    )
+                except StoreUnavailable as exc:  # e.g. no JetStream meta leader right now
+                    log.info("bulk read failed, going on with direct gets: %s", exc)
+                    bulk = None
                 if bulk is not None:
                     out.extend(bulk)
                     break
@@ -835,7 +847,9 @@ class JetStreamStore:
             "num_replicas": 1,
         }
         msg = await self._request(
-            f"$JS.API.CONSUMER.CREATE.{stream}", _enc({"stream_name": stream, "config": config})
+            f"$JS.API.CONSUMER.CREATE.{stream}",
+            _enc({"stream_name": stream, "config": config}),
+            timeout=min(self.op_timeout_s, 2.0),
         )
         try:
             name = msgspec.json.decode(msg.data)["name"]
@@ -871,12 +885,10 @@ class JetStreamStore:
                 nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}", _enc(request), reply=inbox)
             )
             try:
-                async with asyncio.timeout(self.op_timeout_s):
+                async with asyncio.timeout(min(self.op_timeout_s, 2.0)):
                     await done
             except TimeoutError:
-                raise StoreUnavailable(
-                    f"NATS JetStream did not deliver within {self.op_timeout_s:g} s"
-                ) from None
+                raise StoreUnavailable("the ephemeral consumer did not deliver in time") from None
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

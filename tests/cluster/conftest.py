@@ -3,6 +3,8 @@ the test or module), and gateway node processes using them."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,10 +36,33 @@ def nats_cluster(tmp_path: Path) -> Iterator[list[NatsServer]]:
     _need_binary()
     servers = start_cluster(tmp_path / "nats", 3)
     try:
+        asyncio.run(_wait_for_jetstream_cluster([s.url for s in servers]))
         yield servers
     finally:
         for s in servers:
             s.stop()
+
+
+async def _wait_for_jetstream_cluster(urls: list[str], timeout: float = 30.0) -> None:
+    """Until the cluster has elected its JetStream meta leader (an R=3 stream can be made)."""
+    import nats
+    from nats.js.api import StreamConfig
+
+    nc = await nats.connect(servers=urls)
+    try:
+        js = nc.jetstream(timeout=2)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                await js.add_stream(StreamConfig(name="READY", subjects=["ready.>"], num_replicas=3))
+                await js.delete_stream("READY")
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+    finally:
+        await nc.close()
 
 
 @pytest.fixture
