@@ -17,58 +17,99 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m simulator",
         description="OneStop Exchange capacity model (SimPy): simulate the city's centres and "
         "gateway, check the model against queueing theory, search capacity, sweep scenarios.",
-        epilog="Manual: docs/simulator.md. Exit codes: 0 ok, 1 target/check not met, 2 bad input.")
+        epilog="Manual: docs/simulator.md. Exit codes: 0 ok, 1 target/check not met, 2 bad input.",
+    )
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
 
-    r = sub.add_parser("run", help="simulate a scenario; write summary.json and report.html",
-                       description="Simulate a scenario's replications and write DIR/summary.json"
-                       " and DIR/report.html (+ PNG plots). Nothing is left in DIR on failure.")
+    r = sub.add_parser(
+        "run",
+        help="simulate a scenario; write summary.json and report.html",
+        description="Simulate a scenario's replications and write DIR/summary.json"
+        " and DIR/report.html (+ PNG plots). Nothing is left in DIR on failure.",
+    )
     add_scenario_args(r)
     r.add_argument("--out", required=True, metavar="DIR", help="output folder")
     r.add_argument("--force", action="store_true", help="replace a non-empty DIR")
 
-    v = sub.add_parser("validate", help="check the model against Erlang C (M/M/c) and Little",
-                       description="Single-centre M/M/c runs at several utilisations compared "
-                       "with Erlang C; prints a table; exit 1 when a check fails.")
-    v.add_argument("scenarios", nargs="*", help="validation scenarios (default: built-in "
-                   "rho = 0.5, 0.8, 0.95)")
-    v.add_argument("--customers", type=positive_int, default=None,
-                   help="customers per replication for the built-in cases")
+    v = sub.add_parser(
+        "validate",
+        help="check the model against Erlang C (M/M/c) and Little",
+        description="Single-centre M/M/c runs at several utilisations compared "
+        "with Erlang C; prints a table; exit 1 when a check fails.",
+    )
+    v.add_argument(
+        "scenarios", nargs="*", help="validation scenarios (default: built-in rho = 0.5, 0.8, 0.95)"
+    )
+    v.add_argument(
+        "--customers",
+        type=positive_int,
+        default=None,
+        help="customers per replication for the built-in cases",
+    )
     v.add_argument("--replications", type=positive_int, default=None)
     v.add_argument("--seed", type=int, default=3, help="seed of the built-in cases (3)")
     v.add_argument("--json", metavar="FILE", help="also write the table as JSON")
-    v.add_argument("--jobs", type=positive_int, default=0,
-                   help="parallel processes for replications (default one per CPU)")
+    v.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=0,
+        help="parallel processes for replications (default one per CPU)",
+    )
 
-    c = sub.add_parser("capacity", help="find the minimum capacity that meets a target",
-                       description="Vary one integer key (centers.staff, gateway.nodes, "
-                       "gateway.workers_per_node, agencies.officers) and find the smallest value "
-                       "whose replicated mean meets the target. Prints the table of values tried.")
+    c = sub.add_parser(
+        "capacity",
+        help="find the minimum capacity that meets a target",
+        description="Vary one integer key (centers.staff, gateway.nodes, "
+        "gateway.workers_per_node, agencies.officers) and find the smallest value "
+        "whose replicated mean meets the target. Prints the table of values tried.",
+    )
     add_scenario_args(c)
-    c.add_argument("--target", required=True, action="append",
-                   help='e.g. "centers.wait_minutes.p95<=15" or "gateway.latency_ms.p99<=50"')
+    c.add_argument(
+        "--target",
+        required=True,
+        action="append",
+        help='e.g. "centers.wait_minutes.p95<=15" or "gateway.latency_ms.p99<=50"',
+    )
     c.add_argument("--vary", required=True, help="integer key to vary, e.g. centers.staff")
     c.add_argument("--min", dest="lo", type=positive_int, default=1, help="smallest value (1)")
-    c.add_argument("--max", dest="hi", type=positive_int, default=None,
-                   help="largest value (default: 4 x the scenario's value)")
-    c.add_argument("--conservative", action="store_true",
-                   help="require the whole 95 %% CI to meet the target, not just the mean")
+    c.add_argument(
+        "--max",
+        dest="hi",
+        type=positive_int,
+        default=None,
+        help="largest value (default: 4 x the scenario's value)",
+    )
+    c.add_argument(
+        "--conservative",
+        action="store_true",
+        help="require the whole 95 %% CI to meet the target, not just the mean",
+    )
     c.add_argument("--json", metavar="FILE", help="also write the table as JSON")
 
-    s = sub.add_parser("sweep", help="run a grid of scenario variants (process pool or Dask)",
-                       description="Cartesian grid of --set values; one row per combination. "
-                       "Local process pool by default; --dask ADDRESS or --dask local uses "
-                       "dask.distributed (pip install onestop-exchange[cluster]).")
+    s = sub.add_parser(
+        "sweep",
+        help="run a grid of scenario variants (process pool or Dask)",
+        description="Cartesian grid of --set values; one row per combination. "
+        "Local process pool by default; --dask ADDRESS or --dask local uses "
+        "dask.distributed (pip install onestop-exchange[cluster]).",
+    )
     add_scenario_args(s)
-    s.add_argument("--metric", action="append", default=None,
-                   help="summary keys to tabulate (default: waits, utilisations, latency)")
+    s.add_argument(
+        "--metric",
+        action="append",
+        default=None,
+        help="summary keys to tabulate (default: waits, utilisations, latency)",
+    )
     s.add_argument("--dask", metavar="ADDRESS", help="Dask scheduler address, or 'local'")
     s.set_defaults(jobs=0)  # 0: one worker per CPU; --jobs 1 runs the grid in this process
     s.add_argument("--out", metavar="FILE", help="write the table (.csv or .json)")
 
-    b = sub.add_parser("bench", help="events/s of the full model vs bare SimPy M/M/c",
-                       description="Times one full scenario replication and a bare SimPy M/M/c "
-                       "serving the same number of customers, in the same run.")
+    b = sub.add_parser(
+        "bench",
+        help="events/s of the full model vs bare SimPy M/M/c",
+        description="Times one full scenario replication and a bare SimPy M/M/c "
+        "serving the same number of customers, in the same run.",
+    )
     b.add_argument("scenario", nargs="?", default="configs/scenarios/shanghai-2019.toml")
     b.add_argument("--sample", type=_sample, metavar="1:k", default=1)
     b.add_argument("--json", metavar="FILE", help="write the results as JSON")

@@ -57,11 +57,17 @@ def full_model(path: str, sample: int) -> dict[str, Any]:
     obs = run_replication(scn, np.random.SeedSequence(scn.simulation.seed), sample)
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     ent = obs["entities"]
-    return {"scenario": scn.name, "sample": f"1:{obs['sample']}",
-            "entities": ent["centre_visits"] + ent["gateway_requests"],
-            "centre_visits": ent["centre_visits"], "gateway_requests": ent["gateway_requests"],
-            "applications": ent["applications"], "events": obs["events"], "wall_s": wall,
-            "cpu_s": cpu}
+    return {
+        "scenario": scn.name,
+        "sample": f"1:{obs['sample']}",
+        "entities": ent["centre_visits"] + ent["gateway_requests"],
+        "centre_visits": ent["centre_visits"],
+        "gateway_requests": ent["gateway_requests"],
+        "applications": ent["applications"],
+        "events": obs["events"],
+        "wall_s": wall,
+        "cpu_s": cpu,
+    }
 
 
 def main(args: argparse.Namespace) -> int:
@@ -76,25 +82,53 @@ def main(args: argparse.Namespace) -> int:
             best_bare = b
     assert best_full is not None and best_bare is not None
     ratio = best_full["cpu_s"] / best_bare["cpu_s"]
-    rows = [("full model: " + best_full["scenario"] + f" ({best_full['sample']})",
-             best_full["entities"], best_full["events"], best_full["cpu_s"], best_full["wall_s"]),
-            ("bare SimPy M/M/2, rho 0.5", best_bare["customers"], best_bare["events"],
-             best_bare["cpu_s"], best_bare["wall_s"])]
-    print(f"{'run':<44}{'entities':>11}{'events':>11}{'cpu s':>8}{'wall s':>8}"
-          f"{'events/s':>11}{'entities/s':>11}")
+    rows = [
+        (
+            "full model: " + best_full["scenario"] + f" ({best_full['sample']})",
+            best_full["entities"],
+            best_full["events"],
+            best_full["cpu_s"],
+            best_full["wall_s"],
+        ),
+        (
+            "bare SimPy M/M/2, rho 0.5",
+            best_bare["customers"],
+            best_bare["events"],
+            best_bare["cpu_s"],
+            best_bare["wall_s"],
+        ),
+    ]
+    print(
+        f"{'run':<44}{'entities':>11}{'events':>11}{'cpu s':>8}{'wall s':>8}"
+        f"{'events/s':>11}{'entities/s':>11}"
+    )
     for name, n, ev, cpu, wall in rows:
-        print(f"{name:<44}{n:>11,}{ev:>11,}{cpu:>8.2f}{wall:>8.2f}{ev / cpu:>11,.0f}"
-              f"{n / cpu:>11,.0f}")
-    print(f"full / bare (CPU time, same customers): {ratio:.2f}  (target <= 1.5: "
-          f"{'met' if ratio <= 1.5 else 'NOT met'})")
-    print(f"full model: {best_full['centre_visits']:,} centre visits + "
-          f"{best_full['gateway_requests']:,} gateway requests simulated as entities")
+        print(
+            f"{name:<44}{n:>11,}{ev:>11,}{cpu:>8.2f}{wall:>8.2f}{ev / cpu:>11,.0f}{n / cpu:>11,.0f}"
+        )
+    print(
+        f"full / bare (CPU time, same customers): {ratio:.2f}  (target <= 1.5: "
+        f"{'met' if ratio <= 1.5 else 'NOT met'})"
+    )
+    print(
+        f"full model: {best_full['centre_visits']:,} centre visits + "
+        f"{best_full['gateway_requests']:,} gateway requests simulated as entities"
+    )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"full": best_full, "bare_simpy_mmc": best_bare, "ratio_cpu": ratio,
-                       "target_ratio": 1.5, "met": ratio <= 1.5,
-                       "events_per_s_full": best_full["events"] / best_full["cpu_s"],
-                       "events_per_s_bare": best_bare["events"] / best_bare["cpu_s"],
-                       "python": platform.python_version(), "simpy": simpy.__version__},
-                      fh, indent=2)
+            json.dump(
+                {
+                    "full": best_full,
+                    "bare_simpy_mmc": best_bare,
+                    "ratio_cpu": ratio,
+                    "target_ratio": 1.5,
+                    "met": ratio <= 1.5,
+                    "events_per_s_full": best_full["events"] / best_full["cpu_s"],
+                    "events_per_s_bare": best_bare["events"] / best_bare["cpu_s"],
+                    "python": platform.python_version(),
+                    "simpy": simpy.__version__,
+                },
+                fh,
+                indent=2,
+            )
     return 0

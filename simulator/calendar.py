@@ -71,8 +71,9 @@ def per_day(scn: Scenario, source: str) -> float:
     return 0.0
 
 
-def extrapolate_visits(scn: Scenario, simulated: float, expected: float,
-                       days: list[datetime.date]) -> float:
+def extrapolate_visits(
+    scn: Scenario, simulated: float, expected: float, days: list[datetime.date]
+) -> float:
     """Centre visits over calendar `days` from one replication's simulated visits."""
     if expected <= 0:
         return 0.0
@@ -80,8 +81,9 @@ def extrapolate_visits(scn: Scenario, simulated: float, expected: float,
     return level * weight_sum(scn, "centre", days)
 
 
-def extrapolate_requests(scn: Scenario, simulated: dict[str, float], offered: dict[str, float],
-                         days: list[datetime.date]) -> float:
+def extrapolate_requests(
+    scn: Scenario, simulated: dict[str, float], offered: dict[str, float], days: list[datetime.date]
+) -> float:
     """Gateway requests over calendar `days` from one replication's per-source counts."""
     tot = 0.0
     for src, n in simulated.items():

@@ -53,9 +53,11 @@ def overrides(bench: dict[str, float], raw: dict[str, Any], source: str) -> dict
     by_kind = g.get("service_time_by_kind", {}) if isinstance(g, dict) else {}
     push_batch = g.get("push_batch_records", 100) if isinstance(g, dict) else 100
     pull_batch = g.get("pull_batch_records", 100) if isinstance(g, dict) else 100
-    means = {"keyed_read": 1000.0 / bench["query_rps"],
-             "push": 1000.0 * push_batch / bench["push_records_per_s"],
-             "pull": 1000.0 * pull_batch / bench["pull_records_per_s"]}
+    means = {
+        "keyed_read": 1000.0 / bench["query_rps"],
+        "push": 1000.0 * push_batch / bench["push_records_per_s"],
+        "pull": 1000.0 * pull_batch / bench["pull_records_per_s"],
+    }
     out: dict[str, Any] = {}
     for kind in KINDS:
         base = dict(by_kind.get(kind, default)) if isinstance(by_kind, dict) else {}

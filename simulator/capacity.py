@@ -20,14 +20,29 @@ from simulator.cli_common import UsageError, load_scenario
 from simulator.runner import simulate
 from simulator.targets import Target, ci_of, metric, parse_target
 
-VARY = ("centers.staff", "centers.count", "gateway.nodes", "gateway.workers_per_node",
-        "agencies.officers")
+VARY = (
+    "centers.staff",
+    "centers.count",
+    "gateway.nodes",
+    "gateway.workers_per_node",
+    "agencies.officers",
+)
 
 
-def search(path: str, targets: list[Target], vary: str, lo: int, hi: int | None,
-           sets: list[tuple[str, Any]], replications: int | None, sample: int | None,
-           jobs: int, conservative: bool, bench: str | None = None,
-           report: Any = None) -> tuple[int | None, list[dict[str, Any]]]:
+def search(
+    path: str,
+    targets: list[Target],
+    vary: str,
+    lo: int,
+    hi: int | None,
+    sets: list[tuple[str, Any]],
+    replications: int | None,
+    sample: int | None,
+    jobs: int,
+    conservative: bool,
+    bench: str | None = None,
+    report: Any = None,
+) -> tuple[int | None, list[dict[str, Any]]]:
     """(smallest passing value or None, rows of the values tried in order)."""
     if vary not in VARY:
         raise UsageError(f"--vary {vary!r}: can vary one of {', '.join(VARY)}")
@@ -88,8 +103,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         return "(nothing tried)"
     cols = list(rows[0])
     width = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in cols}
-    lines = ["  ".join(c.rjust(width[c]) for c in cols),
-             "  ".join("-" * width[c] for c in cols)]
+    lines = ["  ".join(c.rjust(width[c]) for c in cols), "  ".join("-" * width[c] for c in cols)]
     for r in rows:
         lines.append("  ".join(_fmt(r.get(c)).rjust(width[c]) for c in cols))
     return "\n".join(lines)
@@ -107,23 +121,49 @@ def main(args: argparse.Namespace) -> int:
     targets = [parse_target(t) for t in args.target]
 
     def report(row: dict[str, Any]) -> None:
-        print(f"tried {args.vary}={row[args.vary]}: {'meets' if row['meets'] else 'misses'}",
-              file=sys.stderr, flush=True)
+        print(
+            f"tried {args.vary}={row[args.vary]}: {'meets' if row['meets'] else 'misses'}",
+            file=sys.stderr,
+            flush=True,
+        )
 
-    best, rows = search(args.scenario, targets, args.vary, args.lo, args.hi, args.sets,
-                        args.replications, args.sample, args.jobs, args.conservative,
-                        args.calibrate, report)
+    best, rows = search(
+        args.scenario,
+        targets,
+        args.vary,
+        args.lo,
+        args.hi,
+        args.sets,
+        args.replications,
+        args.sample,
+        args.jobs,
+        args.conservative,
+        args.calibrate,
+        report,
+    )
     rows_sorted = sorted(rows, key=lambda r: r[args.vary])
-    print(f"targets: {', '.join(map(str, targets))}"
-          f"{' (whole 95 % CI)' if args.conservative else ' (replicated mean)'}")
+    print(
+        f"targets: {', '.join(map(str, targets))}"
+        f"{' (whole 95 % CI)' if args.conservative else ' (replicated mean)'}"
+    )
     print(format_table(rows_sorted))
     if best is None:
-        print(f"no value of {args.vary} up to {max(r[args.vary] for r in rows)} meets the "
-              "targets (raise --max)")
+        print(
+            f"no value of {args.vary} up to {max(r[args.vary] for r in rows)} meets the "
+            "targets (raise --max)"
+        )
     else:
         print(f"minimum {args.vary} = {best}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"vary": args.vary, "targets": [str(t) for t in targets],
-                       "minimum": best, "tried": rows}, fh, indent=2)
+            json.dump(
+                {
+                    "vary": args.vary,
+                    "targets": [str(t) for t in targets],
+                    "minimum": best,
+                    "tried": rows,
+                },
+                fh,
+                indent=2,
+            )
     return 0 if best is not None else 1

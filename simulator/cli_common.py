@@ -47,8 +47,9 @@ def set_arg(text: str) -> tuple[str, Any]:
     return key.strip(), parse_value(value.strip())
 
 
-def load_scenario(path: str, sets: list[tuple[str, Any]] | None = None,
-                  bench: str | None = None) -> tuple[Scenario, dict[str, Any]]:
+def load_scenario(
+    path: str, sets: list[tuple[str, Any]] | None = None, bench: str | None = None
+) -> tuple[Scenario, dict[str, Any]]:
     """The scenario with --set overrides and --calibrate applied; also the raw dict."""
     raw = read_raw(path)
     over: dict[str, Any] = dict(sets or [])
@@ -61,18 +62,43 @@ def load_scenario(path: str, sets: list[tuple[str, Any]] | None = None,
 def add_scenario_args(p: argparse.ArgumentParser, calibrate_flag: bool = True) -> None:
     p.add_argument("scenario", help="scenario TOML file (configs/scenarios/*.toml)")
     p.add_argument("--replications", type=positive_int, help="override simulation.replications")
-    p.add_argument("--sample", type=sample_arg, metavar="1:k",
-                   help="simulate 1 in k centres / agencies and 1/k of the gateway traffic "
-                   "(time-dilated), scaling counts back; see docs/simulator.md")
-    p.add_argument("--set", dest="sets", type=set_arg, action="append", default=[],
-                   metavar="KEY=VALUE", help="override a scenario key, e.g. centers.staff=60")
-    p.add_argument("--jobs", type=positive_int, default=0,
-                   help="parallel processes for replications (sweep: grid points); "
-                   "default one per CPU, 1 = all in this process")
+    p.add_argument(
+        "--sample",
+        type=sample_arg,
+        metavar="1:k",
+        help="simulate 1 in k centres / agencies and 1/k of the gateway traffic "
+        "(time-dilated), scaling counts back; see docs/simulator.md",
+    )
+    p.add_argument(
+        "--set",
+        dest="sets",
+        type=set_arg,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a scenario key, e.g. centers.staff=60",
+    )
+    p.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=0,
+        help="parallel processes for replications (sweep: grid points); "
+        "default one per CPU, 1 = all in this process",
+    )
     if calibrate_flag:
-        p.add_argument("--calibrate", metavar="BENCH_JSON",
-                       help="take gateway service times from the load-test kit's bench.json")
+        p.add_argument(
+            "--calibrate",
+            metavar="BENCH_JSON",
+            help="take gateway service times from the load-test kit's bench.json",
+        )
 
 
-__all__ = ["ScenarioError", "UsageError", "add_scenario_args", "load_scenario", "sample_arg",
-           "set_arg", "positive_int"]
+__all__ = [
+    "ScenarioError",
+    "UsageError",
+    "add_scenario_args",
+    "load_scenario",
+    "sample_arg",
+    "set_arg",
+    "positive_int",
+]

@@ -26,13 +26,17 @@ def run(args: argparse.Namespace) -> int:
         raise
     target = out.commit()
     c, g, cal = result["centers"], result["gateway"], result["calibration"]
-    print(f"{scn.name}: centre wait mean {c['wait_minutes']['mean']} min "
-          f"(p95 {c['wait_minutes']['p95']}), counter utilisation {c['utilization']}; "
-          f"gateway p99 {g['latency_ms']['p99']} ms, utilisation {g['utilization']}")
+    print(
+        f"{scn.name}: centre wait mean {c['wait_minutes']['mean']} min "
+        f"(p95 {c['wait_minutes']['p95']}), counter utilisation {c['utilization']}; "
+        f"gateway p99 {g['latency_ms']['p99']} ms, utilisation {g['utilization']}"
+    )
     if cal.get("within_tolerance") is not None:
-        print(f"calibration: visits H1 {cal['center_visits_first_half']['mean']:,.0f}, "
-              f"requests/year {cal['gateway_requests_year']['mean']:,.0f}: "
-              f"{'within' if cal['within_tolerance'] else 'NOT within'} "
-              f"{cal['tolerance_pct']} %")
+        print(
+            f"calibration: visits H1 {cal['center_visits_first_half']['mean']:,.0f}, "
+            f"requests/year {cal['gateway_requests_year']['mean']:,.0f}: "
+            f"{'within' if cal['within_tolerance'] else 'NOT within'} "
+            f"{cal['tolerance_pct']} %"
+        )
     print(f"wrote {target}/summary.json and {target}/report.html", file=sys.stderr)
     return 0

@@ -32,9 +32,18 @@ _INF = float("inf")
 class Gateway:
     """State and statistics of the gateway cluster during one replication."""
 
-    def __init__(self, env, nodes: int, workers: int,  # noqa: ANN001 - simpy.Environment
-                 service: list[Callable[[], float]], n_sources: int, horizon_hours: int,
-                 warmup_s: float, dilation: float = 1.0, track_inflight: bool = False) -> None:
+    def __init__(
+        self,
+        env,
+        nodes: int,
+        workers: int,  # noqa: ANN001 - simpy.Environment
+        service: list[Callable[[], float]],
+        n_sources: int,
+        horizon_hours: int,
+        warmup_s: float,
+        dilation: float = 1.0,
+        track_inflight: bool = False,
+    ) -> None:
         self.env = env
         self.nodes = nodes
         self.workers = workers
@@ -43,7 +52,8 @@ class Gateway:
         self._up = list(range(nodes))
         self._rr = 0
         self._inflight: list[deque] | None = (
-            [deque() for _ in range(nodes)] if track_inflight else None)
+            [deque() for _ in range(nodes)] if track_inflight else None
+        )
         self.warmup_s = warmup_s
         self.dilation = dilation
         self.latency_s = array("d")

@@ -46,8 +46,20 @@ class Counters(simpy.Resource):
 class Centre:
     """State and observations of one service centre."""
 
-    __slots__ = ("idx", "counters", "q_len", "q_area", "q_last", "busy_s", "staffed_s",
-                 "visits", "served", "baulked", "reneged", "reneged_wait_s")
+    __slots__ = (
+        "idx",
+        "counters",
+        "q_len",
+        "q_area",
+        "q_last",
+        "busy_s",
+        "staffed_s",
+        "visits",
+        "served",
+        "baulked",
+        "reneged",
+        "reneged_wait_s",
+    )
 
     def __init__(self, env: simpy.Environment, idx: int, staff: int) -> None:
         self.idx = idx
@@ -72,8 +84,14 @@ class BackOffice:
     (a file is started only within office hours and finished even past closing).
     """
 
-    def __init__(self, officers: int, hours: list[float], mean_s: float,
-                 draw: Callable[[], float], warmup_s: float) -> None:
+    def __init__(
+        self,
+        officers: int,
+        hours: list[float],
+        mean_s: float,
+        draw: Callable[[], float],
+        warmup_s: float,
+    ) -> None:
         self.free = [0.0] * officers
         self.open_s, self.close_s = hours[0] * HOUR, hours[1] * HOUR
         self.mean_s = mean_s
@@ -120,8 +138,14 @@ class World:
         self.think_s = scn.eservices.think_ms / 1000.0
 
 
-def hourly_rates(per_day: float, hourly: list[float], weekly: list[float], days: int,
-                 scn: Scenario, mask: list[float] | None = None) -> list[float]:
+def hourly_rates(
+    per_day: float,
+    hourly: list[float],
+    weekly: list[float],
+    days: int,
+    scn: Scenario,
+    mask: list[float] | None = None,
+) -> list[float]:
     """Arrivals per second for each hour of the run (piecewise-constant intensity)."""
     w = list(hourly)
     if mask is not None:
@@ -147,8 +171,7 @@ def expected_count(rates: list[float], warmup_s: float) -> float:
 # ----------------------------------------------------------------------------- actors
 
 
-def poisson_times(rates: list[float], unit: Callable[[], float], t: float = 0.0
-                  ) -> Iterator[float]:
+def poisson_times(rates: list[float], unit: Callable[[], float], t: float = 0.0) -> Iterator[float]:
     """Arrival times of a Poisson stream with piecewise-constant hourly intensity.
 
     Inversion of the cumulative intensity: exact for piecewise-constant rates.
@@ -171,16 +194,24 @@ def poisson_times(rates: list[float], unit: Callable[[], float], t: float = 0.0
         yield t
 
 
-def demand(env: simpy.Environment, rates: list[float], unit: Callable[[], float],
-           act: Callable[[], Any]) -> Generator:
+def demand(
+    env: simpy.Environment, rates: list[float], unit: Callable[[], float], act: Callable[[], Any]
+) -> Generator:
     """Citizens or firms of one channel: a Poisson stream with hourly intensity."""
     for t in poisson_times(rates, unit, env.now):
         yield env.timeout(t - env.now)
         act()
 
 
-def visitor(env: simpy.Environment, w: World, c: Centre, patience: Callable[[], float] | None,
-            baulk: int | None, service: Callable[[], float], obs: dict) -> Generator:
+def visitor(
+    env: simpy.Environment,
+    w: World,
+    c: Centre,
+    patience: Callable[[], float] | None,
+    baulk: int | None,
+    service: Callable[[], float],
+    obs: dict,
+) -> Generator:
     """A citizen at a centre: queues (or baulks), may renege, is served, runs an e-service."""
     t0 = env.now
     counted = t0 >= w.warmup_s
@@ -198,8 +229,7 @@ def visitor(env: simpy.Environment, w: World, c: Centre, patience: Callable[[], 
         c.q_last = t0
         c.q_len += 1
         if patience is not None:
-            env.timeout(patience()).callbacks.append(
-                lambda _ev: _renege(env, c, req, counted, t0))
+            env.timeout(patience()).callbacks.append(lambda _ev: _renege(env, c, req, counted, t0))
         yield req
         now = env.now
         c.q_area += c.q_len * (now - c.q_last)
@@ -217,8 +247,9 @@ def visitor(env: simpy.Environment, w: World, c: Centre, patience: Callable[[], 
     start_application(env, w, 0)
 
 
-def _renege(env: simpy.Environment, c: Centre, req: simpy.Resource, counted: bool,
-            t0: float) -> None:
+def _renege(
+    env: simpy.Environment, c: Centre, req: simpy.Resource, counted: bool, t0: float
+) -> None:
     """Patience ran out: a still-waiting visitor leaves the queue (and its process ends)."""
     if req.triggered:
         return
@@ -246,8 +277,7 @@ def start_application(env: simpy.Environment, w: World, src: int) -> None:
         env.process(eservice_session(env, w, seq, src))
 
 
-def eservice_session(env: simpy.Environment, w: World, seq: tuple[int, ...],
-                     src: int) -> Generator:
+def eservice_session(env: simpy.Environment, w: World, seq: tuple[int, ...], src: int) -> Generator:
     """An e-service run for one application: its requests one after the other."""
     gw = w.gateway
     last = len(seq) - 1
@@ -257,8 +287,9 @@ def eservice_session(env: simpy.Environment, w: World, seq: tuple[int, ...],
             yield env.timeout((lat if lat > 0 else 0.0) + w.think_s)
 
 
-def centre_shifts(env: simpy.Environment, w: World, c: Centre, staff: int,
-                  plan: list[tuple[float, int]]) -> Generator:
+def centre_shifts(
+    env: simpy.Environment, w: World, c: Centre, staff: int, plan: list[tuple[float, int]]
+) -> Generator:
     """A centre: staffs counters by the shift plan [(second of day, counters)], day after day."""
     for day in range(w.days):
         for t, n in plan:
@@ -268,8 +299,9 @@ def centre_shifts(env: simpy.Environment, w: World, c: Centre, staff: int,
             c.counters.set_capacity(n)
 
 
-def agency_sync(env: simpy.Environment, w: World, interval_s: float, pushes: int,
-                phase_s: float) -> Generator:
+def agency_sync(
+    env: simpy.Environment, w: World, interval_s: float, pushes: int, phase_s: float
+) -> Generator:
     """An agency's scheduled data-sync job: `pushes` sequential pushes every interval."""
     gw = w.gateway
     yield env.timeout(phase_s)
@@ -283,8 +315,9 @@ def agency_sync(env: simpy.Environment, w: World, interval_s: float, pushes: int
         yield env.timeout(nxt - env.now)
 
 
-def gateway_node(env: simpy.Environment, w: World, node: int,
-                 outages: list[tuple[float, float]]) -> Generator:
+def gateway_node(
+    env: simpy.Environment, w: World, node: int, outages: list[tuple[float, float]]
+) -> Generator:
     """A gateway node: goes down and comes back at the scenario's failure events."""
     for start, dur in sorted(outages):
         if start > env.now:
@@ -325,8 +358,13 @@ def shift_plan(scn: Scenario, staff: int) -> list[tuple[float, int]]:
     a, b = c.open_hours
     if not c.shifts:
         return [(a * HOUR, staff)]
-    points = sorted({a, *(s.start for s in c.shifts if a <= s.start < b),
-                     *(s.end for s in c.shifts if a < s.end < b)})
+    points = sorted(
+        {
+            a,
+            *(s.start for s in c.shifts if a <= s.start < b),
+            *(s.end for s in c.shifts if a < s.end < b),
+        }
+    )
     plan = []
     for p in points:
         share = sum(s.share for s in c.shifts if s.start <= p < s.end)
@@ -334,8 +372,9 @@ def shift_plan(scn: Scenario, staff: int) -> list[tuple[float, int]]:
     return plan
 
 
-def staffed_seconds(plan: list[tuple[float, int]], open_hours: list[float], lo: float,
-                    hi: float) -> float:
+def staffed_seconds(
+    plan: list[tuple[float, int]], open_hours: list[float], lo: float, hi: float
+) -> float:
     """Counter-seconds staffed during opening hours between lo and hi (seconds of day)."""
     a, b = open_hours[0] * HOUR, open_hours[1] * HOUR
     tot = 0.0
@@ -358,15 +397,23 @@ def _scaled(unit: Callable[[], float], mean: float) -> Callable[[], float]:
     return draw
 
 
-def run_replication(scn: Scenario, seed_seq: np.random.SeedSequence, sample: int = 1,
-                    progress: Callable[[float], None] | None = None) -> dict[str, Any]:
+def run_replication(
+    scn: Scenario,
+    seed_seq: np.random.SeedSequence,
+    sample: int = 1,
+    progress: Callable[[float], None] | None = None,
+) -> dict[str, Any]:
     """Simulate one replication; returns raw observations (numbers and numpy arrays)."""
     w = World(scn, seed_seq, sample)
     env, st, k = w.env, w.streams, sample
     c, d, g = scn.centers, scn.demand, scn.gateway
-    obs: dict[str, Any] = {"wait": array("d"), "wait_hour": array("b"),
-                           "queue_samples": [0.0] * 24, "queue_n": [0] * 24,
-                           "visits_hour": [0] * 24}
+    obs: dict[str, Any] = {
+        "wait": array("d"),
+        "wait_hour": array("b"),
+        "queue_samples": [0.0] * 24,
+        "queue_n": [0] * 24,
+        "visits_hour": [0] * 24,
+    }
 
     # E-service choice.
     w.pick_eservice = st.choices("eservice", w.pop)
@@ -380,12 +427,22 @@ def run_replication(scn: Scenario, seed_seq: np.random.SeedSequence, sample: int
         share = [0.0] * a.count
         for p, o in zip(w.pop, w.owner, strict=True):
             share[o] += p
-        per = ([a.officers * a.count * x for x in share] if a.officers_by_load
-               else [a.officers] * a.count)
+        per = (
+            [a.officers * a.count * x for x in share]
+            if a.officers_by_load
+            else [a.officers] * a.count
+        )
         bo_draw = st.draws("backoffice", a.processing.dist, a.processing.cv)
-        w.backoffices = [BackOffice(max(1, round(n / k)), a.office_hours,
-                                    a.processing.mean_minutes * 60.0, bo_draw, w.warmup_s)
-                         for n in per]
+        w.backoffices = [
+            BackOffice(
+                max(1, round(n / k)),
+                a.office_hours,
+                a.processing.mean_minutes * 60.0,
+                bo_draw,
+                w.warmup_s,
+            )
+            for n in per
+        ]
 
     # Gateway.
     dil = float(k)
@@ -395,18 +452,30 @@ def run_replication(scn: Scenario, seed_seq: np.random.SeedSequence, sample: int
         unit = st.draws(f"gateway.{kind}", gs.dist, gs.cv)
         mean = gs.mean_ms / 1000.0 * dil
         svc.append(_scaled(unit, mean))
-    w.gateway = Gateway(env, g.nodes, g.workers_per_node, svc, len(w.sources), w.hours,
-                        w.warmup_s, dilation=dil, track_inflight=bool(g.failures))
+    w.gateway = Gateway(
+        env,
+        g.nodes,
+        g.workers_per_node,
+        svc,
+        len(w.sources),
+        w.hours,
+        w.warmup_s,
+        dilation=dil,
+        track_inflight=bool(g.failures),
+    )
 
     # Centres: every k-th centre is simulated (with its full demand) when sampling.
     rng_sizes = np.random.default_rng([scn.simulation.seed, 104729])
-    sizes = (rng_sizes.lognormal(0.0, c.size_spread, c.count) if c.size_spread > 0
-             else np.ones(c.count))
+    sizes = (
+        rng_sizes.lognormal(0.0, c.size_spread, c.count) if c.size_spread > 0 else np.ones(c.count)
+    )
     simulated = list(range(0, c.count, k))
     sim_sizes = sizes[simulated]
     centre_frac = float(sim_sizes.sum() / sizes.sum())
     if c.staff_by_size:
-        staff = [max(1, round(c.staff * c.count * float(sizes[i] / sizes.sum()))) for i in simulated]
+        staff = [
+            max(1, round(c.staff * c.count * float(sizes[i] / sizes.sum()))) for i in simulated
+        ]
     else:
         staff = [c.staff] * len(simulated)
     w.centres = [Centre(env, i, n) for i, n in zip(simulated, staff, strict=True)]
@@ -419,19 +488,21 @@ def run_replication(scn: Scenario, seed_seq: np.random.SeedSequence, sample: int
             ce.staffed_s += staffed_seconds(plan, c.open_hours, max(0.0, lo - day * DAY), DAY)
     hp = profile(d.hourly_profile, scn.source, "demand.hourly_profile")
     mask = [max(0.0, min(c.open_hours[1], h + 1) - max(c.open_hours[0], h)) for h in range(24)]
-    v_rates = hourly_rates(d.center_visits_per_day * centre_frac, hp, d.weekday_profile,
-                           w.days, scn, mask)
+    v_rates = hourly_rates(
+        d.center_visits_per_day * centre_frac, hp, d.weekday_profile, w.days, scn, mask
+    )
     pick_centre = st.choices("centre.choice", sim_sizes.tolist())
     patience = None
     if c.patience_minutes is not None:
         patience = _scaled(st.draws("centre.patience"), c.patience_minutes * 60.0)
-    service = _scaled(st.draws("centre.service", c.service_time.dist, c.service_time.cv),
-                      c.service_time.mean_minutes * 60.0)
+    service = _scaled(
+        st.draws("centre.service", c.service_time.dist, c.service_time.cv),
+        c.service_time.mean_minutes * 60.0,
+    )
     centres = w.centres
 
     def visit() -> None:
-        env.process(visitor(env, w, centres[pick_centre()], patience, c.baulk_queue, service,
-                            obs))
+        env.process(visitor(env, w, centres[pick_centre()], patience, c.baulk_queue, service, obs))
 
     env.process(demand(env, v_rates, st.draws("arrivals.centre"), visit))
     w.expected_visits = expected_count(v_rates, w.warmup_s)
@@ -440,22 +511,27 @@ def run_replication(scn: Scenario, seed_seq: np.random.SeedSequence, sample: int
     # Online channels.
     for i, ch in enumerate(scn.channels, start=1):
         chp = profile(ch.hourly_profile or d.hourly_profile, scn.source, "channels.hourly_profile")
-        rates = hourly_rates(ch.applications_per_day / k, chp,
-                             ch.weekday_profile or d.weekday_profile, w.days, scn)
-        env.process(demand(env, rates, st.draws(f"arrivals.{ch.name}"),
-                           lambda i=i: start_application(env, w, i)))
+        rates = hourly_rates(
+            ch.applications_per_day / k, chp, ch.weekday_profile or d.weekday_profile, w.days, scn
+        )
+        env.process(
+            demand(
+                env,
+                rates,
+                st.draws(f"arrivals.{ch.name}"),
+                lambda i=i: start_application(env, w, i),
+            )
+        )
         w.offered[i] = expected_count(rates, w.warmup_s) * w.mean_seq
 
     # Background gateway traffic (agency-to-agency requests not tied to an application).
     bg = (d.background_requests_per_day or 0.0) / k
     if bg > 0:
-        rates = hourly_rates(bg, hp, d.background_weekday_profile or d.weekday_profile, w.days,
-                             scn)
+        rates = hourly_rates(bg, hp, d.background_weekday_profile or d.weekday_profile, w.days, scn)
         mix = [getattr(d.background_mix, kk) for kk in KINDS]
         pick_kind = st.choices("background.kind", mix)
         src = w.src_background
-        w.gateway.add_stream(poisson_times(rates, st.draws("arrivals.background")), pick_kind,
-                             src)
+        w.gateway.add_stream(poisson_times(rates, st.draws("arrivals.background")), pick_kind, src)
         w.offered[src] = expected_count(rates, w.warmup_s)
 
     # Scheduled data syncs: 1 in k agencies when sampling.
@@ -473,8 +549,11 @@ def run_replication(scn: Scenario, seed_seq: np.random.SeedSequence, sample: int
 
     # Gateway nodes and their failures.
     for node in range(g.nodes):
-        outs = [(f.day * DAY + f.at_hour * HOUR, f.duration_minutes * 60.0)
-                for f in g.failures if f.node == node]
+        outs = [
+            (f.day * DAY + f.at_hour * HOUR, f.duration_minutes * 60.0)
+            for f in g.failures
+            if f.node == node
+        ]
         if outs:
             env.process(gateway_node(env, w, node, outs))
     env.process(monitor(env, w, scn.simulation.monitor_minutes * 60.0, obs))
@@ -504,22 +583,33 @@ def _observations(w: World, obs: dict, centre_frac: float, events: int) -> dict[
     lat = np.frombuffer(gw.latency_s, dtype=float) if len(gw.latency_s) else np.zeros(0)
     ok = lat >= 0
     kinds = np.frombuffer(gw.kind_of, dtype=np.int8) if len(gw.kind_of) else np.zeros(0, np.int8)
-    up_s = [span - gw.down_s[n] - (end - max(gw.down_since[n], w.warmup_s)
-                                   if gw.down_since[n] is not None else 0.0)
-            for n in range(gw.nodes)]
-    bo_turn = np.concatenate([np.frombuffer(b.turnaround_s, dtype=float)
-                              for b in w.backoffices if len(b.turnaround_s)] or [np.zeros(0)])
+    up_s = [
+        span
+        - gw.down_s[n]
+        - (end - max(gw.down_since[n], w.warmup_s) if gw.down_since[n] is not None else 0.0)
+        for n in range(gw.nodes)
+    ]
+    bo_turn = np.concatenate(
+        [np.frombuffer(b.turnaround_s, dtype=float) for b in w.backoffices if len(b.turnaround_s)]
+        or [np.zeros(0)]
+    )
     bo_days = w.days * (scn.agencies.office_hours[1] - scn.agencies.office_hours[0]) * HOUR
     k = w.k
-    by_source = [n * (scale_c if i == 0 else (w.sync_scale if i == w.src_sync else k))
-                 for i, n in enumerate(gw.by_source)]
-    offered = [n * (scale_c if i == 0 else (w.sync_scale if i == w.src_sync else k))
-               for i, n in enumerate(w.offered)]
+    by_source = [
+        n * (scale_c if i == 0 else (w.sync_scale if i == w.src_sync else k))
+        for i, n in enumerate(gw.by_source)
+    ]
+    offered = [
+        n * (scale_c if i == 0 else (w.sync_scale if i == w.src_sync else k))
+        for i, n in enumerate(w.offered)
+    ]
     return {
         "events": events,
-        "entities": {"centre_visits": sum(c.visits for c in w.centres),
-                     "gateway_requests": sum(gw.by_source),
-                     "applications": sum(w.applications)},
+        "entities": {
+            "centre_visits": sum(c.visits for c in w.centres),
+            "gateway_requests": sum(gw.by_source),
+            "applications": sum(w.applications),
+        },
         "span_s": span,
         "sample": k,
         "centres": {
@@ -531,8 +621,9 @@ def _observations(w: World, obs: dict, centre_frac: float, events: int) -> dict[
             "baulked": sum(c.baulked for c in w.centres) * scale_c,
             "reneged": sum(c.reneged for c in w.centres) * scale_c,
             "visits_by_centre": np.array([c.visits for c in w.centres], dtype=float),
-            "util_by_centre": np.array([c.busy_s / c.staffed_s if c.staffed_s else 0.0
-                                        for c in w.centres]),
+            "util_by_centre": np.array(
+                [c.busy_s / c.staffed_s if c.staffed_s else 0.0 for c in w.centres]
+            ),
             "busy_s": sum(c.busy_s for c in w.centres),
             "staffed_s": sum(c.staffed_s for c in w.centres),
             "queue_area": sum(c.q_area for c in w.centres) - w.area_at_warmup,
@@ -540,8 +631,10 @@ def _observations(w: World, obs: dict, centre_frac: float, events: int) -> dict[
             "reneged_n": sum(c.reneged for c in w.centres),
             "n_centres": len(w.centres),
             "visits_by_hour": [n * scale_c for n in obs["visits_hour"]],
-            "queue_by_hour": [q / n / len(w.centres) if n else 0.0
-                              for q, n in zip(obs["queue_samples"], obs["queue_n"], strict=True)],
+            "queue_by_hour": [
+                q / n / len(w.centres) if n else 0.0
+                for q, n in zip(obs["queue_samples"], obs["queue_n"], strict=True)
+            ],
             "centre_ids": [c.idx for c in w.centres],
         },
         "gateway": {
@@ -550,19 +643,26 @@ def _observations(w: World, obs: dict, centre_frac: float, events: int) -> dict[
             "requests": float(sum(by_source)),
             "requests_by_source": dict(zip(w.sources, by_source, strict=True)),
             "offered_by_source": dict(zip(w.sources, offered, strict=True)),
-            "by_kind": dict(zip(KINDS, (np.bincount(kinds, minlength=len(KINDS)) * k).tolist(),
-                                strict=True)),
+            "by_kind": dict(
+                zip(KINDS, (np.bincount(kinds, minlength=len(KINDS)) * k).tolist(), strict=True)
+            ),
             "by_hour": [n * k for n in gw.by_hour[:-2]] + [(gw.by_hour[-2] + gw.by_hour[-1]) * k],
             "failed": gw.failed * k,
             "busy_s": sum(gw.busy_s),
-            "util_by_node": [b / (u * gw.workers) if u > 0 else 0.0
-                             for b, u in zip(gw.busy_s, up_s, strict=True)],
+            "util_by_node": [
+                b / (u * gw.workers) if u > 0 else 0.0 for b, u in zip(gw.busy_s, up_s, strict=True)
+            ],
             "capacity_s": sum(up_s) * gw.workers,
         },
         "agencies": {
             "turnaround_h": bo_turn / HOUR,
             "utilization": [b.busy_s / (len(b.free) * bo_days) for b in w.backoffices],
-            "applications": dict(zip(w.sources, [n * (scale_c if i == 0 else k) for i, n in
-                                                 enumerate(w.applications)], strict=True)),
+            "applications": dict(
+                zip(
+                    w.sources,
+                    [n * (scale_c if i == 0 else k) for i, n in enumerate(w.applications)],
+                    strict=True,
+                )
+            ),
         },
     }

@@ -10,8 +10,9 @@ from typing import TextIO
 class Progress:
     """`update(fraction)`; silent unless the stream is a TTY."""
 
-    def __init__(self, label: str, stream: TextIO | None = None,
-                 enabled: bool | None = None) -> None:
+    def __init__(
+        self, label: str, stream: TextIO | None = None, enabled: bool | None = None
+    ) -> None:
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled
         self.label = label

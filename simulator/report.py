@@ -28,20 +28,38 @@ def plot_all(series: dict[str, Any], outdir: Path) -> list[str]:
     ax.set_xlabel("hour of day")
     ax.set_ylabel("centre visits per hour")
     ax2 = ax.twinx()
-    ax2.plot(hours + 0.0, np.asarray(series["gateway_by_hour"]) / 3600.0, color="#d9534f",
-             marker="o", ms=3, label="gateway requests / s")
+    ax2.plot(
+        hours + 0.0,
+        np.asarray(series["gateway_by_hour"]) / 3600.0,
+        color="#d9534f",
+        marker="o",
+        ms=3,
+        label="gateway requests / s",
+    )
     ax2.set_ylabel("gateway requests per second")
     fig.legend(loc="upper left", fontsize=8)
     _save(fig, outdir / "arrivals_by_hour.png")
 
     fig, ax = plt.subplots(figsize=(8, 3.6))
-    ax.plot(hours, series["queue_by_hour"], color="#4a7bb7", marker="o", ms=3,
-            label="mean queue length per centre")
+    ax.plot(
+        hours,
+        series["queue_by_hour"],
+        color="#4a7bb7",
+        marker="o",
+        ms=3,
+        label="mean queue length per centre",
+    )
     ax.set_xlabel("hour of day")
     ax.set_ylabel("visitors waiting per centre")
     ax2 = ax.twinx()
-    ax2.plot(hours, series["wait_by_hour"], color="#f0ad4e", marker="s", ms=3,
-             label="mean wait (min) by arrival hour")
+    ax2.plot(
+        hours,
+        series["wait_by_hour"],
+        color="#f0ad4e",
+        marker="s",
+        ms=3,
+        label="mean wait (min) by arrival hour",
+    )
     ax2.set_ylabel("wait, minutes")
     fig.legend(loc="upper left", fontsize=8)
     _save(fig, outdir / "queue_wait_by_hour.png")
@@ -114,10 +132,14 @@ def write_html(summary: dict[str, Any], plots: list[str], path: Path) -> None:
         ("gateway requests (simulated period)", pm(g["requests"], g["requests_ci95"])),
         ("gateway latency p50 / p99, ms", f"{_fmt(lat['p50'])} / {_fmt(lat['p99'])}"),
         ("gateway utilisation", pm(g["utilization"], g["utilization_ci95"])),
-        ("centre visits, first half of year (extrapolated)",
-         pm(cal["center_visits_first_half"]["mean"], cal["center_visits_first_half"]["ci95"])),
-        ("gateway requests, year (extrapolated)",
-         pm(cal["gateway_requests_year"]["mean"], cal["gateway_requests_year"]["ci95"])),
+        (
+            "centre visits, first half of year (extrapolated)",
+            pm(cal["center_visits_first_half"]["mean"], cal["center_visits_first_half"]["ci95"]),
+        ),
+        (
+            "gateway requests, year (extrapolated)",
+            pm(cal["gateway_requests_year"]["mean"], cal["gateway_requests_year"]["ci95"]),
+        ),
     ]
     s = summary["scenario"]
     parts = [
@@ -134,8 +156,9 @@ def write_html(summary: dict[str, Any], plots: list[str], path: Path) -> None:
     if s.get("whatif"):
         parts.append(f"<p><b>What-if:</b> {html.escape(str(s['whatif']))}</p>")
     parts.append("<h2>Headline</h2><table>")
-    parts += [f"<tr><th>{html.escape(k)}</th><td class='n'>{html.escape(v)}</td></tr>"
-              for k, v in head]
+    parts += [
+        f"<tr><th>{html.escape(k)}</th><td class='n'>{html.escape(v)}</td></tr>" for k, v in head
+    ]
     parts.append("</table>")
     if cal.get("within_tolerance") is not None:
         verdict = "within" if cal["within_tolerance"] else "NOT within"
@@ -144,7 +167,9 @@ def write_html(summary: dict[str, Any], plots: list[str], path: Path) -> None:
     for name in plots:
         parts.append(f"<h2>{html.escape(PLOTS[name])}</h2><img src='{name}' alt='{name}'>")
     parts.append("<h2>All figures (summary.json)</h2><table>")
-    parts += [f"<tr><td>{html.escape(k)}</td><td class='n'>{html.escape(v)}</td></tr>"
-              for k, v in _rows({k: v for k, v in summary.items() if k != "calibration"})]
+    parts += [
+        f"<tr><td>{html.escape(k)}</td><td class='n'>{html.escape(v)}</td></tr>"
+        for k, v in _rows({k: v for k, v in summary.items() if k != "calibration"})
+    ]
     parts.append("</table></body></html>")
     path.write_text("\n".join(parts), encoding="utf-8")

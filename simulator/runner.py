@@ -29,8 +29,13 @@ def _one(args: tuple[Scenario, np.random.SeedSequence, int]) -> dict[str, Any]:
     return run_replication(scn, ss, k)
 
 
-def replicate(scn: Scenario, replications: int | None = None, sample: int | None = None,
-              jobs: int = 1, progress: Progress | None = None) -> list[dict[str, Any]]:
+def replicate(
+    scn: Scenario,
+    replications: int | None = None,
+    sample: int | None = None,
+    jobs: int = 1,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
     """Observations of each replication, in replication order."""
     n = replications or scn.simulation.replications
     k = sample or scn.simulation.sample
@@ -41,8 +46,10 @@ def replicate(scn: Scenario, replications: int | None = None, sample: int | None
         for i, s in enumerate(ss):
             cb = None
             if progress is not None and progress.enabled:
+
                 def cb(f: float, i: int = i) -> None:
                     progress.update((i + f) / n, f"replication {i + 1}/{n}")
+
             out.append(run_replication(scn, s, k, cb))
         return out
     with ProcessPoolExecutor(max_workers=min(jobs, n)) as pool:
@@ -55,9 +62,13 @@ def replicate(scn: Scenario, replications: int | None = None, sample: int | None
         return out
 
 
-def simulate(scn: Scenario, replications: int | None = None, sample: int | None = None,
-             jobs: int = 1, progress: Progress | None = None
-             ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def simulate(
+    scn: Scenario,
+    replications: int | None = None,
+    sample: int | None = None,
+    jobs: int = 1,
+    progress: Progress | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(summary, raw replications) of one scenario."""
     t0 = time.perf_counter()
     reps = replicate(scn, replications, sample, jobs, progress)

@@ -26,11 +26,59 @@ WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 PROFILES: dict[str, list[float]] = {
     "flat": [1.0] * 24,
     # Service centres: morning peak at 10:00, lunch dip, afternoon peak at 14:00.
-    "office": [0, 0, 0, 0, 0, 0, 0, 0.2, 0.6, 1.2, 1.5, 1.3, 0.8, 1.1, 1.4, 1.3, 1.0, 0.6,
-               0.1, 0, 0, 0, 0, 0],
+    "office": [
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0.2,
+        0.6,
+        1.2,
+        1.5,
+        1.3,
+        0.8,
+        1.1,
+        1.4,
+        1.3,
+        1.0,
+        0.6,
+        0.1,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ],
     # Web and mobile: low at night, broad day, evening shoulder.
-    "online": [0.25, 0.15, 0.1, 0.08, 0.08, 0.15, 0.35, 0.7, 1.1, 1.45, 1.55, 1.45, 1.2, 1.3,
-               1.45, 1.45, 1.35, 1.2, 1.05, 1.1, 1.15, 1.0, 0.7, 0.45],
+    "online": [
+        0.25,
+        0.15,
+        0.1,
+        0.08,
+        0.08,
+        0.15,
+        0.35,
+        0.7,
+        1.1,
+        1.45,
+        1.55,
+        1.45,
+        1.2,
+        1.3,
+        1.45,
+        1.45,
+        1.35,
+        1.2,
+        1.05,
+        1.1,
+        1.15,
+        1.0,
+        0.7,
+        0.45,
+    ],
 }
 
 
@@ -86,7 +134,8 @@ class Demand(_S):
     weekday_profile: list[float] = msgspec.field(default_factory=lambda: [1.0] * 7)
     background_weekday_profile: list[float] | None = None
     background_mix: RequestMix = msgspec.field(
-        default_factory=lambda: RequestMix(keyed_read=0.6, pull=0.3, push=0.1))
+        default_factory=lambda: RequestMix(keyed_read=0.6, pull=0.3, push=0.1)
+    )
     # Derived (never set in a file): gateway requests not produced by modelled sources.
     background_requests_per_day: float | None = None
 
@@ -130,7 +179,8 @@ class Agencies(_S):
     review_share: float = 1.0  # share of applications that need a back-office officer
     office_hours: list[float] = msgspec.field(default_factory=lambda: [9.0, 17.0])
     processing: CentreServiceTime = msgspec.field(
-        default_factory=lambda: CentreServiceTime(mean_minutes=20.0))
+        default_factory=lambda: CentreServiceTime(mean_minutes=20.0)
+    )
     sync_interval_minutes: float = 0.0  # 0 = no scheduled data-sync pushes
     sync_pushes: int = 0
 
@@ -315,8 +365,12 @@ def profile(value: str | list[float], file: str, key: str, length: int = 24) -> 
     """A named or explicit profile as a list of `length` non-negative weights."""
     if isinstance(value, str):
         if value not in PROFILES:
-            raise ScenarioError(file, key, f"unknown profile {value!r} "
-                                f"(one of {', '.join(sorted(PROFILES))}, or {length} weights)")
+            raise ScenarioError(
+                file,
+                key,
+                f"unknown profile {value!r} "
+                f"(one of {', '.join(sorted(PROFILES))}, or {length} weights)",
+            )
         return list(PROFILES[value])
     if len(value) != length:
         raise ScenarioError(file, key, f"needs {length} weights, got {len(value)}")
@@ -361,8 +415,9 @@ def check(s: Scenario) -> None:
     if sim.seed < 0:
         raise ScenarioError(f, "simulation.seed", f"must be >= 0, got {sim.seed}")
     if sim.warmup_hours >= sim.days * 24:
-        raise ScenarioError(f, "simulation.warmup_hours",
-                            f"must be shorter than the run ({sim.days * 24} h)")
+        raise ScenarioError(
+            f, "simulation.warmup_hours", f"must be shorter than the run ({sim.days * 24} h)"
+        )
     d = s.demand
     _pos(f, "demand.center_visits_per_day", d.center_visits_per_day)
     _pos(f, "demand.gateway_requests_per_day", d.gateway_requests_per_day)
@@ -379,8 +434,11 @@ def check(s: Scenario) -> None:
     names = set()
     for i, ch in enumerate(s.channels):
         key = f"channels[{i}]"
-        if not re.fullmatch(r"[a-z][a-z0-9_-]*", ch.name) or ch.name in ("centre", "background",
-                                                                          "sync"):
+        if not re.fullmatch(r"[a-z][a-z0-9_-]*", ch.name) or ch.name in (
+            "centre",
+            "background",
+            "sync",
+        ):
             raise ScenarioError(f, f"{key}.name", f"invalid or reserved channel name {ch.name!r}")
         if ch.name in names:
             raise ScenarioError(f, f"{key}.name", f"duplicate channel {ch.name!r}")
@@ -401,7 +459,9 @@ def check(s: Scenario) -> None:
     for i, sh in enumerate(c.shifts):
         _hours(f, f"centers.shifts[{i}]", [sh.start, sh.end])
         if not 0 < sh.share <= 1:
-            raise ScenarioError(f, f"centers.shifts[{i}].share", f"must be in (0, 1], got {sh.share}")
+            raise ScenarioError(
+                f, f"centers.shifts[{i}].share", f"must be in (0, 1], got {sh.share}"
+            )
     if c.shifts:
         a, b = c.open_hours
         for h in range(int(a), math.ceil(b)):
@@ -431,15 +491,19 @@ def check(s: Scenario) -> None:
     _dist(f, "gateway.service_time", g.service_time)
     for k, st in g.service_time_by_kind.items():
         if k not in KINDS:
-            raise ScenarioError(f, f"gateway.service_time_by_kind.{k}",
-                                f"unknown request kind (one of {', '.join(KINDS)})")
+            raise ScenarioError(
+                f,
+                f"gateway.service_time_by_kind.{k}",
+                f"unknown request kind (one of {', '.join(KINDS)})",
+            )
         _dist(f, f"gateway.service_time_by_kind.{k}", st)
     _pos(f, "gateway.push_batch_records", g.push_batch_records)
     _pos(f, "gateway.pull_batch_records", g.pull_batch_records)
     for i, fl in enumerate(g.failures):
         if not 0 <= fl.node < g.nodes:
-            raise ScenarioError(f, f"gateway.failures[{i}].node",
-                                f"must be in 0..{g.nodes - 1}, got {fl.node}")
+            raise ScenarioError(
+                f, f"gateway.failures[{i}].node", f"must be in 0..{g.nodes - 1}, got {fl.node}"
+            )
         if not 0 <= fl.at_hour < 24:
             raise ScenarioError(f, f"gateway.failures[{i}].at_hour", "must be in [0, 24)")
         if not 0 <= fl.day < sim.days:
@@ -448,8 +512,10 @@ def check(s: Scenario) -> None:
     cal = s.calendar
     if not 1900 <= cal.year <= 2200:
         raise ScenarioError(f, "calendar.year", f"out of range: {cal.year}")
-    for key, w in (("holiday_weight_centres", cal.holiday_weight_centres),
-                   ("holiday_weight_online", cal.holiday_weight_online)):
+    for key, w in (
+        ("holiday_weight_centres", cal.holiday_weight_centres),
+        ("holiday_weight_online", cal.holiday_weight_online),
+    ):
         _pos(f, f"calendar.{key}", w, allow_zero=True)
     cb = s.calibration
     _pos(f, "calibration.center_visits_first_half", cb.center_visits_first_half)
@@ -480,8 +546,12 @@ def _check_mmc(s: Scenario) -> None:
         raise ScenarioError(f, "centers", "M/M/c has no shifts, baulking, reneging or channels")
     rho = offered_utilisation(s)
     if rho >= 1:
-        raise ScenarioError(f, "centers.staff", f"utilisation {rho:.3f} >= 1: the queue "
-                            "has no steady state (raise centers.staff or lower the demand)")
+        raise ScenarioError(
+            f,
+            "centers.staff",
+            f"utilisation {rho:.3f} >= 1: the queue "
+            "has no steady state (raise centers.staff or lower the demand)",
+        )
 
 
 def offered_utilisation(s: Scenario) -> float:
@@ -543,9 +613,12 @@ def resolve(s: Scenario) -> Scenario:
     modelled = apps * requests_per_application(s) + sync_requests_per_day(s)
     background = d.gateway_requests_per_day - modelled
     if background < -1e-6 * d.gateway_requests_per_day:
-        raise ScenarioError(f, "demand.gateway_requests_per_day",
-                            f"{d.gateway_requests_per_day:.0f} is below the {modelled:.0f} requests "
-                            "the channels, e-services and data syncs already issue")
+        raise ScenarioError(
+            f,
+            "demand.gateway_requests_per_day",
+            f"{d.gateway_requests_per_day:.0f} is below the {modelled:.0f} requests "
+            "the channels, e-services and data syncs already issue",
+        )
     w = s.whatif
     visits = d.center_visits_per_day * w.centre_factor
     channels = list(s.channels)
@@ -553,18 +626,28 @@ def resolve(s: Scenario) -> Scenario:
         moved = visits * w.shift_centre_to_online
         visits -= moved
         tot = sum(ch.applications_per_day for ch in channels)
-        channels = [msgspec.structs.replace(
-            ch, applications_per_day=ch.applications_per_day + moved * ch.applications_per_day / tot)
-            for ch in channels]
-    channels = [msgspec.structs.replace(ch, applications_per_day=ch.applications_per_day
-                                        * w.online_factor) for ch in channels]
-    demand = msgspec.structs.replace(d, center_visits_per_day=visits,
-                                     background_requests_per_day=max(0.0, background)
-                                     * w.online_factor)
+        channels = [
+            msgspec.structs.replace(
+                ch,
+                applications_per_day=ch.applications_per_day
+                + moved * ch.applications_per_day / tot,
+            )
+            for ch in channels
+        ]
+    channels = [
+        msgspec.structs.replace(ch, applications_per_day=ch.applications_per_day * w.online_factor)
+        for ch in channels
+    ]
+    demand = msgspec.structs.replace(
+        d,
+        center_visits_per_day=visits,
+        background_requests_per_day=max(0.0, background) * w.online_factor,
+    )
     agencies = s.agencies
     if w.online_factor != 1 and agencies.sync_pushes:
         agencies = msgspec.structs.replace(
-            agencies, sync_interval_minutes=agencies.sync_interval_minutes / w.online_factor)
+            agencies, sync_interval_minutes=agencies.sync_interval_minutes / w.online_factor
+        )
     return msgspec.structs.replace(s, demand=demand, channels=channels, agencies=agencies)
 
 

@@ -32,9 +32,11 @@ class Streams:
         """A function returning the next draw with mean 1 of `dist`."""
         rng = self._rng(name)
         if dist == "exponential":
+
             def gen() -> list[float]:
                 return rng.standard_exponential(_CHUNK).tolist()
         elif dist == "deterministic":
+
             def gen() -> list[float]:
                 return [1.0] * _CHUNK
         elif dist == "lognormal":
@@ -49,6 +51,7 @@ class Streams:
             def gen() -> list[float]:
                 return rng.gamma(shape, 1.0 / shape, _CHUNK).tolist()
         elif dist == "uniform":
+
             def gen() -> list[float]:
                 return rng.random(_CHUNK).tolist()
         else:  # pragma: no cover - scenario decoding forbids it

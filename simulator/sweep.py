@@ -24,9 +24,15 @@ from simulator.runner import simulate
 from simulator.scenario import parse_value
 from simulator.targets import metric
 
-DEFAULT_METRICS = ("centers.wait_minutes.mean", "centers.wait_minutes.p95",
-                   "centers.utilization", "centers.reneged", "gateway.latency_ms.p99",
-                   "gateway.utilization", "gateway.failed")
+DEFAULT_METRICS = (
+    "centers.wait_minutes.mean",
+    "centers.wait_minutes.p95",
+    "centers.utilization",
+    "centers.reneged",
+    "gateway.latency_ms.p99",
+    "gateway.utilization",
+    "gateway.failed",
+)
 
 
 def grid(sets: list[tuple[str, Any]]) -> list[dict[str, Any]]:
@@ -46,12 +52,15 @@ def grid(sets: list[tuple[str, Any]]) -> list[dict[str, Any]]:
         if any(k == key for k, _ in axes):
             raise UsageError(f"--set {key} given twice")
         axes.append((key, values))
-    return [dict(zip([k for k, _ in axes], combo, strict=True))
-            for combo in itertools.product(*(v for _, v in axes))]
+    return [
+        dict(zip([k for k, _ in axes], combo, strict=True))
+        for combo in itertools.product(*(v for _, v in axes))
+    ]
 
 
-def run_point(job: tuple[str, dict[str, Any], int | None, int | None, str | None,
-                         tuple[str, ...]]) -> dict[str, Any]:
+def run_point(
+    job: tuple[str, dict[str, Any], int | None, int | None, str | None, tuple[str, ...]],
+) -> dict[str, Any]:
     """Simulate one grid point; returns its row (the point's keys, then the metrics)."""
     path, point, replications, sample, bench, metrics = job
     scn, _ = load_scenario(path, list(point.items()), bench)
@@ -68,11 +77,17 @@ def execute(jobs: list[tuple], workers: int, dask: str | None) -> list[dict[str,
         try:
             from dask.distributed import Client, LocalCluster
         except ImportError:
-            raise UsageError("--dask needs dask.distributed, which is not installed: "
-                             "pip install onestop-exchange[cluster]") from None
+            raise UsageError(
+                "--dask needs dask.distributed, which is not installed: "
+                "pip install onestop-exchange[cluster]"
+            ) from None
         if dask == "local":
-            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                              dashboard_address=None) as cluster, Client(cluster) as client:
+            with (
+                LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+                ) as cluster,
+                Client(cluster) as client,
+            ):
                 return client.gather(client.map(run_point, jobs, pure=False))
         with Client(dask) as client:
             return client.gather(client.map(run_point, jobs, pure=False))
@@ -108,8 +123,9 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {args.out!r}: use a .csv or .json file name")
     for point in points:  # every point must be a valid scenario before anything runs
         load_scenario(args.scenario, list(point.items()), args.calibrate)
-    jobs = [(args.scenario, p, args.replications, args.sample, args.calibrate, metrics)
-            for p in points]
+    jobs = [
+        (args.scenario, p, args.replications, args.sample, args.calibrate, metrics) for p in points
+    ]
     workers = args.jobs or (os.cpu_count() or 1)
     rows = execute(jobs, workers, args.dask)
     print(format_rows(rows))

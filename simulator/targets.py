@@ -9,8 +9,11 @@ from typing import Any
 
 from simulator.cli_common import UsageError
 
-_TARGET = re.compile(r"^\s*([a-z_][a-z0-9_.]*)\s*(<=|>=|<|>)\s*([-+]?[0-9]*\.?[0-9]+(?:e[-+]?\d+)?)"
-                     r"\s*$", re.I)
+_TARGET = re.compile(
+    r"^\s*([a-z_][a-z0-9_.]*)\s*(<=|>=|<|>)\s*([-+]?[0-9]*\.?[0-9]+(?:e[-+]?\d+)?)"
+    r"\s*$",
+    re.I,
+)
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,10 @@ def parse_target(text: str) -> Target:
     """`METRIC<=VALUE` (also <, >=, >); a bad one is a UsageError saying what is expected."""
     m = _TARGET.match(text)
     if not m:
-        raise UsageError(f"bad --target {text!r}: expected METRIC OP NUMBER with OP one of "
-                         "<= < >= >, e.g. \"centers.wait_minutes.p95<=15\"")
+        raise UsageError(
+            f"bad --target {text!r}: expected METRIC OP NUMBER with OP one of "
+            '<= < >= >, e.g. "centers.wait_minutes.p95<=15"'
+        )
     return Target(m.group(1), m.group(2), float(m.group(3)))
 
 
@@ -50,8 +55,10 @@ def metric(summary: dict[str, Any], path: str) -> float | None:
     node: Any = summary
     for part in path.split("."):
         if not isinstance(node, dict) or part not in node:
-            raise UsageError(f"unknown metric {path!r}: no `{part}` in summary.json "
-                             f"(there: {', '.join(sorted(node)) if isinstance(node, dict) else '-'})")
+            raise UsageError(
+                f"unknown metric {path!r}: no `{part}` in summary.json "
+                f"(there: {', '.join(sorted(node)) if isinstance(node, dict) else '-'})"
+            )
         node = node[part]
     if isinstance(node, dict) and "mean" in node:
         node = node["mean"]

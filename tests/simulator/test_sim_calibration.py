@@ -38,11 +38,20 @@ def test_shanghai_day_is_plausible(shanghai: dict) -> None:
 
 
 def test_sampling_reproduces_the_full_run_within_cis(tmp_path) -> None:
-    data = small(centers__count=16, centers__staff=8, demand__center_visits_per_day=7000,
-                 demand__gateway_requests_per_day=160000, channels=[], eservices={},
-                 agencies={"count": 4},
-                 gateway={"nodes": 1, "workers_per_node": 1,
-                          "service_time": {"dist": "exponential", "mean_ms": 25.0}})
+    data = small(
+        centers__count=16,
+        centers__staff=8,
+        demand__center_visits_per_day=7000,
+        demand__gateway_requests_per_day=160000,
+        channels=[],
+        eservices={},
+        agencies={"count": 4},
+        gateway={
+            "nodes": 1,
+            "workers_per_node": 1,
+            "service_time": {"dist": "exponential", "mean_ms": 25.0},
+        },
+    )
     scn = load(write(tmp_path, data))
     full, _ = simulate(scn, replications=4, sample=1, jobs=2)
     part, _ = simulate(scn, replications=4, sample=4, jobs=2)
@@ -50,12 +59,25 @@ def test_sampling_reproduces_the_full_run_within_cis(tmp_path) -> None:
     def close(a: float, ha: float, b: float, hb: float) -> bool:
         return abs(a - b) <= ha + hb
 
-    for sect, key in (("centers", "utilization"), ("gateway", "utilization"),
-                      ("gateway", "requests"), ("centers", "visits")):
+    for sect, key in (
+        ("centers", "utilization"),
+        ("gateway", "utilization"),
+        ("gateway", "requests"),
+        ("centers", "visits"),
+    ):
         a, b = full[sect], part[sect]
-        assert close(a[key], a[f"{key}_ci95"], b[key], b[f"{key}_ci95"]), (sect, key, a[key], b[key])
-    for sect, block, key in (("centers", "wait_minutes", "mean"), ("centers", "wait_minutes", "p95"),
-                             ("gateway", "latency_ms", "mean"), ("gateway", "latency_ms", "p99")):
+        assert close(a[key], a[f"{key}_ci95"], b[key], b[f"{key}_ci95"]), (
+            sect,
+            key,
+            a[key],
+            b[key],
+        )
+    for sect, block, key in (
+        ("centers", "wait_minutes", "mean"),
+        ("centers", "wait_minutes", "p95"),
+        ("gateway", "latency_ms", "mean"),
+        ("gateway", "latency_ms", "p99"),
+    ):
         a, b = full[sect][block], part[sect][block]
         ci = "ci95" if key == "mean" else f"{key}_ci95"
         assert close(a[key], a[ci], b[key], b[ci]), (sect, block, key, a[key], b[key])

@@ -43,8 +43,12 @@ def test_run_writes_summary_and_report(tmp_path: Path, small_file: Path) -> None
     assert s["calibration"]["center_visits_first_half"]["target"] == 300_000
     assert s["scenario"]["replications"] == 2
     html = (out / "report.html").read_text()
-    for png in ("arrivals_by_hour.png", "queue_wait_by_hour.png", "utilization_by_centre.png",
-                "gateway_latency.png"):
+    for png in (
+        "arrivals_by_hour.png",
+        "queue_wait_by_hour.png",
+        "utilization_by_centre.png",
+        "gateway_latency.png",
+    ):
         assert (out / png).stat().st_size > 1000
         assert png in html
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
@@ -61,6 +65,7 @@ def test_every_mean_carries_its_half_width(tmp_path: Path, small_file: Path) -> 
                 walk(v, f"{path}.{k}")
             elif k == "mean":
                 assert "ci95" in node, path
+
     for sect in ("centers", "gateway", "agencies", "calibration"):
         walk(s[sect], sect)
     for k in ("visits", "utilization", "served", "reneged"):
@@ -69,8 +74,16 @@ def test_every_mean_carries_its_half_width(tmp_path: Path, small_file: Path) -> 
 
 def test_calibrate_from_bench_json(tmp_path: Path, small_file: Path) -> None:
     bench = tmp_path / "bench.json"
-    bench.write_text(json.dumps({"hello_rps": 20000, "query_rps": 2000,
-                                 "push_records_per_s": 50000, "pull_records_per_s": 100000}))
+    bench.write_text(
+        json.dumps(
+            {
+                "hello_rps": 20000,
+                "query_rps": 2000,
+                "push_records_per_s": 50000,
+                "pull_records_per_s": 100000,
+            }
+        )
+    )
     out = tmp_path / "cal"
     assert main(["run", str(small_file), "--out", str(out), "--calibrate", str(bench)]) == 0
     s = json.loads((out / "summary.json").read_text())
@@ -79,13 +92,17 @@ def test_calibrate_from_bench_json(tmp_path: Path, small_file: Path) -> None:
     assert 0.3 < s["gateway"]["latency_ms"]["mean"] < 3
 
 
-@pytest.mark.parametrize("content,key", [
-    ({"query_rps": 1000, "push_records_per_s": 1}, "pull_records_per_s"),
-    ({"query_rps": -5, "push_records_per_s": 1, "pull_records_per_s": 1}, "query_rps"),
-    ({"query_rps": "fast", "push_records_per_s": 1, "pull_records_per_s": 1}, "query_rps"),
-])
-def test_bad_bench_json(tmp_path: Path, small_file: Path, content: dict, key: str,
-                        capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "content,key",
+    [
+        ({"query_rps": 1000, "push_records_per_s": 1}, "pull_records_per_s"),
+        ({"query_rps": -5, "push_records_per_s": 1, "pull_records_per_s": 1}, "query_rps"),
+        ({"query_rps": "fast", "push_records_per_s": 1, "pull_records_per_s": 1}, "query_rps"),
+    ],
+)
+def test_bad_bench_json(
+    tmp_path: Path, small_file: Path, content: dict, key: str, capsys: pytest.CaptureFixture
+) -> None:
     bench = tmp_path / "bench.json"
     bench.write_text(json.dumps(content))
     out = tmp_path / "x"
@@ -105,19 +122,24 @@ def test_bad_scenario_exits_2_without_traceback_or_output(tmp_path: Path) -> Non
     assert [p.name for p in tmp_path.iterdir()] == ["scn.toml"]
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["run", "SCN", "--out", "OUT", "--sample", "0:3"], "1:k"),
-    (["run", "SCN", "--out", "OUT", "--sample", "1:0"], "1:k"),
-    (["run", "SCN", "--out", "OUT", "--replications", "0"], "must be >= 1"),
-    (["run", "SCN", "--out", "OUT", "--set", "centers.staff"], "key=value"),
-    (["run", "SCN"], "--out"),
-    (["run", "SCN", "--out", "OUT", "--bogus"], "unrecognized"),
-    (["explode"], "invalid choice"),
-])
-def test_bad_flags_exit_2(tmp_path: Path, small_file: Path, argv: list[str], needle: str,
-                          capsys: pytest.CaptureFixture) -> None:
-    argv = [str(small_file) if a == "SCN" else str(tmp_path / "o") if a == "OUT" else a
-            for a in argv]
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["run", "SCN", "--out", "OUT", "--sample", "0:3"], "1:k"),
+        (["run", "SCN", "--out", "OUT", "--sample", "1:0"], "1:k"),
+        (["run", "SCN", "--out", "OUT", "--replications", "0"], "must be >= 1"),
+        (["run", "SCN", "--out", "OUT", "--set", "centers.staff"], "key=value"),
+        (["run", "SCN"], "--out"),
+        (["run", "SCN", "--out", "OUT", "--bogus"], "unrecognized"),
+        (["explode"], "invalid choice"),
+    ],
+)
+def test_bad_flags_exit_2(
+    tmp_path: Path, small_file: Path, argv: list[str], needle: str, capsys: pytest.CaptureFixture
+) -> None:
+    argv = [
+        str(small_file) if a == "SCN" else str(tmp_path / "o") if a == "OUT" else a for a in argv
+    ]
     with pytest.raises(SystemExit) as ei:
         main(argv)
     assert ei.value.code == 2
@@ -125,8 +147,9 @@ def test_bad_flags_exit_2(tmp_path: Path, small_file: Path, argv: list[str], nee
     assert not (tmp_path / "o").exists()
 
 
-def test_bad_override_and_existing_output(tmp_path: Path, small_file: Path,
-                                          capsys: pytest.CaptureFixture) -> None:
+def test_bad_override_and_existing_output(
+    tmp_path: Path, small_file: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "o"
     assert main(["run", str(small_file), "--out", str(out), "--set", "gateway.nodes=-1"]) == 2
     assert "gateway.nodes" in capsys.readouterr().err

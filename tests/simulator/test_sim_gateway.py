@@ -44,8 +44,15 @@ def test_same_latencies_as_simpy_resource(c: int) -> None:
 
     env = simpy.Environment()
     it = iter(services)
-    gw = Gateway(env, nodes=1, workers=c, service=[lambda: next(it)] * 3, n_sources=1,
-                 horizon_hours=int(t // 3600) + 1, warmup_s=0.0)
+    gw = Gateway(
+        env,
+        nodes=1,
+        workers=c,
+        service=[lambda: next(it)] * 3,
+        n_sources=1,
+        horizon_hours=int(t // 3600) + 1,
+        warmup_s=0.0,
+    )
     got = []
 
     def src():
@@ -60,8 +67,15 @@ def test_same_latencies_as_simpy_resource(c: int) -> None:
 
 def test_stream_requests_are_served_in_time_order_with_others() -> None:
     env = simpy.Environment()
-    gw = Gateway(env, nodes=1, workers=1, service=[lambda: 1.0] * 3, n_sources=2,
-                 horizon_hours=1, warmup_s=0.0)
+    gw = Gateway(
+        env,
+        nodes=1,
+        workers=1,
+        service=[lambda: 1.0] * 3,
+        n_sources=2,
+        horizon_hours=1,
+        warmup_s=0.0,
+    )
     gw.add_stream(iter([0.5, 2.0]), lambda: 0, 1)
     seen = []
 
@@ -80,8 +94,16 @@ def test_stream_requests_are_served_in_time_order_with_others() -> None:
 
 def test_failure_fails_inflight_and_recovery_restores() -> None:
     env = simpy.Environment()
-    gw = Gateway(env, nodes=2, workers=1, service=[lambda: 10.0] * 3, n_sources=1,
-                 horizon_hours=1, warmup_s=0.0, track_inflight=True)
+    gw = Gateway(
+        env,
+        nodes=2,
+        workers=1,
+        service=[lambda: 10.0] * 3,
+        n_sources=1,
+        horizon_hours=1,
+        warmup_s=0.0,
+        track_inflight=True,
+    )
 
     def proc():
         gw.submit(0, 0)  # node 0, busy until 10

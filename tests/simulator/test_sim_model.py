@@ -17,8 +17,10 @@ def _run(tmp_path: Path, reps: int = 2, **changes) -> dict:
 
 
 def test_no_node_up_fails_the_requests_of_that_time(tmp_path: Path) -> None:
-    fails = [{"node": 0, "at_hour": 10, "duration_minutes": 60},
-             {"node": 1, "at_hour": 10.5, "duration_minutes": 60}]
+    fails = [
+        {"node": 0, "at_hour": 10, "duration_minutes": 60},
+        {"node": 1, "at_hour": 10.5, "duration_minutes": 60},
+    ]
     s = _run(tmp_path, gateway__failures=fails)
     g = s["gateway"]
     # both nodes down 10:30-11:00: about half an hour of the day's traffic fails
