@@ -36,7 +36,12 @@ DAY = 86400.0
 
 
 class Counters(simpy.Resource):
-    """A centre's counters; the number staffed changes with the shift schedule."""
+    """A centre's counters; the number staffed changes with the shift schedule.
+
+    SimPy resources have a fixed capacity; this sets the `_capacity` it checks and
+    re-runs its put queue (SimPy 4.1 internals). Counters that close finish their
+    current visitor first, because a lower capacity only stops new grants.
+    """
 
     def set_capacity(self, n: int) -> None:
         self._capacity = n

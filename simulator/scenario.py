@@ -274,6 +274,8 @@ def _read_toml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
         return data
     if not isinstance(base, str):
         raise ScenarioError(name, "extends", "must be a file name (string)")
+    if not (path.parent / base).is_file():
+        raise ScenarioError(name, "extends", f"base scenario {base!r} not found next to this file")
     parent = _read_toml(path.parent / base, chain + (path.resolve(),))
     merged = _merge(parent, data)
     merged.pop("extends", None)

@@ -175,3 +175,7 @@ def test_extends_merges_and_refuses_cycles(tmp_path: Path) -> None:
     (tmp_path / "b.toml").write_text('extends = "a.toml"\n')
     with pytest.raises(ScenarioError, match="circular"):
         load(tmp_path / "a.toml")
+    (tmp_path / "c.toml").write_text('extends = "missing.toml"\n')
+    with pytest.raises(ScenarioError) as ei:
+        load(tmp_path / "c.toml")
+    assert ei.value.key == "extends" and "missing.toml" in ei.value.reason
