@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SCENARIOS, small, write
+from sim_helpers import SCENARIOS, small, write
 
 from simulator.runner import simulate
 from simulator.scenario import load

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import small, write
+from sim_helpers import small, write
 
 from simulator.__main__ import main
 from simulator.capacity import search

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import cli, small, write
+from sim_helpers import cli, small, write
 
 from simulator.__main__ import main
 

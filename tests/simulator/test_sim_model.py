@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import small, write
+from sim_helpers import small, write
 
 from simulator.runner import simulate
 from simulator.scenario import load

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import SCENARIOS, small, write
+from sim_helpers import SCENARIOS, small, write
 
 from simulator.scenario import ScenarioError, load
 
