@@ -69,3 +69,13 @@ def test_progress_bar_only_on_a_terminal() -> None:
     p.update(0.5)
     p.done()
     assert "50%" in tty.getvalue() and "100%" in tty.getvalue()
+
+
+def test_tabulated_t_quantiles_match_scipy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scipy import stats as st
+
+    import simulator.stats as ss
+
+    monkeypatch.setattr(ss, "_st", None)
+    for df in (1, 4, 10, 30, 31, 60, 200):
+        assert ss.t_quantile(df) == pytest.approx(st.t.ppf(0.975, df), abs=2e-4)
