@@ -62,13 +62,13 @@ def build(scn: Scenario, reps: list[dict[str, Any]], wall_s: float) -> dict[str,
     lq = [c["queue_area"] / span for c in cs]
     lw = [(float(c["wait_min"].sum()) * 60.0 + c["reneged_wait_s"]) / span for c in cs]
     _with_ci(centers, "queue_length", [x / c["n_centres"] for x, c in zip(lq, cs, strict=True)])
-    centers["little"] = {
-        "L": rnd(float(np.mean(lq))),
-        "lambda_W": rnd(float(np.mean(lw))),
-        "error_pct": rnd(100.0 * (np.mean(lq) - np.mean(lw)) / np.mean(lw))
-        if np.mean(lw) > 0
-        else None,
-    }
+    little: dict[str, Any] = {}
+    _with_ci(little, "L", lq)
+    _with_ci(little, "lambda_W", lw)
+    little["error_pct"] = (
+        rnd(100.0 * (np.mean(lq) - np.mean(lw)) / np.mean(lw)) if np.mean(lw) > 0 else None
+    )
+    centers["little"] = little
     centers["count"] = scn.centers.count
     centers["staff_per_centre"] = scn.centers.staff
 
@@ -89,7 +89,13 @@ def build(scn: Scenario, reps: list[dict[str, Any]], wall_s: float) -> dict[str,
         "peak_requests_per_s",
         [max(g["by_hour"]) / 3600.0 if g["by_hour"] else 0.0 for g in gs],
     )
-    gateway["by_kind"] = {kk: block([g["by_kind"][kk] for g in gs]) for kk in KINDS}
+    gateway["by_kind"] = {}
+    for i, kk in enumerate(KINDS):
+        b: dict[str, Any] = block([g["by_kind"][kk] for g in gs])
+        per_rep = [g["latency_ms"][g["kind"] == i] for g in gs]
+        if all(len(x) for x in per_rep):
+            b["latency_ms"] = _pct_block(per_rep, {"p50": 50, "p99": 99})
+        gateway["by_kind"][kk] = b
     gateway["by_source"] = {
         src: block([g["requests_by_source"][src] for g in gs])
         for src in gs[0]["requests_by_source"]
@@ -97,9 +103,9 @@ def build(scn: Scenario, reps: list[dict[str, Any]], wall_s: float) -> dict[str,
     gateway["nodes"] = scn.gateway.nodes
     gateway["workers_per_node"] = scn.gateway.workers_per_node
     gateway["service_time_source"] = scn.gateway.service_time_source
-    gateway["utilization_by_node"] = [
-        rnd(float(np.mean([g["util_by_node"][n] for g in gs]))) for n in range(scn.gateway.nodes)
-    ]
+    per_node = [mean_ci([g["util_by_node"][n] for g in gs]) for n in range(scn.gateway.nodes)]
+    gateway["utilization_by_node"] = [rnd(m) for m, _ in per_node]
+    gateway["utilization_by_node_ci95"] = [rnd(h) for _, h in per_node]
 
     agencies: dict[str, Any] = {
         "back_offices_modelled": bool(ag[0]["utilization"]),
