@@ -16,6 +16,7 @@ when another node appended first, the batch is re-chained on the new tail and se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from typing import Any
 
@@ -49,10 +50,11 @@ class JetStreamGovernance:
         self.replicas = replicas
         self.prefix = prefix
         self.connect_timeout_s = connect_timeout_s
-        self._nc: Any = None
-        self._js: Any = None
-        self._consents: Any = None
-        self._subs: Any = None
+        self._conn: Any = None  # set once connected and the streams and buckets exist
+        self._jsctx: Any = None
+        self._consents_kv: Any = None
+        self._subs_kv: Any = None
+        self._connecting: asyncio.Task | None = None
         self._lock = asyncio.Lock()
         self._tail: tuple[int, int, str] | None = None  # (stream seq, entry seq, hash)
 
@@ -60,28 +62,71 @@ class JetStreamGovernance:
     def audit_stream(self) -> str:
         return f"{self.prefix}_AUDIT"
 
-    async def open(self) -> None:
-        if self._nc is not None:
-            return
-        try:
-            self._nc = await nats.connect(servers=self.servers, connect_timeout=self.connect_timeout_s,
-                                          max_reconnect_attempts=-1, allow_reconnect=True)
-        except (nats.errors.NoServersError, OSError, TimeoutError) as exc:
-            raise StoreUnavailable(f"NATS not reachable at {', '.join(self.servers)}: {exc}") from None
-        js = self._js = self._nc.jetstream()
-        p, r = self.prefix, self.replicas
-        for name, subjects in ((f"{p}_AUDIT", [f"{p}.audit"]), (f"{p}_AUDITCIT", [f"{p}.auditcit.*"])):
-            cfg = StreamConfig(name=name, subjects=subjects, storage=StorageType.FILE, num_replicas=r)
+    def _need(self, value: Any) -> Any:
+        if value is None:
+            raise StoreUnavailable(f"NATS JetStream is not reachable at {', '.join(self.servers)}")
+        return value
+
+    @property
+    def _nc(self) -> Any:
+        return self._need(self._conn)
+
+    @property
+    def _js(self) -> Any:
+        return self._need(self._jsctx)
+
+    @property
+    def _consents(self) -> Any:
+        return self._need(self._consents_kv)
+
+    @property
+    def _subs(self) -> Any:
+        return self._need(self._subs_kv)
+
+    async def open(self, wait_s: float = 2.0) -> None:
+        """Connect and create streams and buckets; when NATS is down, keep trying in the
+        background (calls answer StoreUnavailable meanwhile) so that the node still starts."""
+        if self._connecting is None:
+            self._connecting = asyncio.get_running_loop().create_task(self._connect())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._connecting), wait_s)
+
+    async def _connect(self) -> None:
+        while True:
+            nc = None
             try:
-                await js.add_stream(cfg)
-            except nats.js.errors.BadRequestError:
-                await js.update_stream(cfg)
-        self._consents = await js.create_key_value(bucket=f"{p}_consents", replicas=r, history=1)
-        self._subs = await js.create_key_value(bucket=f"{p}_subs", replicas=r, history=1)
+                nc = await nats.connect(servers=self.servers, connect_timeout=self.connect_timeout_s,
+                                        max_reconnect_attempts=-1, allow_reconnect=True)
+                js = nc.jetstream()
+                p, r = self.prefix, self.replicas
+                for name, subjects in ((f"{p}_AUDIT", [f"{p}.audit"]),
+                                       (f"{p}_AUDITCIT", [f"{p}.auditcit.*"])):
+                    cfg = StreamConfig(name=name, subjects=subjects, storage=StorageType.FILE,
+                                       num_replicas=r)
+                    try:
+                        await js.add_stream(cfg)
+                    except nats.js.errors.BadRequestError:
+                        await js.update_stream(cfg)
+                consents = await js.create_key_value(bucket=f"{p}_consents", replicas=r, history=1)
+                subs = await js.create_key_value(bucket=f"{p}_subs", replicas=r, history=1)
+            except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError):
+                if nc is not None:
+                    with contextlib.suppress(Exception):
+                        await nc.close()
+                await asyncio.sleep(1.0)  # e.g. no JetStream leader elected yet: try again
+                continue
+            self._conn, self._jsctx, self._consents_kv, self._subs_kv = nc, js, consents, subs
+            return
 
     async def close(self) -> None:
-        if self._nc is not None:
-            nc, self._nc = self._nc, None
+        if self._connecting is not None:
+            self._connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._connecting
+            self._connecting = None
+        if self._conn is not None:
+            nc, self._conn = self._conn, None
+            self._jsctx = self._consents_kv = self._subs_kv = None
             await nc.close()
 
     async def _guard(self, coro: Any) -> Any:
