@@ -93,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
         "Local process pool by default; --dask ADDRESS or --dask local uses "
         "dask.distributed (pip install onestop-exchange[cluster]).",
     )
-    add_scenario_args(s)
+    add_scenario_args(s, set_help="a grid axis, e.g. gateway.nodes=1,2,4 (repeatable)")
     s.add_argument(
         "--metric",
         action="append",

@@ -59,7 +59,11 @@ def load_scenario(
     return from_dict(raw, path), raw
 
 
-def add_scenario_args(p: argparse.ArgumentParser, calibrate_flag: bool = True) -> None:
+def add_scenario_args(
+    p: argparse.ArgumentParser,
+    calibrate_flag: bool = True,
+    set_help: str = "override a scenario key, e.g. centers.staff=60 (repeatable)",
+) -> None:
     p.add_argument("scenario", help="scenario TOML file (configs/scenarios/*.toml)")
     p.add_argument("--replications", type=positive_int, help="override simulation.replications")
     p.add_argument(
@@ -76,7 +80,7 @@ def add_scenario_args(p: argparse.ArgumentParser, calibrate_flag: bool = True) -
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a scenario key, e.g. centers.staff=60",
+        help=set_help,
     )
     p.add_argument(
         "--jobs",
