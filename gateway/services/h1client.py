@@ -2,33 +2,32 @@
 
 The proxy needs little of a general client (no cookies, redirects, decompression, proxies
 or auth), and a general one costs several times the CPU of the round trip itself. This
-client writes a request in one ``transport.write``, parses the answer's head strictly
-(a status line that is not ``HTTP/1.x NNN``, a folded or malformed header, a bad length
-or chunk size is a :class:`UpstreamError`), and reads the body by ``Content-Length``,
-chunked coding or until close. A connection goes back to its pool only when its answer
-was read completely and both sides keep it alive.
+client writes a request in one ``transport.write`` and leaves the answer to ``httptools``
+(the llhttp parser): a status line that is not ``HTTP/1.x NNN``, a folded or malformed
+header, a bad or repeated length, a bad chunk size or a Transfer-Encoding other than
+chunked is a :class:`UpstreamError` of kind ``protocol``. Bodies arrive by
+``Content-Length``, chunked coding or until close and are streamed with flow control (the
+socket pauses while more than ``HIGH_WATER`` bytes wait to be read). A connection goes back
+to its pool only when its answer was read completely and both sides keep it alive.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import re
 import ssl
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import httptools
 from multidict import CIMultiDict
 
 MAX_HEAD = 64 * 1024
 HIGH_WATER = 4 * 1024 * 1024
 LOW_WATER = 512 * 1024
 IDLE_S = 15.0  # idle keep-alive connections older than this are not reused
-_STATUS = re.compile(rb"^HTTP/1\.([01]) ([1-9][0-9]{2})(?: ([^\r\n]*))?$")
-_TOKEN = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_CHUNK = re.compile(rb"^([0-9A-Fa-f]{1,16})(?:;[^\r\n]*)?$")
 
 
 class UpstreamError(Exception):
@@ -49,36 +48,143 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 
 
 class _Conn(asyncio.Protocol):
-    """One connection: a byte buffer fed by the transport and one waiter at a time."""
+    """One connection: an httptools parser fed by the transport, the answer being read
+    (head, queued body pieces, end or error) and one waiter at a time."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
+        self.parser = httptools.HttpResponseParser(self)
         self.closed = False
-        self.exc: BaseException | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._paused = False
+        self.dirty = False  # bytes nobody asked for: never reuse
         self.idle_since = 0.0
         self.used = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
+        self.begin(False)
+
+    def begin(self, head_only: bool) -> None:
+        """Get ready for the answer to a request just written (``head_only`` for HEAD)."""
+        self.head_only = head_only
+        self.status = 0
+        self.reason = ""
+        self.headers: CIMultiDict[str] = CIMultiDict()
+        self.head_done = False
+        self.done = False
+        self.interim = False
+        self.keep = False
+        self.chunked = False
+        self.length: int | None = None
+        self.until_close = False
+        self.error: UpstreamError | None = None
+        self.received = 0  # bytes of this answer so far
+        self.body: collections.deque[bytes] = collections.deque()
+        self.queued = 0
+
+    # --- httptools callbacks -------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.done or self.head_done:
+            self.dirty = True  # a second answer (or bytes after a HEAD answer): unasked for
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason = reason.decode("latin-1")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.head_done:  # trailers after a chunked body are dropped
+            self.headers.add(name.decode("latin-1"), value.rstrip(b" \t").decode("latin-1"))
+
+    def on_headers_complete(self) -> None:
+        p = self.parser
+        status = p.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            self.interim = True  # the real answer follows
+            self.headers = CIMultiDict()
+            self.reason = ""
+            return
+        h = self.headers
+        te = h.get("Transfer-Encoding")
+        if te is not None and te.lower().replace(" ", "").split(",")[-1] != "chunked":
+            self.error = UpstreamError("protocol", f"unsupported Transfer-Encoding {te[:40]!r}")
+            raise self.error
+        self.status = status
+        self.keep = p.should_keep_alive()
+        if self.head_only or status in (101, 204, 304):
+            self.length = 0
+            self.done = self.head_only  # llhttp cannot know a HEAD answer has no body
+        elif te is not None:
+            self.chunked = True
+        else:
+            cl = h.get("Content-Length")  # llhttp checked it is one number
+            if cl is None:
+                self.until_close, self.keep = True, False
+            else:
+                self.length = int(cl)
+        self.head_done = True
+
+    def on_body(self, body: bytes) -> None:
+        if self.done:
+            self.dirty = True
+            return
+        self.body.append(body)
+        self.queued += len(body)
+        if self.queued > HIGH_WATER and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+        elif not self.head_only:
+            self.done = True
+
+    # --- transport events ----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
-        if len(self.buf) > HIGH_WATER and not self._paused and self.transport is not None:
-            self._paused = True
-            self.transport.pause_reading()
+        if self.error is not None or self.dirty:
+            return
+        self.received += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.dirty = True  # a switched protocol is not for this client
+            self.done = True
+        except httptools.HttpParserCallbackError:
+            if self.error is None:  # a callback failed unexpectedly
+                self.error = UpstreamError("protocol", "answer could not be parsed")
+        except httptools.HttpParserError as exc:
+            self.error = UpstreamError("protocol", self._describe(exc))
+        if self.error is None and not self.head_done and self.received > MAX_HEAD:
+            self.error = UpstreamError("protocol", "answer head larger than 64 KiB")
+        if self.error is not None:
+            self.close()
+        elif self.head_only and self.done:
+            self.parser = httptools.HttpResponseParser(self)  # it still expects a body
         self._wake()
 
+    def _describe(self, exc: Exception) -> str:
+        if self.head_done:
+            part = "body (chunk coding)" if self.chunked else "body"
+        elif (self.parser.get_status_code() == 0 or isinstance(exc, httptools.HttpParserInvalidStatusError)
+              or "response line" in str(exc)):
+            part = "status line (not HTTP/1.x NNN)"
+        else:
+            part = "header"
+        return f"malformed {part}: {exc}"
+
     def eof_received(self) -> bool:
-        self.closed = True
-        self._wake()
+        self._ended()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._ended()
+
+    def _ended(self) -> None:
         self.closed = True
-        self.exc = exc
+        if self.head_done and self.until_close:
+            self.done = True
         self._wake()
 
     def _wake(self) -> None:
@@ -87,8 +193,8 @@ class _Conn(asyncio.Protocol):
             w.set_result(None)
 
     async def more(self, timeout: float, deadline: float | None = None) -> None:
-        """Wait for more bytes (or the end of the connection); TimeoutError after ``timeout``
-        seconds or at loop time ``deadline``, whichever comes first."""
+        """Wait for the parser to make progress (or the connection to end); TimeoutError after
+        ``timeout`` seconds or at loop time ``deadline``, whichever comes first."""
         if self.closed:
             raise UpstreamError("reset", "connection closed by the backend")
         loop = asyncio.get_running_loop()
@@ -103,13 +209,20 @@ class _Conn(asyncio.Protocol):
             timer.cancel()
             self._waiter = None
 
-    def take(self, n: int) -> bytes:
-        data = bytes(self.buf[:n])
-        del self.buf[:n]
-        if self._paused and len(self.buf) < LOW_WATER and self.transport is not None:
+    def take(self) -> bytes:
+        """All body bytes parsed so far (resumes a paused socket)."""
+        body = self.body
+        data = body.popleft() if len(body) == 1 else b"".join(body)
+        body.clear()
+        self.queued = 0
+        if self._paused and self.transport is not None:
             self._paused = False
             self.transport.resume_reading()
         return data
+
+    @property
+    def reusable(self) -> bool:
+        return self.done and self.keep and not self.dirty and not self.closed and self.error is None
 
     def close(self) -> None:
         self.closed = True
@@ -120,89 +233,42 @@ class _Conn(asyncio.Protocol):
 class Response:
     """A backend's answer: status, reason, headers; the body is read or streamed once."""
 
-    __slots__ = ("status", "reason", "headers", "_conn", "_pool", "_left", "_chunked",
-                 "_until_close", "_keep", "_done", "_timeout")
+    __slots__ = ("status", "reason", "headers", "_conn", "_pool", "_length", "_timeout")
 
-    def __init__(self, status: int, reason: str, headers: CIMultiDict[str], conn: _Conn, pool: _Pool,
-                 length: int | None, chunked: bool, keep: bool, timeout: float) -> None:
-        self.status = status
-        self.reason = reason
-        self.headers = headers
+    def __init__(self, conn: _Conn, pool: _Pool, timeout: float) -> None:
+        self.status = conn.status
+        self.reason = conn.reason
+        self.headers = conn.headers
         self._conn = conn
         self._pool = pool
-        self._left = length if length is not None else 0
-        self._chunked = chunked
-        self._until_close = length is None and not chunked
-        self._keep = keep and not self._until_close
-        self._done = length == 0 and not chunked
+        self._length = conn.length
         self._timeout = timeout
 
     @property
     def content_length(self) -> int | None:
-        return None if self._chunked or self._until_close else self._left
+        """The body's length when the answer declared one (None: chunked or until close)."""
+        return self._length
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """The body, piece by piece as it arrives (chunked coding removed)."""
         conn = self._conn
-        while not self._done:
-            if self._chunked:
-                async for piece in self._chunk():
-                    yield piece
-                continue
-            if not conn.buf:
-                if conn.closed:
-                    if self._until_close:
-                        self._done = True
-                        break
-                    raise UpstreamError("reset", "the backend closed the connection mid-body")
-                await conn.more(self._timeout)
-                continue
-            if self._until_close:
-                yield conn.take(len(conn.buf))
-                continue
-            piece = conn.take(min(self._left, len(conn.buf)))
-            self._left -= len(piece)
-            self._done = self._left == 0
-            yield piece
-
-    async def _line(self) -> bytes:
-        conn = self._conn
         while True:
-            i = conn.buf.find(b"\r\n")
-            if i >= 0:
-                return conn.take(i + 2)[:-2]
-            if len(conn.buf) > 4096:
-                raise UpstreamError("protocol", "chunk size line too long")
-            await conn.more(self._timeout)
-
-    async def _chunk(self) -> AsyncIterator[bytes]:
-        m = _CHUNK.match(await self._line())
-        if m is None:
-            raise UpstreamError("protocol", "bad chunk size line")
-        size = int(m.group(1), 16)
-        if size == 0:
-            while await self._line():  # trailers, up to the empty line
-                pass
-            self._done = True
-            return
-        conn = self._conn
-        while size:
-            if not conn.buf:
-                await conn.more(self._timeout)
+            if conn.body:
+                yield conn.take()
                 continue
-            piece = conn.take(min(size, len(conn.buf)))
-            size -= len(piece)
-            yield piece
-        if await self._line() != b"":
-            raise UpstreamError("protocol", "chunk not followed by CRLF")
+            if conn.error is not None:
+                raise conn.error
+            if conn.done:
+                return
+            if conn.closed:
+                raise UpstreamError("reset", "the backend closed the connection mid-body")
+            await conn.more(self._timeout)
 
     async def read(self, limit: int = 64 * 1024 * 1024) -> bytes:
         """The whole body (at most ``limit`` bytes, else UpstreamError)."""
         conn = self._conn
-        if not self._chunked and not self._until_close and len(conn.buf) >= self._left:
-            data = conn.take(self._left)  # the common case: it is all there already
-            self._left, self._done = 0, True
-            return data
+        if conn.done and conn.error is None and conn.queued <= limit:
+            return conn.take() if conn.body else b""  # the common case: it is all there already
         parts: list[bytes] = []
         size = 0
         async for piece in self.iter_chunks():
@@ -217,7 +283,7 @@ class Response:
         if self._conn is None:  # type: ignore[comparison-overlap]
             return
         conn, self._conn = self._conn, None  # type: ignore[assignment]
-        self._pool.put(conn, self._done and self._keep and not conn.buf and not conn.closed)
+        self._pool.put(conn, conn.reusable and not conn.body)
 
     def close(self) -> None:
         """Drop the connection (the answer was not read to its end)."""
@@ -243,7 +309,7 @@ class _Pool:
             now = time.monotonic()
             while self.idle:
                 conn = self.idle.pop()
-                if conn.closed or conn.buf or now - conn.idle_since > IDLE_S or conn.transport is None \
+                if conn.closed or conn.dirty or now - conn.idle_since > IDLE_S or conn.transport is None \
                         or conn.transport.is_closing():
                     conn.close()
                     continue
@@ -335,60 +401,26 @@ class H1Client:
             lines.append("\r\n")
             head = "".join(lines).encode("latin-1")
             assert conn.transport is not None
+            conn.begin(method == "HEAD")
             conn.transport.write(head + body if len(body) < 65536 else head)
             if len(body) >= 65536:
                 conn.transport.write(body)
-            return await self._head(conn, pool, method, reused, read_timeout, deadline)
+            return await self._head(conn, pool, reused, read_timeout, deadline)
         except BaseException:
             pool.put(conn, False)
             raise
 
-    async def _head(self, conn: _Conn, pool: _Pool, method: str, reused: bool, timeout: float,
+    async def _head(self, conn: _Conn, pool: _Pool, reused: bool, timeout: float,
                     deadline: float | None) -> Response:
-        while True:
-            end = conn.buf.find(b"\r\n\r\n")
-            while end < 0:
-                if len(conn.buf) > MAX_HEAD:
-                    raise UpstreamError("protocol", "answer head larger than 64 KiB")
-                if conn.closed:
-                    if reused and not conn.buf:
-                        raise UpstreamError("stale", "the kept-alive connection was closed by the backend")
-                    raise UpstreamError("reset", "connection closed before a complete answer head")
-                await conn.more(timeout, deadline)
-                end = conn.buf.find(b"\r\n\r\n")
-            raw = conn.take(end + 4)[:-4].split(b"\r\n")
-            m = _STATUS.match(raw[0])
-            if m is None:
-                raise UpstreamError("protocol", "not an HTTP/1.x status line")
-            status = int(m.group(2))
-            headers: CIMultiDict[str] = CIMultiDict()
-            for line in raw[1:]:
-                name, sep, value = line.partition(b":")
-                if not sep or not _TOKEN.match(name) or b"\x00" in value or b"\r" in value:
-                    raise UpstreamError("protocol", "malformed header line")
-                headers.add(name.decode("latin-1"), value.strip(b" \t").decode("latin-1"))
-            if 100 <= status < 200 and status != 101:
-                continue  # interim answer: the real one follows
-            break
-        keep = m.group(1) == b"1" and "close" not in headers.get("Connection", "").lower()
-        te = headers.get("Transfer-Encoding", "").lower()
-        cls = headers.getall("Content-Length", [])
-        length: int | None
-        chunked = False
-        if method == "HEAD" or status in (204, 304) or status == 101:
-            length = 0
-        elif te:
-            if te.replace(" ", "").split(",")[-1] != "chunked":
-                raise UpstreamError("protocol", f"unsupported Transfer-Encoding {te[:40]!r}")
-            chunked, length = True, None
-        elif cls:
-            if len(set(cls)) != 1 or not cls[0].isdigit() or len(cls[0]) > 18:
-                raise UpstreamError("protocol", "bad Content-Length")
-            length = int(cls[0])
-        else:
-            length = None
-        return Response(status, (m.group(3) or b"").decode("latin-1"), headers, conn, pool, length,
-                        chunked, keep, timeout)
+        while not conn.head_done:
+            if conn.error is not None:
+                raise conn.error
+            if conn.closed:
+                if reused and not conn.received:
+                    raise UpstreamError("stale", "the kept-alive connection was closed by the backend")
+                raise UpstreamError("reset", "connection closed before a complete answer head")
+            await conn.more(timeout, deadline)
+        return Response(conn, pool, timeout)
 
     def close(self) -> None:
         for p in self.pools.values():

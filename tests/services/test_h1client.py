@@ -96,10 +96,18 @@ async def test_until_close_and_interim_and_head() -> None:
     (b"HTTP/1.1 20 OK\r\n\r\n", "status line"),
     (b"HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n", "header"),
     (b"HTTP/1.1 200 OK\r\n folded\r\n\r\n", "header"),
+    (b"HTTP/1.1 200 OK\r\nA: b\r\n folded\r\n\r\n", "header"),
+    (b"HTTP/1.1 200 OK\r\nA: b\x00c\r\n\r\n", "header"),
+    (b"HTTP/1.1 200 OK\nA: b\n\n", "status line"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\nab", "Content-Length"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n", "Content-Length"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "Content-Length"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "Content-Length"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", "Content-Length"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", "Transfer-Encoding"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "chunk"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n", "chunk"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", "mid-body"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "mid-body"),
     (b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000, "64 KiB"),
 ])
@@ -164,3 +172,34 @@ async def test_large_bodies_stream_with_flow_control() -> None:
     finally:
         c.close()
         await runner.cleanup()
+
+
+async def test_strict_parser_details() -> None:
+    """Repeated Content-Length is refused even when equal; header values lose outer blanks;
+    204 has no body; a HEAD answer's connection is reused; unasked-for bytes forbid reuse."""
+    async with scripted(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na") as (url, _):
+        c = H1Client()
+        with pytest.raises(UpstreamError) as e:
+            await get(c, url)
+        assert e.value.kind == "protocol" and "Content-Length" in str(e.value)
+        c.close()
+    async with scripted(b"HTTP/1.1 204 No Content\r\nX-V:  a b \t\r\n\r\n") as (url, _):
+        c = H1Client()
+        status, headers, body = await get(c, url)
+        assert (status, headers["X-V"], body) == (204, "a b", b"")
+        await get(c, url)
+        assert len(c.pools[next(iter(c.pools))].idle) == 1  # one connection, reused
+        c.close()
+    async with scripted(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n") as (url, seen):
+        c = H1Client()
+        for _ in range(3):
+            status, headers, body = await get(c, url, "HEAD")
+            assert (status, body) == (200, b"")
+        assert len(seen) == 3 and len(c.pools[next(iter(c.pools))].idle) == 1
+        c.close()
+    async with scripted(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n") as (url, seen):
+        c = H1Client()
+        assert (await get(c, url))[2] == b"ok"
+        assert (await get(c, url))[2] == b"ok"
+        assert len(seen) == 2  # the extra bytes made the first connection unusable
+        c.close()
