@@ -35,7 +35,7 @@ serve: install $(KEYRING)
 
 # nats-server (for the cluster tests) and wrk (for the bench) come from Debian.
 deps:
-	@command -v nats-server >/dev/null || (apt-get update -qq && apt-get install -y -qq nats-server)
+	@command -v nats-server >/dev/null && command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq nats-server wrk)
 
 test: install $(KEYRING) deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
