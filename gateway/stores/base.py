@@ -16,6 +16,23 @@ import msgspec
 OFFSET_STRIDE = 1024
 
 
+MAX_BATCH_RECORDS = OFFSET_STRIDE
+
+
+def check_batch(records: list[tuple[str, bytes]]) -> None:
+    """Refuse what no backend stores: 0 or too many records, items not ``(str, bytes)``."""
+    count = len(records)
+    if not 1 <= count <= MAX_BATCH_RECORDS:
+        raise ValueError(f"a batch holds 1 to {MAX_BATCH_RECORDS} records, not {count}")
+    for i, rec in enumerate(records):
+        if (
+            len(rec) != 2
+            or type(rec[0]) is not str
+            or not isinstance(rec[1], (bytes, bytearray, memoryview))
+        ):
+            raise TypeError(f"record #{i} must be a (str key, bytes data) pair")
+
+
 class Record(msgspec.Struct, array_like=True, frozen=True):
     """One stored record: ``data`` is the record's canonical JSON object as bytes."""
 

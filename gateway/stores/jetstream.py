@@ -57,6 +57,7 @@ from nats.js.kv import KeyValue
 
 from fastpath import CorruptBatch, decode_batch, encode_batch
 from gateway.stores.base import (
+    MAX_BATCH_RECORDS,
     OFFSET_STRIDE,
     AppendResult,
     CursorConflict,
@@ -64,6 +65,7 @@ from gateway.stores.base import (
     Record,
     StoreError,
     StoreUnavailable,
+    check_batch,
 )
 
 __all__ = ["JetStreamStore", "MAX_BATCH_RECORDS", "names"]
@@ -71,7 +73,6 @@ __all__ = ["JetStreamStore", "MAX_BATCH_RECORDS", "names"]
 log = logging.getLogger("gateway.stores.jetstream")
 
 #: The most records one append may carry (offsets of a batch share one stride).
-MAX_BATCH_RECORDS = OFFSET_STRIDE
 
 T = TypeVar("T")
 
@@ -530,16 +531,7 @@ class JetStreamStore:
     ) -> AppendResult:
         """Durably append ``(key, data)`` records: one stream message per batch."""
         self._check()
-        count = len(records)
-        if not 1 <= count <= MAX_BATCH_RECORDS:
-            raise ValueError(f"a batch holds 1 to {MAX_BATCH_RECORDS} records, not {count}")
-        for i, rec in enumerate(records):
-            if (
-                len(rec) != 2
-                or type(rec[0]) is not str
-                or not isinstance(rec[1], (bytes, bytearray, memoryview))
-            ):
-                raise TypeError(f"record #{i} must be a (str key, bytes data) pair")
+        check_batch(records)
         fut = asyncio.ensure_future(
             self._append(resource, records, client, idempotency_key, body_hash)
         )

@@ -29,17 +29,18 @@ from gateway.stores._sqlite_writer import (
     Writer,
 )
 from gateway.stores.base import (
+    MAX_BATCH_RECORDS,
     OFFSET_STRIDE,
     AppendResult,
     Record,
     StoreError,
     StoreUnavailable,
+    check_batch,
 )
 
 __all__ = ["SQLiteStore", "MAX_BATCH_RECORDS"]
 
 #: The most records one append may carry (offsets of a batch share one stride).
-MAX_BATCH_RECORDS = OFFSET_STRIDE
 
 #: Without cross-process notification (non-Linux), waiters re-check this often.
 _FALLBACK_RECHECK_S = 1.0
@@ -192,16 +193,7 @@ class SQLiteStore:
     ) -> AppendResult:
         """Durably append ``(key, data)`` records; answered only after the commit."""
         writer = self._ready_writer()
-        count = len(records)
-        if not 1 <= count <= MAX_BATCH_RECORDS:
-            raise ValueError(f"a batch holds 1 to {MAX_BATCH_RECORDS} records, not {count}")
-        for i, rec in enumerate(records):
-            if (
-                len(rec) != 2
-                or type(rec[0]) is not str
-                or not isinstance(rec[1], (bytes, bytearray, memoryview))
-            ):
-                raise TypeError(f"record #{i} must be a (str key, bytes data) pair")
+        check_batch(records)
         fut: asyncio.Future[AppendResult] = self._loop.create_future()  # type: ignore[union-attr]
         writer.queue.put(AppendOp(resource, records, client, idempotency_key, body_hash, fut))
         return await fut
