@@ -8,6 +8,12 @@ Layout (``P`` is the store prefix, ``exg`` by default)::
     KV     P_consents   id.<consent id> -> consent; u.<user hash>.<consumer hash>.<id> -> ""
     KV     P_subs       <subscription id> -> subscription (leases use compare-and-set)
 
+The deliverers' frequent scan (:meth:`JetStreamGovernance.sub_due`) never lists the
+bucket: a KV watch keeps an in-memory index of the subscriptions current, and every
+``rescan_s`` a fresh watch (whose first values are the whole bucket) rebuilds it, the
+safety net should the watch ever miss an update. (``keys()`` would create a consumer
+on every call, once a second on every node.)
+
 The chain is extended with optimistic concurrency: a batch is chained after the last
 entry of the stream's last message and published with ``Nats-Expected-Last-Sequence``;
 when another node appended first, the batch is re-chained on the new tail and sent again.
@@ -45,7 +51,7 @@ class JetStreamGovernance:
     """The governance store on NATS JetStream."""
 
     def __init__(self, servers: list[str], *, replicas: int = 1, prefix: str = "exg",
-                 connect_timeout_s: float = 5.0) -> None:
+                 connect_timeout_s: float = 5.0, rescan_s: float = 30.0) -> None:
         self.servers = servers
         self.replicas = replicas
         self.prefix = prefix
@@ -57,6 +63,9 @@ class JetStreamGovernance:
         self._connecting: asyncio.Task | None = None
         self._lock = asyncio.Lock()
         self._tail: tuple[int, int, str] | None = None  # (stream seq, entry seq, hash)
+        self.rescan_s = rescan_s
+        self._index: dict[str, tuple[int, Subscription]] | None = None  # id -> (revision, sub)
+        self._follower: asyncio.Task | None = None
 
     @property
     def audit_stream(self) -> str:
@@ -119,6 +128,11 @@ class JetStreamGovernance:
             return
 
     async def close(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            await asyncio.wait([self._follower], timeout=2.0)
+            self._follower = None
+        self._index = None
         if self._connecting is not None:
             self._connecting.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -263,7 +277,8 @@ class JetStreamGovernance:
     # -- subscriptions -----------------------------------------------------------------
 
     async def sub_put(self, sub: Subscription) -> None:
-        await self._guard(self._subs.put(sub.id, _enc.encode(sub)))
+        rev = await self._guard(self._subs.put(sub.id, _enc.encode(sub)))
+        self._note(sub.id, rev, sub)
 
     async def sub_get(self, sub_id: str) -> Subscription | None:
         try:
@@ -294,7 +309,76 @@ class JetStreamGovernance:
             return None
         s.lease_owner, s.lease_until = owner, until
         try:
-            await self._guard(self._subs.update(sub_id, _enc.encode(s), last=e.revision))
+            rev = await self._guard(self._subs.update(sub_id, _enc.encode(s), last=e.revision))
         except nats.js.errors.KeyWrongLastSequenceError:
             return None
+        self._note(sub_id, rev, s)
         return s
+
+    # -- the watched subscription index ------------------------------------------------
+
+    async def sub_due(self, owner: str, now: float) -> tuple[list[Subscription], int]:
+        self._subs  # noqa: B018 - StoreUnavailable while NATS is not there
+        if self._follower is None or self._follower.done():
+            self._follower = asyncio.get_running_loop().create_task(self._follow())
+        if self._index is None:  # the watch has not delivered the bucket yet: read it once
+            subs = await self.sub_list()
+        else:
+            subs = [v[1] for _, v in sorted(self._index.items())]
+        due = [s for s in subs
+               if s.state == "active" and (s.lease_owner in ("", owner) or s.lease_until <= now)]
+        return due, sum(1 for s in subs if s.state == "dead")
+
+    def _note(self, sub_id: str, rev: Any, sub: Subscription) -> None:
+        """Our own write, into the index at once (the watch brings it again, or a newer one)."""
+        if self._index is not None and isinstance(rev, int):
+            old = self._index.get(sub_id)
+            if old is None or old[0] < rev:
+                self._index[sub_id] = (rev, msgspec.structs.replace(sub))
+
+    @staticmethod
+    def _apply(index: dict[str, tuple[int, Subscription]], e: Any) -> None:
+        old = index.get(e.key)
+        rev = e.revision or 0
+        if old is not None and old[0] >= rev:
+            return
+        if e.operation in ("DEL", "PURGE") or not e.value:
+            index.pop(e.key, None)
+            return
+        try:
+            index[e.key] = (rev, _dec_sub.decode(e.value))
+        except msgspec.DecodeError:
+            index.pop(e.key, None)  # not a subscription: nothing to deliver
+
+    async def _follow(self) -> None:
+        """Keep ``_index`` current from a KV watch; every ``rescan_s`` a fresh watch, whose
+        first values are the whole bucket, rebuilds it."""
+        while True:
+            watcher = rescan = None
+            try:
+                watcher = await self._guard(self._subs.watchall())
+                rescan = asyncio.get_running_loop().create_task(self._stop_later(watcher))
+                fresh: dict[str, tuple[int, Subscription]] | None = {}
+                async for e in watcher:  # (not updates(): its wait_for can swallow a cancel)
+                    if e is not None:
+                        self._apply(fresh if fresh is not None else self._index, e)  # type: ignore[arg-type]
+                    elif fresh is not None:  # the end of the bucket's current values
+                        for k, (rev, sub) in (self._index or {}).items():
+                            if k in fresh and fresh[k][0] < rev:
+                                fresh[k] = (rev, sub)  # our own newer write
+                        self._index, fresh = fresh, None
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - NATS away or the watch broke: full reads until back
+                self._index = None
+                await asyncio.sleep(1.0)
+            finally:
+                if rescan is not None and not rescan.done():
+                    rescan.cancel()
+                    if watcher is not None:
+                        with contextlib.suppress(Exception):
+                            await watcher.stop()
+
+    async def _stop_later(self, watcher: Any) -> None:
+        await asyncio.sleep(self.rescan_s)
+        await watcher.stop()  # ends the ``async for``: a fresh watch follows

@@ -210,6 +210,21 @@ class SQLiteGovernance:
     async def sub_list(self, consumer: str | None = None) -> list[Subscription]:
         return await self._read(self._sub_list, consumer)
 
+    @staticmethod
+    def _sub_due(db: sqlite3.Connection, owner: str, now: float) -> tuple[list[Subscription], int]:
+        # the fields are in the JSON document (defaults omitted); only candidates are decoded
+        rows = db.execute(
+            "SELECT doc FROM (SELECT id, doc, CAST(doc AS TEXT) AS d FROM subscriptions)"
+            " WHERE coalesce(json_extract(d, '$.state'), 'active') = 'active'"
+            " AND (coalesce(json_extract(d, '$.lease_owner'), '') IN ('', ?)"
+            " OR coalesce(json_extract(d, '$.lease_until'), 0) <= ?) ORDER BY id", (owner, now)).fetchall()
+        dead = db.execute("SELECT count(*) FROM subscriptions"
+                          " WHERE json_extract(CAST(doc AS TEXT), '$.state') = 'dead'").fetchone()[0]
+        return [_dec_sub.decode(r[0]) for r in rows], dead
+
+    async def sub_due(self, owner: str, now: float) -> tuple[list[Subscription], int]:
+        return await self._read(self._sub_due, owner, now)
+
     def _sub_claim(self, sid: str, owner: str, until: float, now: float) -> Subscription | None:
         db = self.db
         db.execute("BEGIN IMMEDIATE")

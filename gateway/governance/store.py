@@ -49,3 +49,9 @@ class GovernanceStore(Protocol):
 
     async def sub_claim(self, sub_id: str, owner: str, until: float, now: float) -> Subscription | None:
         """Lease a subscription for delivery when no one else holds it; None when taken."""
+
+    async def sub_due(self, owner: str, now: float) -> tuple[list[Subscription], int]:
+        """The deliverers' frequent scan, kept cheap: the active subscriptions ``owner`` could
+        lease at ``now`` (free, expired or its own), by id, and the number of dead ones. May
+        lag the store by a moment (JetStream answers from a watched index); leases are
+        still taken with :meth:`sub_claim`."""

@@ -128,9 +128,9 @@ class Deliverer:
                     await self._kick.wait()
 
     async def _scan(self) -> None:
-        subs = await self.node.governance.sub_list()
-        self.m_dead.set(sum(1 for s in subs if s.state == "dead"))
         now = time.time()
+        subs, dead = await self.node.governance.sub_due(self.owner, now)  # cheap: no full listing
+        self.m_dead.set(dead)
         for s in subs:
             if s.state != "active" or s.id in self.workers:
                 continue

@@ -125,3 +125,36 @@ async def test_subscription_leases_are_exclusive(factory: Factory) -> None:
         assert [x.id for x in await b.sub_list("SH/GOV/a/b")] == ["s-1"]
         assert await b.sub_list("SH/GOV/x/y") == []
         assert await a.sub_get("nope") is None
+
+
+async def test_due_subscriptions_follow_changes_made_elsewhere(factory: Factory) -> None:
+    """The deliverers' cheap scan: active subscriptions free to lease, the dead counted, and
+    changes written through another connection show up (JetStream: through the watch)."""
+    async with factory() as a, factory() as b:
+        now = time.time()
+        mk = lambda i, **kw: Subscription(id=f"s-{i}", consumer="SH/GOV/a/b", resource="r",  # noqa: E731
+                                          url="http://h/", created=1.0, **kw)
+        await a.sub_put(mk(1))
+        await a.sub_put(mk(2, lease_owner="B", lease_until=now + 60))
+        await a.sub_put(mk(3, lease_owner="B", lease_until=now - 1))
+        await a.sub_put(mk(4, lease_owner="A", lease_until=now + 60))
+        await a.sub_put(mk(5, state="dead"))
+
+        async def due(g: object, owner: str) -> tuple[list[str], int]:
+            subs, dead = await g.sub_due(owner, now)  # type: ignore[attr-defined]
+            return [s.id for s in subs], dead
+
+        if hasattr(a, "rescan_s"):
+            a.rescan_s = 0.3  # JetStream: rebuild the watched index from a fresh watch often
+        assert await due(a, "A") == (["s-1", "s-3", "s-4"], 1)
+        assert await due(b, "B") == (["s-1", "s-2", "s-3"], 1)
+        await b.sub_put(mk(6))  # written by the other one
+        await b.sub_put(mk(5))  # replayed: active again
+        assert await b.sub_claim("s-1", "B", now + 60, now) is not None
+        for _ in range(200):  # the watch brings b's writes to a within moments
+            if await due(a, "A") == (["s-3", "s-4", "s-5", "s-6"], 0):
+                break
+            await asyncio.sleep(0.02)
+        assert await due(a, "A") == (["s-3", "s-4", "s-5", "s-6"], 0)
+        await asyncio.sleep(0.7)  # after rebuilds: still the same
+        assert await due(a, "A") == (["s-3", "s-4", "s-5", "s-6"], 0)
