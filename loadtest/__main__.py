@@ -29,6 +29,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         connections=args.connections,
         resources=args.resources,
         pure=args.pure,
+        cluster=args.cluster,
+        services=args.services,
         repeat=args.repeat,
         gateway=not args.no_gateway,
     )
@@ -198,8 +200,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument(
         "--pure",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="also measure the gateway with GATEWAY_NO_EXTENSIONS=1 (query_rps_pure)",
+    )
+    b.add_argument(
+        "--cluster",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure a node on a local NATS JetStream (cluster_push/pull_records_per_s)",
+    )
+    b.add_argument(
+        "--services",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure the service proxy (proxy_rps, direct_rps) and the audit's cost",
     )
     b.add_argument("--no-gateway", action="store_true", help="measure only the bare servers")
     b.set_defaults(func=_cmd_bench)

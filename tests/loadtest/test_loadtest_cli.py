@@ -270,6 +270,9 @@ def test_bench_measures_the_gateway(tmp_path: Path) -> None:
         "8",
         "--resources",
         "300",
+        "--no-pure",
+        "--no-cluster",
+        "--no-services",
         timeout=240,
     )
     assert res.returncode == 0, res.stderr
