@@ -28,7 +28,7 @@ from gateway.config import NodeConfig
 from gateway.errors import Problem
 from gateway.governance import GovernanceStore, open_governance
 from gateway.governance.quotas import RateLimiter
-from gateway.governance.webhooks import Deliverer
+from gateway.governance.webhooks import KEY_FILE, Deliverer, load_node_key
 from gateway.handlers import catalog as catalog_handlers
 from gateway.handlers import consents as consent_handlers
 from gateway.handlers import ops, records
@@ -46,9 +46,10 @@ HEALTHZ, READYZ, METRICS, OPENAPI, CATALOG = range(fastpath.STATIC_MIN, fastpath
 # Services and governance routes (static, or matched by _match_extra: not on the hot path).
 (SERVICES, CONSENTS, CONSENT_ITEM, ACCESS_LOG, SUBSCRIPTIONS, SUBSCRIPTION_ITEM, MY_SUBSCRIPTIONS,
  COMPOSITE) = range(fastpath.STATIC_MIN + 5, fastpath.STATIC_MIN + 13)
+NODE_KEYS = fastpath.STATIC_MIN + 13  # unsigned: the node's webhook-signing public key
 STATIC = {"/healthz": HEALTHZ, "/readyz": READYZ, "/metrics": METRICS,
           "/openapi.json": OPENAPI, "/v1/catalog": CATALOG, "/v1/services": SERVICES,
-          "/v1/consents": CONSENTS, "/v1/subscriptions": MY_SUBSCRIPTIONS}
+          "/v1/consents": CONSENTS, "/v1/subscriptions": MY_SUBSCRIPTIONS, "/v1/node-keys": NODE_KEYS}
 _SEGMENT = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 
 
@@ -109,6 +110,7 @@ ROUTES: dict[int, Route] = {
     MY_SUBSCRIPTIONS: Route("subscriptions", {"GET": webhook_handlers.list_mine}),
     SUBSCRIPTION_ITEM: Route("subscription", {"GET": webhook_handlers.get_subscription,
                                               "DELETE": webhook_handlers.unsubscribe}),
+    NODE_KEYS: Route("node_keys", {"GET": webhook_handlers.node_keys}, signed=False),
 }
 KNOWN_METHODS = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}
 
@@ -168,6 +170,7 @@ class Node:
         data_dir = config.resolve(config.node.data_dir)
         self.governance = governance if governance is not None else open_governance(config)
         self.citizen_key = load_key(data_dir / "audit.key")
+        self.node_key = load_node_key(data_dir / KEY_FILE)  # signs webhook deliveries
         self.audit = AuditLog(self.governance, self.citizen_key) if audit else None
         self.services = ServiceRegistry(self.metrics.registry)
         self.limiter = RateLimiter()

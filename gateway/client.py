@@ -247,28 +247,102 @@ class ExchangeClient:
     async def unsubscribe(self, subscription_id: str) -> dict[str, Any]:
         return await self.request("DELETE", f"/v1/subscriptions/{subscription_id}")
 
+    async def node_keys(self) -> dict[str, bytes]:
+        """The webhook-signing public keys of every node in ``urls`` (``GET /v1/node-keys``,
+        unsigned) as {key id: raw 32 bytes}; also remembered for :func:`verify_webhook`.
+        Unreachable nodes are skipped; ExchangeError when none answered."""
+        import base64
+        import hashlib
 
-def verify_webhook(headers: Any, body: bytes, secret: str, *, path: str, query: str = "",
-                   method: str = "POST", max_skew_s: int = 300, now: float | None = None) -> bool:
-    """Check a webhook delivery: signed EXG-HMAC-SHA256 with the subscriber's own key over the
-    callback's path and query, within ``max_skew_s`` of now. ``headers`` is any mapping."""
-    import hmac
+        keys: dict[str, bytes] = {}
+        last: ExchangeError | None = None
+        for base in self.urls:
+            try:
+                async with self.session.get(base + "/v1/node-keys") as resp:
+                    raw = await resp.read()
+                    if resp.status != 200:
+                        last = _problem(resp.status, raw)
+                        continue
+            except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+                last = ExchangeError(0, "transport", f"{type(exc).__name__}: {exc} ({base})")
+                continue
+            try:
+                for k in msgspec.json.decode(raw)["keys"]:
+                    pub = base64.urlsafe_b64decode(k["public_key"] + "==")
+                    if k["alg"] != "Ed25519" or len(pub) != 32 or hashlib.sha256(pub).hexdigest()[:16] != k["id"]:
+                        raise ValueError(f"key {k.get('id')!r} is not an Ed25519 key matching its id")
+                    keys[k["id"]] = pub
+            except (msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
+                raise ExchangeError(200, "node_keys.invalid", f"{base}/v1/node-keys: {exc}") from None
+        if not keys and last is not None:
+            raise last
+        _NODE_KEYS.update(keys)
+        return keys
+
+
+class WebhookVerificationError(ValueError):
+    """A webhook delivery failed verification; the message says what is wrong."""
+
+
+_NODE_KEYS: dict[str, bytes] = {}  # every key fetched by ExchangeClient.node_keys() in this process
+
+
+def verify_webhook(headers: Any, body: bytes, public_keys: dict[str, bytes] | None = None, *, path: str,
+                   query: str = "", max_skew_s: int = 300, now: float | None = None) -> str:
+    """Check a webhook delivery: an Ed25519 signature by a node's key over the date, subscriber,
+    subscription, ``POST``, the callback's path and query and the body's SHA-256, dated within
+    ``max_skew_s`` of now. ``headers`` is any mapping; ``public_keys`` maps key id to the raw
+    32-byte public key (as :meth:`ExchangeClient.node_keys` answers; None = every key that
+    method fetched so far). Answers the signing key's id; raises
+    :class:`WebhookVerificationError` for a missing or malformed header, a stale or future
+    date, an unknown key id (fetch the node keys again) or a bad signature."""
+    import base64
+    import hashlib
+    import re
     import time
 
-    from gateway.signing import AUTH_RE, parse_date, signature, string_to_sign
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    date, client, auth = (headers.get("X-Exchange-Date"), headers.get("X-Exchange-Client"),
-                          headers.get("Authorization"))
-    if not (date and client and auth):
-        return False
-    m = AUTH_RE.match(auth)
+    from gateway.governance.webhooks import SIGNATURE_HEADER, delivery_string
+    from gateway.signing import parse_date
+
+    def need(name: str) -> str:
+        value = headers.get(name)
+        if not value:
+            raise WebhookVerificationError(f"the delivery has no {name} header")
+        return value
+
+    date, client, sub, sig_header = (need("X-Exchange-Date"), need("X-Exchange-Client"),
+                                     need("X-Exchange-Subscription"), need(SIGNATURE_HEADER))
+    m = re.fullmatch(r"ed25519 keyid=([0-9a-f]{16}), ?sig=([A-Za-z0-9_-]{86})", sig_header)
+    if m is None:
+        raise WebhookVerificationError(
+            f"malformed {SIGNATURE_HEADER}: expected 'ed25519 keyid=<16 hex>, sig=<base64url>'")
     at = parse_date(date)
-    if m is None or at is None or abs(at - (time.time() if now is None else now)) > max_skew_s:
-        return False
-    import hashlib
-
-    want = signature(secret, string_to_sign(date, client, method, path, query, hashlib.sha256(body).hexdigest()))
-    return hmac.compare_digest(want, m.group("sig"))
+    if at is None:
+        raise WebhookVerificationError("malformed X-Exchange-Date: expected YYYY-MM-DDTHH:MM:SSZ")
+    skew = (time.time() if now is None else now) - at
+    if abs(skew) > max_skew_s:
+        raise WebhookVerificationError(f"stale delivery: X-Exchange-Date is {skew:+.0f} s from now "
+                                       f"(at most {max_skew_s} s accepted)")
+    kid = m.group(1)
+    keys = _NODE_KEYS if public_keys is None else public_keys
+    raw = keys.get(kid)
+    if raw is None:
+        raise WebhookVerificationError(f"unknown node key id {kid}: fetch the keys again with "
+                                       "ExchangeClient.node_keys() (GET /v1/node-keys on each node)")
+    try:
+        public = Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError:
+        raise WebhookVerificationError(f"the public key given for {kid} is not 32 raw Ed25519 bytes") from None
+    to_sign = delivery_string(date, client, sub, path, query, hashlib.sha256(body).hexdigest())
+    try:
+        public.verify(base64.urlsafe_b64decode(m.group(2) + "=="), to_sign.encode())
+    except InvalidSignature:
+        raise WebhookVerificationError(f"bad signature for key {kid}: the body, path, query or a "
+                                       "signed header was changed, or another key signed it") from None
+    return kid
 
 
 def _problem(status: int, raw: bytes) -> ExchangeError:

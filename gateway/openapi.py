@@ -94,6 +94,14 @@ def openapi_document() -> dict[str, Any]:
                                 "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
             "/metrics": {"get": {"summary": "Prometheus text", "responses": {"200": {"description": "metrics"}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}},
+            "/v1/node-keys": {"get": {
+                "summary": "The Ed25519 public key this node signs webhook deliveries with (unsigned)",
+                "responses": {"200": {"description": "keys", "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["keys"], "properties": {"keys": {"type": "array", "items": {
+                        "type": "object", "required": ["id", "alg", "public_key"], "properties": {
+                            "id": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
+                            "alg": {"const": "Ed25519"},
+                            "public_key": {"type": "string", "description": "base64url of the raw 32 bytes"}}}}}}}}}}}},
         },
     }
 

@@ -3,8 +3,9 @@
 Each subscription has a delivery cursor in the governance store. A node leases a
 subscription (so that several nodes or worker processes never deliver it twice at once),
 reads the records after the cursor, projects them to the consumer's grant and POSTs them
-in order, in batches, signed (``EXG-HMAC-SHA256`` with the subscriber's key from the
-keyring, verifiable with :func:`gateway.client.verify_webhook`). Only a 2xx answer moves
+in order, in batches, signed with the node's own Ed25519 key (``node-signing.key`` in the
+data directory; its public half is served unsigned at ``GET /v1/node-keys`` and a delivery
+is checked with :func:`gateway.client.verify_webhook`). Only a 2xx answer moves
 the cursor: delivery is at least once and in offset order. Failures back off
 exponentially (``base_s * 2**attempt``, capped, with jitter); after ``max_attempts``
 failures in a row the subscription is dead-lettered until an operator replays it
@@ -14,20 +15,27 @@ failures in a row the subscription is dead-lettered until an operator replays it
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import os
 import random
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import Counter, Gauge
 
 from gateway.audit import AuditEntry
 from gateway.governance.model import Subscription
-from gateway.signing import Signer
+from gateway.signing import body_digest, format_date
+from gateway.tomlfile import ConfigError
 from gateway.wire import iso_ms
 
 if TYPE_CHECKING:
@@ -41,6 +49,85 @@ class _Out(msgspec.Struct):
     key: str
     ts: str
     data: Any
+
+
+KEY_FILE = "node-signing.key"
+SIGNATURE_HEADER = "X-Exchange-Signature"
+DELIVERY_ALGORITHM = "EXG-ED25519"
+
+
+def b64url(raw: bytes) -> str:
+    """Unpadded base64url."""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def key_id(public_raw: bytes) -> str:
+    """A node key's id: the first 16 hex characters of SHA-256 of the raw 32-byte public key."""
+    return hashlib.sha256(public_raw).hexdigest()[:16]
+
+
+def delivery_string(date: str, client: str, subscription: str, path: str, query: str,
+                    body_sha256: str) -> str:
+    """The canonical string a delivery's Ed25519 signature covers (docs/services.md)."""
+    return "\n".join((DELIVERY_ALGORITHM, date, client, subscription, "POST", path, query, body_sha256))
+
+
+class NodeKey:
+    """The node's Ed25519 signing key; every node has its own, named by its key id."""
+
+    __slots__ = ("id", "public", "_private")
+
+    def __init__(self, private: Ed25519PrivateKey) -> None:
+        self._private = private
+        self.public = private.public_key().public_bytes(serialization.Encoding.Raw,
+                                                        serialization.PublicFormat.Raw)
+        self.id = key_id(self.public)
+
+    def sign(self, data: bytes) -> bytes:
+        return self._private.sign(data)
+
+    def public_doc(self) -> dict[str, str]:
+        """The entry served by ``GET /v1/node-keys``."""
+        return {"id": self.id, "alg": "Ed25519", "public_key": b64url(self.public)}
+
+    def delivery_headers(self, client: str, subscription: str, path: str, query: str, body: bytes,
+                         date: str | None = None) -> dict[str, str]:
+        """Headers that sign one webhook delivery to ``path``/``query`` for ``client``."""
+        date = date or format_date()
+        sig = self.sign(delivery_string(date, client, subscription, path, query, body_digest(body)).encode())
+        return {"X-Exchange-Date": date, "X-Exchange-Client": client, "X-Exchange-Subscription": subscription,
+                SIGNATURE_HEADER: f"ed25519 keyid={self.id}, sig={b64url(sig)}"}
+
+
+def load_node_key(path: str | Path) -> NodeKey:
+    """The node key from a PEM file, created (mode 0600) when missing; ConfigError names a bad file."""
+    kp = Path(path)
+    if not kp.exists():
+        pem = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM,
+                                                         serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption())
+        kp.parent.mkdir(parents=True, exist_ok=True)
+        tmp = kp.with_name(f".{kp.name}.{os.getpid()}.{os.urandom(4).hex()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(pem)
+                f.flush()
+                os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):  # another worker made it first: use theirs
+                os.link(tmp, kp)
+        finally:
+            tmp.unlink(missing_ok=True)
+    mode = kp.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise ConfigError(kp, "", f"permissions {mode:04o} are too open for a private key; chmod 600 it")
+    try:
+        key = serialization.load_pem_private_key(kp.read_bytes(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise ConfigError(kp, "", f"not an unencrypted PEM private key ({exc})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(kp, "", f"holds a {type(key).__name__.lstrip('_')}, not an Ed25519 private key")
+    return NodeKey(key)
 
 
 def check_url(url: str) -> str | None:
@@ -190,14 +277,9 @@ class Deliverer:
                for r in recs]
         body = _enc.encode({"subscription": sub.id, "resource": sub.resource, "records": out,
                             "next": recs[-1].offset})
-        key = state.keyring.for_client(sub.consumer)
-        if key is None:
-            await self._failed(sub, "the consumer has no key in the keyring to sign deliveries with")
-            return False
         u = urlsplit(sub.url)
-        headers = Signer(key.id, key.secret, sub.consumer).headers("POST", u.path or "/", u.query, body)
-        headers.update({"Content-Type": "application/json", "X-Exchange-Subscription": sub.id,
-                        "X-Exchange-Delivery": f"{sub.id}-{recs[0].offset}"})
+        headers = node.node_key.delivery_headers(sub.consumer, sub.id, u.path or "/", u.query, body)
+        headers.update({"Content-Type": "application/json", "X-Exchange-Delivery": f"{sub.id}-{recs[0].offset}"})
         status, error = 0, ""
         try:
             assert self._session is not None

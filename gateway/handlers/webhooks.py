@@ -100,3 +100,11 @@ async def unsubscribe(call: Call) -> web.Response:
     sub.state = "deleted"
     await call.node.governance.sub_put(sub)
     return respond(call.request, 200, sub.public())
+
+
+async def node_keys(call: Call) -> web.Response:
+    """GET /v1/node-keys (unsigned): the public key this node signs webhook deliveries with.
+
+    In cluster mode every node has its own key; a delivery's ``keyid`` says which node's
+    ``/v1/node-keys`` lists it."""
+    return respond(call.request, 200, {"keys": [call.node.node_key.public_doc()]})

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from svckit import free_port, running_node
 
-from gateway.client import ExchangeClient, ExchangeError, verify_webhook
+from gateway.client import ExchangeClient, ExchangeError, WebhookVerificationError, verify_webhook
 from gateway.services.demo import make_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,11 +95,13 @@ async def test_webhook_subscription_with_sdk_verification(sample) -> None:  # no
     n, sdk = sample
     n.node.webhooks.scan_s = 0.05
     got: list[dict] = []
-    secret = n.keys[EMPLOYMENT][1]
+    node_keys = await sdk(EMPLOYMENT).node_keys()  # the node's public keys, GET /v1/node-keys
 
     async def hook(request: web.Request) -> web.Response:
         body = await request.read()
-        if not verify_webhook(request.headers, body, secret, path=request.path):
+        try:
+            verify_webhook(request.headers, body, node_keys, path=request.path)
+        except WebhookVerificationError:
             return web.Response(status=401)
         got.extend(json.loads(body)["records"])
         return web.Response(status=204)
@@ -116,4 +118,5 @@ async def test_webhook_subscription_with_sdk_verification(sample) -> None:  # no
                 await asyncio.sleep(0.02)
         assert got[0]["data"] == {"id_number": ID, "name": "Wang Fang"}
         assert [s["id"] for s in await emp.subscriptions()] == [sub["id"]]
-        assert not verify_webhook({"X-Exchange-Date": "x"}, b"", secret, path="/hook")
+        with pytest.raises(WebhookVerificationError):
+            verify_webhook({"X-Exchange-Date": "x"}, b"", node_keys, path="/hook")
