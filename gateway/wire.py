@@ -34,10 +34,34 @@ def body_format(request: web.BaseRequest) -> bool:
                   f"Content-Type {ct!r} is not supported; send application/json or application/msgpack")
 
 
+def prefers_msgpack(accept: str) -> bool:
+    """Whether an Accept value ranks msgpack above JSON (q-values honoured; ties go to JSON)."""
+    if "msgpack" not in accept:
+        return False
+    best = {"msgpack": 0.0, "json": 0.0}
+    for part in accept.split(","):
+        media, _, params = part.partition(";")
+        media = media.strip().lower()
+        kind = ("msgpack" if media.endswith("msgpack")
+                else "json" if media in (JSON, "application/*", "*/*") or media.endswith("+json")
+                else None)
+        if kind is None:
+            continue
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        best[kind] = max(best[kind], q)
+    return best["msgpack"] > 0 and best["msgpack"] > best["json"]
+
+
 def wants_msgpack(request: web.BaseRequest) -> bool:
     """Whether the caller asked for msgpack in Accept."""
-    accept = request.headers.get("Accept", "")
-    return "msgpack" in accept
+    return prefers_msgpack(request.headers.get("Accept", ""))
 
 
 async def read_body(request: web.BaseRequest, limit: int, timeout: float) -> bytes:
