@@ -178,6 +178,7 @@ class Node:
         self.log = AccessLog(enabled=config.node.access_log)
         self.inflight = 0
         self.max_inflight = config.limits.max_inflight
+        self.metrics.inflight.set_function(lambda: self.inflight)  # read at scrape time only
         self.ready = False
         self.draining = False
         self.drained = asyncio.Event()  # set when draining starts: long-polls answer at once
@@ -233,7 +234,6 @@ class Node:
             resp.headers["X-Exchange-Request-Id"] = request_id
             return resp
         self.inflight += 1
-        self.metrics.inflight.inc()
         call = Call(self, request, request_id, self.state)
         try:
             route_name, resp = await self._dispatch(call)
@@ -258,7 +258,6 @@ class Node:
             resp = self._problem(Problem("server.internal", "internal error; see the node's log"), request_id)
         finally:
             self.inflight -= 1
-            self.metrics.inflight.dec()
             self._finish(request, request_id, call.client, call.route, method, status, t0)
             if call.audit_op is not None and call.client is not None and self.audit is not None:
                 self._audit(call, status)
