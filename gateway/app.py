@@ -82,15 +82,14 @@ class Route:
     name: str
     methods: dict[str, Handler]
     signed: bool = True
-    resource: bool = False  # needs a known resource and read access (except push)
     audit_op: dict[str, str] = field(default_factory=dict)
 
 
 ROUTES: dict[int, Route] = {
-    RECORDS: Route("records", {"POST": records.push, "GET": records.pull}, resource=True,
+    RECORDS: Route("records", {"POST": records.push, "GET": records.pull},
                    audit_op={"POST": "push", "GET": "pull"}),
-    RECORD: Route("record", {"GET": records.get_by_key}, resource=True, audit_op={"GET": "read"}),
-    CURSOR: Route("cursor", {"PUT": records.commit_cursor}, resource=True, audit_op={"PUT": "cursor"}),
+    RECORD: Route("record", {"GET": records.get_by_key}, audit_op={"GET": "read"}),
+    CURSOR: Route("cursor", {"PUT": records.commit_cursor}, audit_op={"PUT": "cursor"}),
     CATALOG: Route("catalog", {"GET": catalog_handlers.list_catalog}),
     CATALOG_ITEM: Route("catalog_item", {"GET": catalog_handlers.get_entry}),
     HEALTHZ: Route("healthz", {"GET": ops.healthz}, signed=False),
