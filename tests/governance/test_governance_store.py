@@ -147,6 +147,10 @@ async def test_due_subscriptions_follow_changes_made_elsewhere(factory: Factory)
         if hasattr(a, "rescan_s"):
             a.rescan_s = 0.3  # JetStream: rebuild the watched index from a fresh watch often
         assert await due(a, "A") == (["s-1", "s-3", "s-4"], 1)
+        for _ in range(200):  # b sees a's writes once its watch delivers them (JetStream)
+            if await due(b, "B") == (["s-1", "s-2", "s-3"], 1):
+                break
+            await asyncio.sleep(0.02)
         assert await due(b, "B") == (["s-1", "s-2", "s-3"], 1)
         await b.sub_put(mk(6))  # written by the other one
         await b.sub_put(mk(5))  # replayed: active again
