@@ -22,7 +22,7 @@ import fastpath
 from fastpath import CATALOG_ITEM, CURSOR, RECORD, RECORDS, SERVICE, RouteTable
 from gateway import signing
 from gateway.audit import AuditEntry, AuditLog, citizen_hash, load_key
-from gateway.auth import authenticate
+from gateway.auth import check_head, verify
 from gateway.catalog import Access, Catalog, ResourceEntry
 from gateway.config import NodeConfig
 from gateway.errors import Problem
@@ -83,11 +83,12 @@ class Route:
     methods: dict[str, Handler]
     signed: bool = True
     audit_op: dict[str, str] = field(default_factory=dict)
+    keyed: frozenset[str] = frozenset()  # methods that must carry a signed Idempotency-Key
 
 
 ROUTES: dict[int, Route] = {
     RECORDS: Route("records", {"POST": records.push, "GET": records.pull},
-                   audit_op={"POST": "push", "GET": "pull"}),
+                   audit_op={"POST": "push", "GET": "pull"}, keyed=frozenset({"POST"})),
     RECORD: Route("record", {"GET": records.get_by_key}, audit_op={"GET": "read"}),
     CURSOR: Route("cursor", {"PUT": records.commit_cursor}, audit_op={"PUT": "cursor"}),
     CATALOG: Route("catalog", {"GET": catalog_handlers.list_catalog}),
@@ -99,13 +100,14 @@ ROUTES: dict[int, Route] = {
     SERVICE: Route("service", dict.fromkeys(("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"),
                                             service_handlers.call_service)),
     SERVICES: Route("services", {"GET": service_handlers.list_services}),
-    COMPOSITE: Route("composite", {"POST": service_handlers.run_composite}),
-    CONSENTS: Route("consents", {"POST": consent_handlers.create_consent}),
+    COMPOSITE: Route("composite", {"POST": service_handlers.run_composite}, keyed=frozenset({"POST"})),
+    CONSENTS: Route("consents", {"POST": consent_handlers.create_consent}, keyed=frozenset({"POST"})),
     CONSENT_ITEM: Route("consent", {"GET": consent_handlers.get_consent,
                                     "DELETE": consent_handlers.revoke_consent}),
     ACCESS_LOG: Route("access_log", {"GET": consent_handlers.access_log}),
     SUBSCRIPTIONS: Route("subscriptions", {"POST": webhook_handlers.subscribe,
-                                           "GET": webhook_handlers.list_for_resource}),
+                                           "GET": webhook_handlers.list_for_resource},
+                         keyed=frozenset({"POST"})),
     MY_SUBSCRIPTIONS: Route("subscriptions", {"GET": webhook_handlers.list_mine}),
     SUBSCRIPTION_ITEM: Route("subscription", {"GET": webhook_handlers.get_subscription,
                                               "DELETE": webhook_handlers.unsubscribe}),
@@ -128,7 +130,7 @@ class Call:
 
     __slots__ = ("node", "request", "request_id", "client", "entry", "access", "key",
                  "body", "body_sha256", "count", "state", "target", "audit_op", "citizens",
-                 "consent", "purpose", "route")
+                 "consent", "purpose", "route", "idempotency_key", "signature")
 
     def __init__(self, node: Node, request: web.BaseRequest, request_id: str, state: State) -> None:
         self.node = node
@@ -148,6 +150,21 @@ class Call:
         self.consent: str | None = None
         self.purpose: str | None = None
         self.route = "unmatched"  # the route kind's name once matched (metrics, access log)
+        self.idempotency_key: str | None = None  # signed (the signature covers it)
+        self.signature = ""  # the request's signature: names a signed request once
+
+
+def idempotency_key(headers: Any, required: bool) -> str | None:
+    """The request's ``Idempotency-Key`` (400 when malformed, or missing where required)."""
+    key = headers.get("Idempotency-Key")
+    if key is None:
+        if required:
+            raise Problem("client.bad_request",
+                          "this request creates state: send a signed Idempotency-Key (1 to 128 of A-Z a-z 0-9 . _ : -)")
+        return None
+    if not signing.IDEMPOTENCY_KEY_RE.match(key):
+        raise Problem("client.bad_request", "Idempotency-Key must be 1 to 128 of A-Z a-z 0-9 . _ : -")
+    return key
 
 
 def build_state(catalog: Catalog, keyring: Keyring) -> State:
@@ -291,10 +308,12 @@ class Node:
         if not route.signed:
             return route.name, await handler(call)
         limits = self.config.limits
+        head = check_head(state.keyring, state.catalog.subsystems, request.headers)
+        call.idempotency_key = idempotency_key(request.headers, request.method in route.keyed)
+        call.signature = head.signature
         call.body = await read_body(request, limits.max_body_bytes, limits.client_timeout_s)
         call.body_sha256 = signing.body_digest(call.body)
-        call.client = authenticate(state.keyring, state.catalog.subsystems, request.headers,
-                                   request.method, path, query, call.body_sha256)
+        call.client = verify(head, request.method, path, query, call.body_sha256)
         self._check_mtls(call)
         if state.catalog.quotas:
             self.limiter.check(call.client, state.catalog.quotas)

@@ -1,40 +1,61 @@
-"""Request authentication: EXG-HMAC-SHA256 signature, clock window, key bound to its client."""
+"""Request authentication (EXG-HMAC-SHA256, DESIGN.md "Signing, v2"), in two steps.
+
+:func:`check_head` runs before the body is read: client, date window, key bound to its
+client, and which headers the signature covers. Only then may the request cost a body
+read. :func:`verify` checks the signature once the body's digest is known.
+"""
 
 from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Mapping
 
 from gateway.errors import Problem
-from gateway.keyring import Keyring
-from gateway.signing import AUTH_RE, parse_date, string_to_sign
+from gateway.keyring import Key, Keyring
+from gateway.signing import (
+    AUTH_RE,
+    HEADER_NAME_RE,
+    canonical_headers,
+    must_sign,
+    parse_date,
+    string_to_sign,
+)
 
 CLOCK_SKEW_S = 300
 _macs: dict[tuple[str, str], hmac.HMAC] = {}  # keyed HMAC states, copied per request
+_AUTH_FORM = ("Authorization must be 'EXG-HMAC-SHA256 Credential=<key id>, "
+              "SignedHeaders=<h1;h2;...>, Signature=<64 hex>'")
 
 
 def _unauth(detail: str) -> Problem:
     return Problem("client.unauthenticated", detail)
 
 
-def authenticate(
-    keyring: Keyring,
-    subsystems: dict,
-    headers: dict | object,
-    method: str,
-    path: str,
-    query: str,
-    body_sha256: str,
-    now: float | None = None,
-) -> str:
-    """Verify a signed request and return the authenticated subsystem id.
+class Head:
+    """A request whose signature headers passed :func:`check_head`; the signature is not
+    checked yet."""
+
+    __slots__ = ("client", "key", "date", "canonical", "signature")
+
+    def __init__(self, client: str, key: Key, date: str, canonical: str | None, sig: str) -> None:
+        self.client = client
+        self.key = key
+        self.date = date
+        self.canonical = canonical  # None: a v1 signature (no signed headers)
+        self.signature = sig
+
+
+def check_head(keyring: Keyring, subsystems: Mapping[str, object], headers: Mapping[str, str],
+               now: float | None = None) -> Head:
+    """Check everything about a signed request that does not need its body.
 
     Raises :class:`Problem` ``client.unauthenticated`` naming what is wrong; never
     reveals a secret or the expected signature.
     """
-    client = headers.get("X-Exchange-Client")  # type: ignore[union-attr]
-    date = headers.get("X-Exchange-Date")  # type: ignore[union-attr]
-    auth = headers.get("Authorization")  # type: ignore[union-attr]
+    client = headers.get("X-Exchange-Client")
+    date = headers.get("X-Exchange-Date")
+    auth = headers.get("Authorization")
     if not client:
         raise _unauth("missing X-Exchange-Client header")
     if not date:
@@ -43,9 +64,7 @@ def authenticate(
         raise _unauth("missing Authorization header")
     m = AUTH_RE.match(auth)
     if m is None:
-        raise _unauth(
-            "Authorization must be 'EXG-HMAC-SHA256 Credential=<key id>, Signature=<64 hex>'"
-        )
+        raise _unauth(_AUTH_FORM)
     at = parse_date(date)
     if at is None:
         raise _unauth("X-Exchange-Date must be YYYY-MM-DDTHH:MM:SSZ (UTC)")
@@ -62,14 +81,59 @@ def authenticate(
         raise _unauth("unknown key id")
     if key.client != client:
         raise _unauth("the key does not belong to the subsystem named in X-Exchange-Client")
+    signed = m.group("signed")
+    canonical = None if signed is None else _canonical(signed, headers)
+    if canonical is None:
+        for name in headers:
+            if must_sign(name.lower()):
+                raise _unauth(f"header {name.lower()} must be signed: use the v2 form with SignedHeaders")
+    return Head(client, key, date, canonical, m.group("sig"))
+
+
+def _canonical(signed: str, headers: Mapping[str, str]) -> str:
+    """The canonical headers of a v2 request, after checking ``SignedHeaders``."""
+    names = signed.split(";") if signed else []
+    for i, name in enumerate(names):
+        if not HEADER_NAME_RE.match(name):
+            raise _unauth(f"SignedHeaders names an invalid header {name[:64]!r}")
+        if i and name <= names[i - 1]:
+            raise _unauth("SignedHeaders must be lower-case names in ascending order without repeats")
+        if name == "authorization":
+            raise _unauth("SignedHeaders cannot name authorization")
+    named = set(names)
+    carried: set[str] = set()
+    for name in headers:
+        low = name.lower()
+        if low in carried and low in named:
+            raise _unauth(f"signed header {low} is given more than once")
+        carried.add(low)
+        if low not in named and must_sign(low):
+            raise _unauth(f"header {low} must be signed: name it in SignedHeaders")
+    values = []
+    for name in names:
+        if name not in carried:
+            raise _unauth(f"SignedHeaders names {name}, which the request does not carry")
+        values.append(headers[name])
+    return canonical_headers(names, values)
+
+
+def verify(head: Head, method: str, path: str, query: str, body_sha256: str) -> str:
+    """Check the signature over the request; return the authenticated subsystem id."""
+    key = head.key
     mac = _macs.get((key.id, key.secret))
     if mac is None:
         if len(_macs) >= 65536:
             _macs.clear()
         mac = _macs[(key.id, key.secret)] = hmac.new(key.secret.encode(), digestmod="sha256")
     mac = mac.copy()
-    mac.update(string_to_sign(date, client, method, path, query, body_sha256).encode())
-    expected = mac.hexdigest()
-    if not hmac.compare_digest(expected, m.group("sig")):
+    mac.update(string_to_sign(head.date, head.client, method, path, query, body_sha256,
+                              head.canonical).encode())
+    if not hmac.compare_digest(mac.hexdigest(), head.signature):
         raise _unauth("signature does not match the request")
-    return client
+    return head.client
+
+
+def authenticate(keyring: Keyring, subsystems: Mapping[str, object], headers: Mapping[str, str],
+                 method: str, path: str, query: str, body_sha256: str, now: float | None = None) -> str:
+    """Both steps at once (for callers that already hold the body)."""
+    return verify(check_head(keyring, subsystems, headers, now), method, path, query, body_sha256)

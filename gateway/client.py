@@ -21,6 +21,7 @@ import yarl
 from gateway.signing import Signer
 
 RETRY_STATUSES = {502, 503, 504}
+NO_AUTO = ("Content-Type",)  # aiohttp would add an unsigned one to a bytes body
 
 
 class ExchangeError(Exception):
@@ -113,16 +114,15 @@ class ExchangeClient:
         last: ExchangeError | None = None
         for attempt in range(attempts):
             base = self.urls[self._node % len(self.urls)]
-            hdrs = self.signer.headers(method, path, query, body)
-            if body:
-                hdrs["Content-Type"] = "application/json"
-            if headers:
-                hdrs.update(headers)
+            extra = {"Content-Type": "application/json"} if body else {}
+            extra.update(headers or {})
+            hdrs = self.signer.headers(method, path, query, body, headers=extra)
             # encoded=True: send the path exactly as signed (yarl would otherwise unescape
             # e.g. %3D and %26 in a key, and the signature would no longer match).
             url = yarl.URL(base + path + ("?" + query if query else ""), encoded=True)
             try:
-                async with self.session.request(method, url, data=body or None, headers=hdrs) as resp:
+                async with self.session.request(method, url, data=body or None, headers=hdrs,
+                                                skip_auto_headers=NO_AUTO) as resp:
                     raw = await resp.read()
                     if resp.status < 300:
                         return msgspec.json.decode(raw) if raw else None
@@ -202,26 +202,31 @@ class ExchangeClient:
                            body: bytes = b"", query: str = "",
                            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
         """Call a provider's service through the node; answers (status, headers, body) as the
-        backend sent them (gateway-side failures are 502/503/504 problems). Not retried."""
+        backend sent them (gateway-side failures are 502/503/504 problems). Not retried.
+        Every header is signed where the contract asks; a POST or PATCH gets an
+        ``Idempotency-Key`` when ``headers`` has none (the node forwards it at most once)."""
         full = f"/v1/services/{service}{path if path != '/' else ''}"
-        hdrs = self.signer.headers(method, full, query, body)
-        hdrs.update(headers or {})
+        extra = dict(headers or {})
+        if method in ("POST", "PATCH") and not any(k.lower() == "idempotency-key" for k in extra):
+            extra["Idempotency-Key"] = uuid.uuid4().hex  # the node forwards it at most once
+        hdrs = self.signer.headers(method, full, query, body, headers=extra)
         url = self.urls[self._node % len(self.urls)] + full + ("?" + query if query else "")
-        async with self.session.request(method, url, data=body or None, headers=hdrs) as resp:
+        async with self.session.request(method, url, data=body or None, headers=hdrs,
+                                        skip_auto_headers=NO_AUTO) as resp:
             return resp.status, dict(resp.headers), await resp.read()
 
     async def run_composite(self, composite: str, inputs: dict[str, Any]) -> dict[str, Any]:
         """Run a "one transaction" service; ExchangeError 502 carries every step's result
         in ``problem["steps"]`` when a step failed."""
         return await self.request("POST", f"/v1/composites/{composite}", json={"input": inputs},
-                                  retry=False)
+                                  headers={"Idempotency-Key": uuid.uuid4().hex})
 
     # -- consents (portals) ------------------------------------------------------------
 
     async def grant_consent(self, user_id: str, consumer: str, resources: Sequence[str], purpose: str,
                             expires: str) -> dict[str, Any]:
         """Record a citizen's consent (portal subsystems only); ``expires`` YYYY-MM-DD or RFC 3339."""
-        return await self.request("POST", "/v1/consents", retry=False, json={
+        return await self.request("POST", "/v1/consents", headers={"Idempotency-Key": uuid.uuid4().hex}, json={
             "user_id": user_id, "consumer": consumer, "resources": list(resources),
             "purpose": purpose, "expires": expires})
 
@@ -238,7 +243,8 @@ class ExchangeClient:
 
     async def subscribe(self, resource: str, url: str, *, batch: int = 100, after: int = 0) -> dict[str, Any]:
         """Register a callback URL that receives the resource's new records (signed batches)."""
-        return await self.request("POST", f"/v1/resources/{resource}/subscriptions", retry=False,
+        return await self.request("POST", f"/v1/resources/{resource}/subscriptions",
+                                  headers={"Idempotency-Key": uuid.uuid4().hex},
                                   json={"url": url, "batch": batch, "after": after})
 
     async def subscriptions(self) -> list[dict[str, Any]]:

@@ -47,6 +47,7 @@ KEYS = (
     "hello_p99_ms_at_half_load",
 )
 BATCH = 100
+PUSH_REQUESTS = 2000  # distinct pushes (every record another citizen); ~2 s of wrk at today's rate
 PULL_LIMIT = 1000
 SEED_RECORDS = 2000
 READ_KEYS = 1000
@@ -257,6 +258,13 @@ async def _seed(url: str, target: ReadTarget, fields: dict[str, str], key: str |
         return len(page.records)
 
 
+def signed_push(signer: Any, host: str, path: str, body: bytes, idempotency_key: str) -> bytes:
+    """A raw signed push (v2: Content-Type and Idempotency-Key signed)."""
+    headers = signer.headers("POST", path, "", body, headers={
+        "Content-Type": "application/json", "Idempotency-Key": idempotency_key})
+    return raw_request("POST", path, host, headers, body)
+
+
 def signed_get(signer: Any, host: str, path: str, query: str = "") -> bytes:
     """A raw signed GET."""
     headers = signer.headers("GET", path, query)
@@ -319,18 +327,14 @@ def bench_gateway(
             half = _half_load(cfg, port, queries(), res.rps, "query")
             cfg.details["query_half_load"] = half.as_dict()
             out["p99_ms_at_half_load"] = half.as_dict()["latency_ms"]["p99_ms"]
-            body = batch_body(fields, key, 0)
             path = f"/v1/resources/{target.resource}/records"
-            push = raw_request(
-                "POST",
-                path,
-                host,
-                {**owner.headers("POST", path, "", body), "Content-Type": "application/json"},
-                body,
-            )
+            pushes = [signed_push(owner, host, path, batch_body(fields, key, (i + 1) * BATCH), f"bench-{i}")
+                      for i in range(PUSH_REQUESTS)]
             res = _wrk(
-                cfg, f"http://{host}/", _write_script(gw / "push.lua", [push]), "gateway_push"
+                cfg, f"http://{host}/", _write_script(gw / "push.lua", pushes), "gateway_push"
             )
+            # Beyond PUSH_REQUESTS the requests repeat: signed Idempotency-Key replays.
+            cfg.details["gateway_push"]["distinct_requests"] = PUSH_REQUESTS
             out["push_records_per_s"] = res.rps * BATCH
             pull = signed_get(reader, host, path, f"after=0&limit={PULL_LIMIT}")
             res = _wrk(

@@ -128,11 +128,10 @@ class _Exchange:
         intended: float | None = None,
         ok: tuple[int, ...] = (200,),
     ) -> Any:
-        headers = _signer(cred).headers(method, path, query, body, _date())
-        if body:
-            headers["Content-Type"] = "application/json"
+        signed = {"Content-Type": "application/json"} if body else {}
         if extra:
-            headers.update(extra)
+            signed.update(extra)
+        headers = _signer(cred).headers(method, path, query, body, _date(), headers=signed)
         url = path + ("?" + query if query else "")
         if intended is None and ok == (200,):  # the common case: Locust's own 4xx/5xx = failure
             resp = self.client.request(method, url, data=body or None, headers=headers, name=name)

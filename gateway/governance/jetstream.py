@@ -7,6 +7,7 @@ Layout (``P`` is the store prefix, ``exg`` by default)::
     stream P_AUDITCIT   subjects P.auditcit.<hash> a copy of each entry naming a citizen
     KV     P_consents   id.<consent id> -> consent; u.<user hash>.<consumer hash>.<id> -> ""
     KV     P_subs       <subscription id> -> subscription (leases use compare-and-set)
+    KV     P_claims     <claim id> -> idempotency claim (create = claim; 24 h TTL)
 
 The deliverers' frequent scan (:meth:`JetStreamGovernance.sub_due`) never lists the
 bucket: a KV watch keeps an in-memory index of the subscriptions current, and every
@@ -33,6 +34,7 @@ import nats.js.errors
 from nats.js.api import DeliverPolicy, StorageType, StreamConfig
 
 from gateway.audit import GENESIS, AuditEntry, chain_entry
+from gateway.governance.idempotency import KEEP_S, Claim
 from gateway.governance.model import Consent, Subscription
 from gateway.stores.base import StoreUnavailable
 
@@ -41,6 +43,7 @@ _dec_batch = msgspec.json.Decoder(list[AuditEntry])
 _dec_entry = msgspec.json.Decoder(AuditEntry)
 _dec_consent = msgspec.json.Decoder(Consent)
 _dec_sub = msgspec.json.Decoder(Subscription)
+_dec_claim = msgspec.json.Decoder(Claim)
 
 
 def _h(text: str) -> str:
@@ -60,6 +63,7 @@ class JetStreamGovernance:
         self._jsctx: Any = None
         self._consents_kv: Any = None
         self._subs_kv: Any = None
+        self._claims_kv: Any = None
         self._connecting: asyncio.Task | None = None
         self._lock = asyncio.Lock()
         self._tail: tuple[int, int, str] | None = None  # (stream seq, entry seq, hash)
@@ -92,6 +96,10 @@ class JetStreamGovernance:
     def _subs(self) -> Any:
         return self._need(self._subs_kv)
 
+    @property
+    def _claims(self) -> Any:
+        return self._need(self._claims_kv)
+
     async def open(self, wait_s: float = 2.0) -> None:
         """Connect and create streams and buckets; when NATS is down, keep trying in the
         background (calls answer StoreUnavailable meanwhile) so that the node still starts."""
@@ -118,6 +126,8 @@ class JetStreamGovernance:
                         await js.update_stream(cfg)
                 consents = await js.create_key_value(bucket=f"{p}_consents", replicas=r, history=1)
                 subs = await js.create_key_value(bucket=f"{p}_subs", replicas=r, history=1)
+                claims = await js.create_key_value(bucket=f"{p}_claims", replicas=r, history=1,
+                                                   ttl=KEEP_S + 3600)
             except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError):
                 if nc is not None:
                     with contextlib.suppress(Exception):
@@ -125,6 +135,7 @@ class JetStreamGovernance:
                 await asyncio.sleep(1.0)  # e.g. no JetStream leader elected yet: try again
                 continue
             self._conn, self._jsctx, self._consents_kv, self._subs_kv = nc, js, consents, subs
+            self._claims_kv = claims
             return
 
     async def close(self) -> None:
@@ -140,7 +151,7 @@ class JetStreamGovernance:
             self._connecting = None
         if self._conn is not None:
             nc, self._conn = self._conn, None
-            self._jsctx = self._consents_kv = self._subs_kv = None
+            self._jsctx = self._consents_kv = self._subs_kv = self._claims_kv = None
             await nc.close()
 
     async def _guard(self, coro: Any) -> Any:
@@ -251,7 +262,7 @@ class JetStreamGovernance:
                 else:
                     await self._guard(self._consents.create(index, _enc.encode([consent.id])))
                 return
-            except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.KeyAlreadyExistsError):
+            except nats.js.errors.KeyWrongLastSequenceError:
                 continue
         raise StoreUnavailable("consent index kept changing under us")
 
@@ -314,6 +325,36 @@ class JetStreamGovernance:
             return None
         self._note(sub_id, rev, s)
         return s
+
+    # -- idempotency claims ------------------------------------------------------------
+
+    async def claim(self, claim_id: str, claim: Claim, now: float) -> Claim | None:
+        kv = self._claims
+        for _ in range(100):
+            try:
+                await self._guard(kv.create(claim_id, _enc.encode(claim)))
+                return None
+            except nats.js.errors.KeyWrongLastSequenceError:
+                pass  # exists: look at it
+            try:
+                e = await self._guard(kv.get(claim_id))
+            except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+                continue  # released meanwhile: create again
+            held = _dec_claim.decode(e.value)
+            if held.live(now):
+                return held
+            try:
+                await self._guard(kv.update(claim_id, _enc.encode(claim), last=e.revision))
+                return None
+            except nats.js.errors.KeyWrongLastSequenceError:
+                continue
+        raise StoreUnavailable("idempotency claim kept changing under us")
+
+    async def claim_finish(self, claim_id: str, claim: Claim) -> None:
+        await self._guard(self._claims.put(claim_id, _enc.encode(claim)))
+
+    async def claim_release(self, claim_id: str) -> None:
+        await self._guard(self._claims.delete(claim_id))
 
     # -- the watched subscription index ------------------------------------------------
 

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from gateway.audit import GENESIS, AuditEntry, seal
+from gateway.governance.idempotency import Claim
 from gateway.governance.model import Consent, Subscription
 
 SCHEMA = """
@@ -27,12 +28,15 @@ CREATE TABLE IF NOT EXISTS consents (id TEXT PRIMARY KEY, user TEXT NOT NULL, co
                                      doc BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS consents_uc ON consents(user, consumer);
 CREATE TABLE IF NOT EXISTS subscriptions (id TEXT PRIMARY KEY, consumer TEXT NOT NULL, doc BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS claims (id TEXT PRIMARY KEY, expires REAL NOT NULL, doc BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS claims_expires ON claims(expires);
 """
 
 _enc = msgspec.json.Encoder(order="sorted")
 _dec_entry = msgspec.json.Decoder(AuditEntry)
 _dec_consent = msgspec.json.Decoder(Consent)
 _dec_sub = msgspec.json.Decoder(Subscription)
+_dec_claim = msgspec.json.Decoder(Claim)
 
 
 def connect(path: str | Path) -> sqlite3.Connection:
@@ -243,3 +247,34 @@ class SQLiteGovernance:
 
     async def sub_claim(self, sub_id: str, owner: str, until: float, now: float) -> Subscription | None:
         return await self._run(self._sub_claim, sub_id, owner, until, now)
+
+    # -- idempotency claims ------------------------------------------------------------
+
+    def _claim(self, cid: str, claim: Claim, now: float) -> Claim | None:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT doc FROM claims WHERE id = ?", (cid,)).fetchone()
+            held = None if row is None else _dec_claim.decode(row[0])
+            if held is not None and held.live(now):
+                db.execute("ROLLBACK")
+                return held
+            db.execute("DELETE FROM claims WHERE id IN (SELECT id FROM claims WHERE expires < ? LIMIT 100)",
+                       (now,))
+            db.execute("INSERT OR REPLACE INTO claims(id, expires, doc) VALUES (?, ?, ?)",
+                       (cid, claim.expires, _enc.encode(claim)))
+            db.execute("COMMIT")
+            return None
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    async def claim(self, claim_id: str, claim: Claim, now: float) -> Claim | None:
+        return await self._run(self._claim, claim_id, claim, now)
+
+    async def claim_finish(self, claim_id: str, claim: Claim) -> None:
+        await self._run(lambda: self.db.execute("UPDATE claims SET expires = ?, doc = ? WHERE id = ?",
+                                                (claim.expires, _enc.encode(claim), claim_id)))
+
+    async def claim_release(self, claim_id: str) -> None:
+        await self._run(lambda: self.db.execute("DELETE FROM claims WHERE id = ?", (claim_id,)))

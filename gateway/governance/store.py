@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from gateway.audit import AuditEntry
+from gateway.governance.idempotency import Claim
 from gateway.governance.model import Consent, Subscription
 
 
@@ -55,3 +56,13 @@ class GovernanceStore(Protocol):
         lease at ``now`` (free, expired or its own), by id, and the number of dead ones. May
         lag the store by a moment (JetStream answers from a watched index); leases are
         still taken with :meth:`sub_claim`."""
+
+    async def claim(self, claim_id: str, claim: Claim, now: float) -> Claim | None:
+        """Store ``claim`` unless a live one holds ``claim_id``: None when stored, else the
+        live claim (an expired or stale one is replaced)."""
+
+    async def claim_finish(self, claim_id: str, claim: Claim) -> None:
+        """Replace our claim with its finished form (status and answer)."""
+
+    async def claim_release(self, claim_id: str) -> None:
+        """Drop our unfinished claim (the request created nothing)."""

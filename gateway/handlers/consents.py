@@ -19,6 +19,7 @@ from gateway.governance.consents import (
     consent_doc,
     parse_consent,
 )
+from gateway.governance.idempotency import once
 from gateway.handlers import records
 from gateway.wire import int_param, respond, wants_msgpack
 
@@ -39,12 +40,20 @@ async def create_consent(call: Call) -> web.Response:
     node = call.node
     consent, user_id = parse_consent(call.body, portal, call.state.catalog, node.citizen_key)
     call.audit_op, call.target = "consent-grant", ",".join(consent.resources)
-    call.citizens, call.consent, call.purpose = [consent.user], consent.id, consent.purpose
+    call.citizens, call.purpose = [consent.user], consent.purpose
     node.audit_guard()
-    await node.governance.consent_put(consent)
-    call.count = 1
-    return respond(call.request, 201, consent_doc(consent, user_id),
-                   headers={"Location": f"/v1/consents/{consent.id}"})
+
+    async def grant() -> tuple[int, dict]:
+        await node.governance.consent_put(consent)
+        return 201, consent_doc(consent)  # stored without the citizen's raw id
+
+    status, doc, replayed = await once(node.governance, "consent", portal, call.idempotency_key or "",
+                                       call.body_sha256, grant)
+    call.consent, call.count = doc["id"], 0 if replayed else 1
+    headers = {"Location": f"/v1/consents/{doc['id']}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return respond(call.request, status, {**doc, "user_id": user_id}, headers=headers)
 
 
 async def _load(call: Call):  # noqa: ANN202

@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from gateway.errors import Problem
+from gateway.governance.idempotency import REPLAY_WINDOW_S, forward_once, once
 from gateway.wire import PROBLEM, json_encode, respond
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 if TYPE_CHECKING:
     from gateway.app import Call
@@ -37,6 +40,9 @@ async def call_service(call: Call) -> web.StreamResponse:
                       headers={"Retry-After": "1"})
     call.audit_op, call.count = "call", 1
     node.audit_guard()
+    if request.method not in SAFE_METHODS:  # forwarded at most once: a replay never reaches it
+        key = call.idempotency_key or f"sig:{call.signature}"
+        await forward_once(node.governance, call.client or "", key, call.body_sha256)
     raw = request.raw_path
     q = raw.find("?")
     return await pool.forward(request, tail, "" if q < 0 else raw[q + 1:], call.body, call.request_id)
@@ -53,7 +59,12 @@ async def run_composite(call: Call) -> web.Response:
         raise Problem("client.access_denied", f"{call.client} may not run {comp.id}")
     call.audit_op, call.count = "composite", len(comp.steps)
     call.node.audit_guard(len(comp.steps) + 1)
-    status, doc = await run(call, comp)
+    status, doc, replayed = await once(call.node.governance, f"composite:{comp.id}", call.client or "",
+                                       call.idempotency_key or "", call.body_sha256,
+                                       lambda: run(call, comp), keep_s=REPLAY_WINDOW_S)
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    if replayed:
+        call.count = 0
     if status == 200:
-        return respond(call.request, 200, doc)
-    return web.Response(status=status, body=json_encode(doc), content_type=PROBLEM)
+        return respond(call.request, 200, doc, headers=headers)
+    return web.Response(status=status, body=json_encode(doc), content_type=PROBLEM, headers=headers)

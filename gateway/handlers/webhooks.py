@@ -10,6 +10,7 @@ import msgspec
 from aiohttp import web
 
 from gateway.errors import Problem
+from gateway.governance.idempotency import once
 from gateway.governance.model import Subscription
 from gateway.governance.webhooks import check_url
 from gateway.wire import respond
@@ -56,12 +57,21 @@ async def subscribe(call: Call) -> web.Response:
     node = call.node
     call.audit_op, call.target = "subscribe", entry.id
     node.audit_guard()
-    sub = Subscription(id="s-" + uuid.uuid4().hex, consumer=call.client or "", resource=entry.id,
-                       url=b.url, created=time.time(), cursor=b.after, batch=b.batch)
-    await node.governance.sub_put(sub)
-    node.webhooks.kick()
-    call.count = 1
-    return respond(call.request, 201, sub.public(), headers={"Location": f"/v1/subscriptions/{sub.id}"})
+
+    async def create() -> tuple[int, dict]:
+        sub = Subscription(id="s-" + uuid.uuid4().hex, consumer=call.client or "", resource=entry.id,
+                           url=b.url, created=time.time(), cursor=b.after, batch=b.batch)
+        await node.governance.sub_put(sub)
+        node.webhooks.kick()
+        return 201, sub.public()
+
+    status, doc, replayed = await once(node.governance, "subscribe", call.client or "",
+                                       call.idempotency_key or "", call.body_sha256, create)
+    call.count = 0 if replayed else 1
+    headers = {"Location": f"/v1/subscriptions/{doc['id']}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return respond(call.request, status, doc, headers=headers)
 
 
 async def list_for_resource(call: Call) -> web.Response:

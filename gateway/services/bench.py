@@ -204,9 +204,9 @@ def _push_one(nport: int, owner: Any) -> None:
     body = json.dumps({"records": [{"key": "r1", "data": {"rid": "r1", "name": "Wang Fang",
                                                          "district": "Huangpu", "phone": "13800001234"}}]}).encode()
     path = "/v1/resources/psb.residents/records"
-    h = Signer(owner.id, owner.secret, OWNER).headers("POST", path, "", body)
-    req = urllib.request.Request(f"http://127.0.0.1:{nport}{path}", data=body, method="POST",
-                                 headers={**h, "Content-Type": "application/json"})
+    h = Signer(owner.id, owner.secret, OWNER).headers("POST", path, "", body, headers={
+        "Content-Type": "application/json", "Idempotency-Key": "bench-seed"})
+    req = urllib.request.Request(f"http://127.0.0.1:{nport}{path}", data=body, method="POST", headers=h)
     urllib.request.urlopen(req, timeout=10).read()
 
 

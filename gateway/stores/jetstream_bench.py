@@ -54,8 +54,7 @@ def _measure(
     load_cpu: int | None,
 ) -> dict[str, float]:
     from gateway.signing import Signer
-    from loadtest.bench import _seed, batch_body, pick_target, signed_get
-    from loadtest.openmodel import raw_request
+    from loadtest.bench import _seed, batch_body, pick_target, signed_get, signed_push
     from loadtest.population import load_city
     from loadtest.servers import child_env, free_port, python_cmd, server_process
     from loadtest.wrk import lua_script, run_wrk
@@ -81,10 +80,10 @@ def _measure(
         reader = Signer(target.reader.key_id, target.reader.secret, target.reader.client)
         path = f"/v1/resources/{target.resource}/records"
         body = batch_body(fields, key, 0)
-        push = raw_request("POST", path, host, {**owner.headers("POST", path, "", body),
-                                                "Content-Type": "application/json"}, body)
+        # every request another Idempotency-Key, the same 100 keys in each body
+        push = [signed_push(owner, host, path, body, f"same-{n}") for n in range(UNIQUE_BODIES)]
         script = folder / "push.lua"
-        script.write_text(lua_script([push]))
+        script.write_text(lua_script(push))
         res = run_wrk(f"http://{host}/", duration, connections, script=script, cpu=load_cpu)
         if res.non_2xx or res.socket_errors:
             raise RuntimeError(f"{label} push: {res.non_2xx} non-2xx, {res.socket_errors} "
@@ -95,8 +94,7 @@ def _measure(
         pushes = []
         for n in range(UNIQUE_BODIES):
             body = batch_body(fields, key, (n + 1) * BATCH)
-            pushes.append(raw_request("POST", path, host, {**owner.headers("POST", path, "", body),
-                                                           "Content-Type": "application/json"}, body))
+            pushes.append(signed_push(owner, host, path, body, f"unique-{n}"))
         script = folder / "push-unique.lua"
         script.write_text(lua_script(pushes))
         res = run_wrk(f"http://{host}/", duration, connections, script=script, cpu=load_cpu)

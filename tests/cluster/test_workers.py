@@ -29,8 +29,8 @@ async def _push_spread(url: str, ring: Path, rid: str, batches: int) -> set[str]
         async def one(b: int) -> None:
             raw = json.dumps({"records": [rec(f"b{b}-{i}", i) for i in range(5)]}).encode()
             path = f"/v1/resources/{rid}/records"
-            headers = signer.headers("POST", path, "", raw)
-            headers["Content-Type"] = "application/json"
+            headers = signer.headers("POST", path, "", raw, headers={
+                "Content-Type": "application/json", "Idempotency-Key": f"spread-{b}"})
             async with session.post(url + path, data=raw, headers=headers) as resp:
                 assert resp.status == 200, await resp.text()
                 workers.add(resp.headers["X-Exchange-Request-Id"].split("-")[0])

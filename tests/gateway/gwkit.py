@@ -268,7 +268,10 @@ class Raw:
         client: str = OWNER,
         key_client: str | None = None,
         date: str | None = None,
+        headers: dict[str, str] | None = None,
+        v1: bool = False,
     ) -> dict[str, str]:
+        """``headers`` and the headers that sign the request with them (v2 unless ``v1``)."""
         key = self.keyring.for_client(key_client or client)
         assert key is not None
         return sign_headers(
@@ -280,6 +283,8 @@ class Raw:
             query=query,
             body=body,
             date=date,
+            headers=headers,
+            v1=v1,
         )
 
     async def request(
@@ -294,16 +299,24 @@ class Raw:
         client: str = OWNER,
         signed: bool = True,
         content_type: str | None = "application/json",
+        idempotency: bool = True,
+        unsigned: dict[str, str] | None = None,
     ) -> Reply:
+        """Send a request: ``headers`` are signed with it (v2), ``unsigned`` added after
+        signing; a POST gets a fresh Idempotency-Key unless ``headers`` has one or
+        ``idempotency`` is False."""
         if json_body is not None:
             body = json.dumps(json_body).encode()
         body = body or b""
         hdrs: dict[str, str] = {}
-        if signed:
-            hdrs.update(self.sign(method, path, query, body, client=client))
         if body and content_type:
             hdrs["Content-Type"] = content_type
         hdrs.update(headers or {})
+        if method == "POST" and idempotency and not any(k.lower() == "idempotency-key" for k in hdrs):
+            hdrs["Idempotency-Key"] = uuid.uuid4().hex
+        if signed:
+            hdrs = self.sign(method, path, query, body, client=client, headers=hdrs)
+        hdrs.update(unsigned or {})
         url = yarl.URL(self.url + path + (f"?{query}" if query else ""), encoded=True)
         async with self.session.request(
             method, url, data=body or None, headers=hdrs, skip_auto_headers=("Content-Type",)

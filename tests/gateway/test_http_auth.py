@@ -17,8 +17,12 @@ PUSH_PATH = f"/v1/resources/{ID_CARD}/records"
 Mutator = Callable[[Raw, bytes], dict[str, str]]
 
 
+_PUSH_HEADERS = {"Content-Type": "application/json", "Idempotency-Key": "auth-case"}
+
+
 def _signed(raw: Raw, body: bytes, **kw: object) -> dict[str, str]:
-    return raw.sign("POST", PUSH_PATH, "", body, **kw)  # type: ignore[arg-type]
+    """Push headers signed (v2) with Content-Type and Idempotency-Key, as a good push is."""
+    return raw.sign("POST", PUSH_PATH, "", body, headers=_PUSH_HEADERS, **kw)  # type: ignore[arg-type]
 
 
 def _flip(sig_header: str) -> str:
@@ -43,10 +47,14 @@ CASES: dict[str, Mutator] = {
     },
     "signature of another body": lambda raw, body: _signed(raw, body + b" "),
     "signature of another path": lambda raw, body: raw.sign(
-        "POST", "/v1/resources/psb.hukou/records", "", body
+        "POST", "/v1/resources/psb.hukou/records", "", body, headers=_PUSH_HEADERS
     ),
-    "signature of another method": lambda raw, body: raw.sign("PUT", PUSH_PATH, "", body),
-    "signature with a query": lambda raw, body: raw.sign("POST", PUSH_PATH, "x=1", body),
+    "signature of another method": lambda raw, body: raw.sign(
+        "PUT", PUSH_PATH, "", body, headers=_PUSH_HEADERS
+    ),
+    "signature with a query": lambda raw, body: raw.sign(
+        "POST", PUSH_PATH, "x=1", body, headers=_PUSH_HEADERS
+    ),
     "upper-case hex signature": lambda raw, body: {
         **(h := _signed(raw, body)),
         "Authorization": h["Authorization"].rpartition("=")[0]
@@ -91,7 +99,7 @@ CASES: dict[str, Mutator] = {
 async def test_badly_signed_push_is_refused(raw: Raw, case: str) -> None:
     before = await raw.snapshot(ID_CARD)
     body = b'{"records":[' + json.dumps(id_card()).encode() + b"]}"
-    headers = {"Content-Type": "application/json", **CASES[case](raw, body)}
+    headers = {**_PUSH_HEADERS, **CASES[case](raw, body)}
     r = await raw.request("POST", PUSH_PATH, body=body, headers=headers, signed=False)
     doc = assert_problem(r, 401, "client.unauthenticated")
     assert doc["detail"]

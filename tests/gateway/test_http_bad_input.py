@@ -453,7 +453,8 @@ async def test_body_over_max_body_bytes_is_413(small: Raw) -> None:
         for i in range(0, len(body), 500):
             yield body[i : i + 500]
 
-    hdrs = {**small.sign("POST", RECORDS, "", body), "Content-Type": "application/json"}
+    hdrs = small.sign("POST", RECORDS, "", body,
+                      headers={"Content-Type": "application/json", "Idempotency-Key": "big-1"})
     async with small.session.post(small.url + RECORDS, data=chunks(), headers=hdrs) as resp:
         reply_status = resp.status
         doc = await resp.json(content_type=None)
@@ -461,11 +462,14 @@ async def test_body_over_max_body_bytes_is_413(small: Raw) -> None:
     await check()
 
 
-async def test_body_over_max_body_bytes_is_413_before_reading(small_node: NodeProcess) -> None:
-    """A Content-Length over the limit is refused without waiting for the body."""
+async def test_body_over_max_body_bytes_is_413_before_reading(small_node: NodeProcess, small: Raw) -> None:
+    """A Content-Length over the limit is refused without waiting for the body (an unsigned
+    head is refused even earlier, 401)."""
+    h = small.sign("POST", RECORDS, "", b"x",
+                   headers={"Content-Type": "application/json", "Idempotency-Key": "big-2"})
     head = (
-        f"POST {RECORDS} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        f"Content-Length: 100000000\r\n\r\n"
+        f"POST {RECORDS} HTTP/1.1\r\nHost: x\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items())
+        + "Content-Length: 100000000\r\n\r\n"
     ).encode()
     status, _, body = await raw_http(small_node.port, head, half_close=False)
     assert status == 413 and json.loads(body)["code"] == "client.payload_too_large"
@@ -477,9 +481,10 @@ async def test_slow_client_body_is_400_and_changes_nothing(
     """A client that stops sending its body is answered once client_timeout_s has passed."""
     check = await unchanged(small)
     body = json.dumps({"records": [id_card()]}).encode()
-    h = small.sign("POST", RECORDS, "", body)
+    h = small.sign("POST", RECORDS, "", body,
+                   headers={"Content-Type": "application/json", "Idempotency-Key": "slow-1"})
     head = (
-        f"POST {RECORDS} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"POST {RECORDS} HTTP/1.1\r\nHost: x\r\n"
         f"Content-Length: {len(body)}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items()) + "\r\n"
     )
     status, headers, reply = await raw_http(small_node.port, head.encode() + body[:20], timeout=20)

@@ -8,6 +8,7 @@ import contextlib
 import json
 import secrets
 import socket
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,21 +148,25 @@ class RunningNode:
 
     async def request(self, client: str | None, method: str, path: str, *, query: str = "",
                       body: bytes | None = None, json_body: Any = None,
-                      headers: dict[str, str] | None = None) -> Reply:
+                      headers: dict[str, str] | None = None, idempotency: bool = True,
+                      unsigned: dict[str, str] | None = None) -> Reply:
+        """``headers`` are signed with the request (v2), ``unsigned`` added after signing; a
+        POST gets a fresh Idempotency-Key unless ``headers`` has one or ``idempotency`` is False."""
         if json_body is not None:
             body = json.dumps(json_body).encode()
         body = body or b""
-        hdrs: dict[str, str] = {}
-        if client is not None:
-            hdrs.update(self.signer(client).headers(method, path, query, body))
-        if json_body is not None:
-            hdrs["Content-Type"] = "application/json"
+        hdrs: dict[str, str] = {"Content-Type": "application/json"} if json_body is not None else {}
         hdrs.update(headers or {})
+        if method == "POST" and idempotency and not any(k.lower() == "idempotency-key" for k in hdrs):
+            hdrs["Idempotency-Key"] = uuid.uuid4().hex
+        if client is not None:
+            hdrs = self.signer(client).headers(method, path, query, body, headers=hdrs)
+        hdrs.update(unsigned or {})
         url = self.url + path + ("?" + query if query else "")
         from yarl import URL
 
         async with self.session.request(method, URL(url, encoded=True), data=body or None,
-                                        headers=hdrs) as r:
+                                        headers=hdrs, skip_auto_headers=("Content-Type",)) as r:
             return Reply(r.status, r.headers, await r.read())
 
     async def push(self, resource: str, records: list[dict[str, Any]], client: str = OWNER) -> Reply:
