@@ -26,6 +26,7 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
 from gateway.errors import Problem
+from gateway.headers import bad_header, describe
 from gateway.peers import AddressCounts
 from gateway.wire import PROBLEM
 
@@ -37,7 +38,7 @@ class ExchangeServer(web.Server):
     """aiohttp's low-level server with the node's connection guards and problem answers."""
 
     def __init__(self, node: Any, **kwargs: Any) -> None:
-        super().__init__(node.handle, **kwargs)
+        super().__init__(self._handle, **kwargs)
         self.node = node
         limits = node.config.limits
         self.header_timeout = limits.header_timeout_s
@@ -45,6 +46,16 @@ class ExchangeServer(web.Server):
 
     def __call__(self) -> RequestHandler:
         return _ProblemHandler(self, loop=self._loop, **self._kwargs)
+
+    def _handle(self, request: web.BaseRequest) -> Any:
+        """The node's handler, behind the header-value check (an awaitable either way)."""
+        name = bad_header(request.headers.items())
+        if name is not None:
+            return self._refuse(describe(name))
+        return self.node.handle(request)
+
+    async def _refuse(self, detail: str) -> web.StreamResponse:
+        return problem_response(self.node, 400, detail)
 
 
 def problem_response(node: Any, status: int, detail: str, exc: BaseException | None = None) -> web.Response:

@@ -19,9 +19,11 @@ import aiohttp
 import pytest
 from gwkit import (
     ID_CARD,
+    OWNER,
     NodeProcess,
     Raw,
     id_card,
+    raw_http,
     wait_until,
 )
 
@@ -345,3 +347,40 @@ async def test_connections_per_address_are_capped(
     finally:
         for _, w in held:
             w.close()
+
+
+# -- 5. header values that are not Latin-1 ----------------------------------------------
+
+BAD_VALUES = {
+    "utf8-cjk": "出于就业登记".encode(),
+    "invalid-utf8": b"\xff\xfe",
+    "emoji": "\U0001f600".encode(),
+}
+
+
+@pytest.mark.parametrize("value", sorted(BAD_VALUES))
+@pytest.mark.parametrize(
+    "route",
+    ["GET /healthz", "GET /v1/catalog", f"GET {RECORDS}", f"POST {RECORDS}", "GET /nope"],
+)
+async def test_header_value_not_latin1_is_400_naming_it(
+    node: NodeProcess, raw: Raw, route: str, value: str
+) -> None:
+    method, path = route.split()
+    body = json.dumps({"records": [id_card()]}).encode() if method == "POST" else b""
+    signed = "".join(f"{k}: {v}\r\n" for k, v in raw.sign(method, path, "", body, client=OWNER).items())
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n{signed}"
+    ).encode() + b"X-Exchange-Purpose: " + BAD_VALUES[value] + b"\r\n\r\n"
+    status, headers, reply = await raw_http(node.port, head + body)
+    assert status == 400, (status, reply[:300])
+    doc = json.loads(reply)
+    assert doc["code"] == "client.bad_request" and "X-Exchange-Purpose" in doc["detail"], doc
+    assert headers["x-exchange-request-id"] == doc["request_id"]
+    assert "Traceback" not in node.log_text()
+
+
+async def test_latin1_header_value_is_accepted(raw: Raw) -> None:
+    r = await raw.request("GET", "/v1/catalog", headers={"X-Exchange-Purpose": "caf\u00e9 stats"})
+    assert r.status == 200, r.body[:200]
