@@ -1,6 +1,6 @@
 """A hostile network against a real node: stalled bodies, slow or partial request heads,
-connection floods from one address, header values that are not Latin-1, and JSON nested
-deeper than any decoder should follow. Every test talks raw HTTP over loopback sockets.
+connection floods from one address, header values that are not Latin-1, and pushes nested
+deeper than the decoder follows. Every test talks HTTP over loopback sockets.
 
 The attacking sockets connect from 127.0.0.2 (any 127/8 address is loopback on Linux) so
 that the per-address connection cap tells them apart from the probes sent from 127.0.0.1,
@@ -22,6 +22,7 @@ from gwkit import (
     OWNER,
     NodeProcess,
     Raw,
+    assert_problem,
     id_card,
     raw_http,
     wait_until,
@@ -384,3 +385,27 @@ async def test_header_value_not_latin1_is_400_naming_it(
 async def test_latin1_header_value_is_accepted(raw: Raw) -> None:
     r = await raw.request("GET", "/v1/catalog", headers={"X-Exchange-Purpose": "caf\u00e9 stats"})
     assert r.status == 200, r.body[:200]
+
+
+# -- deep JSON in a push ------------------------------------------------------
+
+
+def _deep(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"records":' + _deep(5000) + b"}",
+        b'{"records":[{"key":"1","data":{"x":' + _deep(5000) + b"}}]}",
+        b'{"records":[{"key":"1","data":{"id_number":' + _deep(5000) + b"}}]}",
+        b'{"extra":' + _deep(5000) + b',"records":[]}',
+    ],
+    ids=["records", "unknown-field", "field", "extra-key"],
+)
+async def test_deeply_nested_push_is_a_client_error(raw: Raw, body: bytes) -> None:
+    """A push nested 5,000 deep (in the batch, a record or a field) is a 4xx problem, never a 500."""
+    r = await raw.request("POST", RECORDS, body=body)
+    assert 400 <= r.status < 500, (r.status, r.body[:300])
+    assert_problem(r, r.status, r.json()["code"])
