@@ -39,7 +39,8 @@ async def call_service(call: Call) -> web.StreamResponse:
     node.audit_guard()
     raw = request.raw_path
     q = raw.find("?")
-    return await pool.forward(request, tail, "" if q < 0 else raw[q + 1:], call.body, call.request_id)
+    return await pool.forward(request, tail, "" if q < 0 else raw[q + 1:], call.body, call.request_id,
+                              call.client or "")
 
 
 async def run_composite(call: Call) -> web.Response:
