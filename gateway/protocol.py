@@ -49,7 +49,7 @@ class ExchangeServer(web.Server):
 
     def _handle(self, request: web.BaseRequest) -> Any:
         """The node's handler, behind the header-value check (an awaitable either way)."""
-        name = bad_header(request.headers.items())
+        name = bad_header(request.headers)
         if name is not None:
             return self._refuse(describe(name))
         return self.node.handle(request)
@@ -123,7 +123,10 @@ class _ProblemHandler(RequestHandler):
         if self._force_close or self._close or self._upgraded or self._payload_parser is not None:
             super().data_received(data)
             return
-        if not data:  # aiohttp re-parsing what it buffered while paused
+        if not data or data.endswith(b"\r\n\r\n"):
+            # Empty: aiohttp re-parsing what it buffered while paused. CRLF CRLF at the end
+            # (most requests without a body): a head in progress would be complete there,
+            # so none is pending; the bytes may also sit in a body, which is not timed.
             self._feed(data)
             return
         # Feed all but the last byte, then the last one: whether that byte completed a head
