@@ -133,8 +133,9 @@ async def test_a_thousand_stalled_bodies_do_not_fail_health_checks(
     make_node: Callable[..., NodeProcess], keyring: Keyring, session: aiohttp.ClientSession
 ) -> None:
     """The finding on default limits: 1,024 stalled POST heads from one address. Past the
-    per-address cap (256) connections are closed at once; /healthz and /readyz stay 200."""
-    n = make_node()
+    per-address cap (256) connections are closed at once; /healthz and /readyz stay 200.
+    (body_timeout_s is raised so that no stalled body is answered while the test runs.)"""
+    n = make_node(limits={"body_timeout_s": 120.0})
     raw = Raw(session, n.url, keyring)
     async with sockets(n.port, 1024, STALLED_POST) as conns:
         await wait_until(lambda: node_is_full_or_reading(raw, 256), timeout=30)
@@ -167,6 +168,20 @@ async def test_stalled_body_is_answered_400_within_body_timeout(node: NodeProces
         assert doc["code"] == "client.bad_request" and "body_timeout_s" in doc["detail"], doc
         assert time.monotonic() - t0 < 12
         assert await closed_by_node(reader) == b""
+    finally:
+        writer.close()
+
+
+async def test_deprecated_client_timeout_is_logged_and_does_not_extend_the_body_deadline(
+    make_node: Callable[..., NodeProcess],
+) -> None:
+    n = make_node(limits={"client_timeout_s": 30.0, "body_timeout_s": 1.0})
+    assert '"config_deprecated"' in n.log_text() and "limits.client_timeout_s" in n.log_text()
+    reader, writer = await connect(n.port, "127.0.0.1")
+    try:
+        writer.write(STALLED_POST + b"{")
+        status, reply = await read_response(reader, within=CLOSED_WITHIN_S)
+        assert status == 400 and "within 1 s" in json.loads(reply)["detail"], reply
     finally:
         writer.close()
 
