@@ -21,6 +21,7 @@ from aiohttp import web
 import fastpath
 from fastpath import CATALOG_ITEM, CURSOR, RECORD, RECORDS, SERVICE, RouteTable
 from gateway import signing
+from gateway.admission import read_body_unslotted, unqueued
 from gateway.audit import AuditEntry, AuditLog, citizen_hash, load_key
 from gateway.auth import check_head, verify
 from gateway.catalog import Access, Catalog, ResourceEntry
@@ -39,7 +40,7 @@ from gateway.logs import AccessLog
 from gateway.metrics import Metrics
 from gateway.services.proxy import ServiceRegistry
 from gateway.stores.base import Store, StoreError, StoreUnavailable
-from gateway.wire import PROBLEM, read_body
+from gateway.wire import PROBLEM
 
 # Static routes (kinds >= fastpath.STATIC_MIN).
 HEALTHZ, READYZ, METRICS, OPENAPI, CATALOG = range(fastpath.STATIC_MIN, fastpath.STATIC_MIN + 5)
@@ -242,7 +243,7 @@ class Node:
         method = request.method
         route_name = "unmatched"
         status = 500
-        if self.inflight >= self.max_inflight:
+        if self.inflight >= self.max_inflight and not unqueued(request):
             self.metrics.rejected.inc()
             resp = self._problem(Problem("server.unavailable", "node is at max_inflight; retry shortly",
                                          headers={"Retry-After": "1"}), request_id)
@@ -307,11 +308,10 @@ class Node:
                           headers={"Allow": ", ".join(route.methods)})
         if not route.signed:
             return route.name, await handler(call)
-        limits = self.config.limits
         head = check_head(state.keyring, state.catalog.subsystems, request.headers)
         call.idempotency_key = idempotency_key(request.headers, request.method in route.keyed)
         call.signature = head.signature
-        call.body = await read_body(request, limits.max_body_bytes, limits.client_timeout_s)
+        call.body = await read_body_unslotted(self, request)
         call.body_sha256 = signing.body_digest(call.body)
         call.client = verify(head, request.method, path, query, call.body_sha256)
         self._check_mtls(call)

@@ -43,8 +43,11 @@ class LimitsSection(msgspec.Struct, forbid_unknown_fields=True):
     max_body_bytes: int = 8 * 1024 * 1024
     max_batch_records: int = 1000
     max_inflight: int = 1024
-    client_timeout_s: float = 30.0
+    body_timeout_s: float = 5.0
+    header_timeout_s: float = 10.0
+    max_connections_per_ip: int = 256
     shutdown_timeout_s: float = 15.0
+    client_timeout_s: float | None = None  # deprecated and unused: body_timeout_s replaced it
 
 
 class NodeConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -88,11 +91,14 @@ def _check(cfg: NodeConfig, file: Path) -> None:
         "max_body_bytes": (lim.max_body_bytes, 1024, 1 << 30),
         "max_batch_records": (lim.max_batch_records, 1, 1000),
         "max_inflight": (lim.max_inflight, 1, 1_000_000),
+        "body_timeout_s": (lim.body_timeout_s, 0.1, 3600),
+        "header_timeout_s": (lim.header_timeout_s, 0.1, 3600),
+        "max_connections_per_ip": (lim.max_connections_per_ip, 1, 1_000_000),
         "client_timeout_s": (lim.client_timeout_s, 0.1, 3600),
         "shutdown_timeout_s": (lim.shutdown_timeout_s, 0, 3600),
     }
     for key, (value, lo, hi) in bounds.items():
-        if not lo <= value <= hi:
+        if value is not None and not lo <= value <= hi:
             raise ConfigError(file, f"limits.{key}", f"must be between {lo} and {hi}, got {value}")
     st = cfg.store
     if st.backend == "jetstream":

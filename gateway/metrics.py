@@ -36,6 +36,16 @@ class Metrics:
             "exchange_overload_rejections", "Requests refused with 503 because max_inflight was reached",
             registry=r,
         )
+        self.body_reads = Gauge(
+            "exchange_body_reads", "Requests whose body is being received (they hold no max_inflight slot)",
+            registry=r,
+        )
+        refused = Counter(
+            "exchange_connections_refused", "Connections closed by the node's connection guards",
+            ["reason"], registry=r,
+        )
+        self.refused_per_address = refused.labels("per_address")  # over max_connections_per_ip
+        self.refused_header_timeout = refused.labels("header_timeout")  # head not complete in time
         self.records_pushed = Counter("exchange_records_pushed", "Records appended", registry=r)
         self.records_pulled = Counter("exchange_records_pulled", "Records returned by pulls", registry=r)
         self.store_commit = Histogram(

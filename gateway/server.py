@@ -79,6 +79,10 @@ async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload
                               f"cannot listen on {config.node.listen}: {exc.strerror or exc}") from None
     store = open_store(config)
     node = Node(config, state, store)
+    if config.limits.client_timeout_s is not None:
+        node.log.event("config_deprecated", key="limits.client_timeout_s",
+                       detail="no longer used: a body must arrive within limits.body_timeout_s "
+                              f"({config.limits.body_timeout_s:g} s)")
     await node.start()
     watcher = None
     if config.store.backend == "jetstream":  # cluster mode: catalog and keys from the KV bucket

@@ -13,6 +13,7 @@ import msgspec
 
 from gateway.catalog import ResourceEntry
 from gateway.errors import FieldError, Problem
+from gateway.nesting import too_deep
 
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _IDX = re.compile(r"^\.records\[(\d+)\](.*)$")
@@ -56,6 +57,8 @@ def decode_push(entry: ResourceEntry, body: bytes, msgpack: bool, max_records: i
         raise _collect(entry, body, msgpack, max_records, exc) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise Problem("client.bad_request", f"malformed {'msgpack' if msgpack else 'JSON'} body: {exc}") from None
+    except RecursionError:
+        raise too_deep("the body") from None
     records = doc.records
     if not records:
         raise Problem("client.validation_failed", "the batch is empty",
@@ -85,6 +88,8 @@ def _collect(entry: ResourceEntry, body: bytes, msgpack: bool, max_records: int,
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
         fe = _to_field_error(first)
         return Problem("client.validation_failed", f"invalid batch: {fe.message}", errors=[fe])
+    except RecursionError:
+        return too_deep("the body")
     extra = [k for k in generic if k != "records"]
     if extra or "records" not in generic:
         fe = _to_field_error(first)
@@ -105,6 +110,8 @@ def _collect(entry: ResourceEntry, body: bytes, msgpack: bool, max_records: int,
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # a later record is malformed
             return Problem("client.bad_request",
                            f"malformed {'msgpack' if msgpack else 'JSON'} body in record {i}: {exc}")
+        except RecursionError:
+            return too_deep(f"record {i}")
     if not errors:
         errors.append(_to_field_error(first))
     return Problem("client.validation_failed",

@@ -65,7 +65,8 @@ def wants_msgpack(request: web.BaseRequest) -> bool:
 
 
 async def read_body(request: web.BaseRequest, limit: int, timeout: float) -> bytes:
-    """Read the whole body, refusing more than ``limit`` bytes (413) or a stalled client (400)."""
+    """Read the whole body, refusing more than ``limit`` bytes (413) or a body not received
+    within ``timeout`` seconds (400; ``[limits] body_timeout_s``, the connection is then closed)."""
     coding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if coding not in ("identity", ""):
         raise Problem("client.unsupported_media_type",
@@ -81,13 +82,15 @@ async def read_body(request: web.BaseRequest, limit: int, timeout: float) -> byt
     content = request.content
     while True:
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise Problem("client.bad_request", f"request body not received within {timeout:g} s")
         try:
+            if remaining <= 0:
+                raise TimeoutError
             async with _timeout(remaining):
                 chunk = await content.readany()
         except TimeoutError:
-            raise Problem("client.bad_request", f"request body not received within {timeout:g} s") from None
+            _abandon(request)
+            raise Problem("client.bad_request",
+                          f"request body not received within {timeout:g} s (limits.body_timeout_s)") from None
         if not chunk:
             break
         size += len(chunk)
@@ -95,6 +98,13 @@ async def read_body(request: web.BaseRequest, limit: int, timeout: float) -> byt
             raise Problem("client.payload_too_large", f"body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _abandon(request: web.BaseRequest) -> None:
+    """Close the connection after the answer, without aiohttp's lingering read of the rest
+    of a body that a stalled client is not sending."""
+    request.protocol.close()  # no keep-alive: the rest of the stream is not a request
+    request.content.feed_eof()  # nothing left to linger for
 
 
 def _timeout(seconds: float) -> Any:

@@ -232,6 +232,7 @@ def write_node_config(work: Path, port: int, instance: str) -> Path:
         'synchronous = "FULL"\n'
         "[limits]\n"
         "max_inflight = 65536\n"
+        "max_connections_per_ip = 65536\n"  # every load connection comes from loopback
     )
     return path
 

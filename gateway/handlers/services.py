@@ -45,7 +45,8 @@ async def call_service(call: Call) -> web.StreamResponse:
         await forward_once(node.governance, call.client or "", key, call.body_sha256)
     raw = request.raw_path
     q = raw.find("?")
-    return await pool.forward(request, tail, "" if q < 0 else raw[q + 1:], call.body, call.request_id)
+    return await pool.forward(request, tail, "" if q < 0 else raw[q + 1:], call.body, call.request_id,
+                              call.client or "")
 
 
 async def run_composite(call: Call) -> web.Response:

@@ -223,7 +223,8 @@ def run(seconds: int, connections: int, work: Path, rounds: int = 3) -> dict[str
     for name, port in (("on", on_port), ("off", off_port)):
         (work / f"node-{name}.toml").write_text(
             f'[node]\nlisten = "127.0.0.1:{port}"\ncatalog = "catalog.toml"\nkeyring = "keyring.toml"\n'
-            f'data_dir = "data-{name}"\naccess_log = false\n[limits]\nmax_inflight = 100000\n')
+            f'data_dir = "data-{name}"\naccess_log = false\n[limits]\nmax_inflight = 100000\n'
+            'max_connections_per_ip = 100000\n')  # wrk connects from loopback only
     ring = load_keyring(work / "keyring.toml")
     key, owner = ring.for_client(CONSUMER), ring.for_client(OWNER)
     assert key is not None and owner is not None

@@ -17,6 +17,7 @@ import msgspec
 from multidict import CIMultiDict
 
 from gateway.errors import PROBLEM_TYPE, Problem
+from gateway.nesting import MAX_DEPTH, deeper_than, too_deep
 from gateway.services.spec import Composite, Step
 
 if TYPE_CHECKING:
@@ -68,10 +69,14 @@ def _deps(step: Step) -> set[str]:
 
 
 def _decode(body: bytes) -> Any:
+    """A backend's answer as JSON, or as (shortened) text when it is not JSON or too deep."""
     try:
-        return msgspec.json.decode(body) if body else None
-    except msgspec.DecodeError:
+        doc = msgspec.json.decode(body) if body else None
+    except (msgspec.DecodeError, RecursionError):
+        doc = body
+    if isinstance(doc, bytes) or deeper_than(doc, MAX_DEPTH):
         return body[:2000].decode(errors="replace")
+    return doc
 
 
 async def run(call: Call, comp: Composite) -> tuple[int, dict[str, Any]]:
@@ -81,9 +86,13 @@ async def run(call: Call, comp: Composite) -> tuple[int, dict[str, Any]]:
         doc = msgspec.json.decode(call.body) if call.body else {}
     except msgspec.DecodeError as exc:
         raise Problem("client.bad_request", f"malformed JSON body: {exc}") from None
+    except RecursionError:
+        raise too_deep("the composite input") from None
     if not isinstance(doc, dict) or set(doc) - {"input"}:
         raise Problem("client.bad_request", 'the body must be {"input": {...}}')
     inp = doc.get("input", {})
+    if deeper_than(inp, MAX_DEPTH):
+        raise too_deep("the composite input")
     index = call.state.catalog.services
     results: dict[str, dict[str, Any]] = {s.name: {"name": s.name, "service": s.service, "status": "pending"}
                                           for s in comp.steps}

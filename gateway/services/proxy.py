@@ -31,6 +31,13 @@ HOP_BY_HOP = frozenset({
     "te", "trailer", "trailers", "transfer-encoding", "upgrade", "host", "content-length",
     "authorization", "expect", "x-exchange-request-id",
 })
+#: Headers that the node asserts to a backend (here or on webhook deliveries): a caller's
+#: copies are dropped, so that a backend can trust them. ``X-Forwarded-*`` too (prefix).
+NODE_ASSERTED = frozenset({
+    "x-exchange-client", "x-exchange-request-id", "x-exchange-composite", "x-exchange-step",
+    "x-exchange-date", "x-exchange-delivery", "x-exchange-signature", "x-exchange-subscription",
+    "forwarded", "via", "x-real-ip",
+})
 RESPONSE_DROP = frozenset(HOP_BY_HOP - {"content-length", "x-exchange-request-id"}) | {"server"}
 BUFFER_MAX = 256 * 1024  # answers up to this size (with Content-Length) are sent in one write
 
@@ -52,15 +59,21 @@ def connection_tokens(headers: Mapping[str, str]) -> set[str]:
     return {t.strip().lower() for t in value.split(",") if t.strip()}
 
 
-def outbound_headers(headers: Any, request_id: str, peer: str | None) -> CIMultiDict[str]:
-    """The caller's end-to-end headers (X-Exchange-* included) for the backend; 400 on CR/LF/NUL."""
-    drop = HOP_BY_HOP if "Connection" not in headers else HOP_BY_HOP | connection_tokens(headers)
+def outbound_headers(headers: Any, request_id: str, peer: str | None, client: str) -> CIMultiDict[str]:
+    """The caller's end-to-end headers for the backend, and the node's own assertions:
+    ``X-Exchange-Client`` (the authenticated caller), ``X-Exchange-Request-Id``,
+    ``X-Forwarded-For`` and ``Via``; a caller's copies of those are dropped. 400 on CR/LF/NUL."""
+    drop = HOP_BY_HOP | NODE_ASSERTED
+    if "Connection" in headers:
+        drop = drop | connection_tokens(headers)
     out: CIMultiDict[str] = CIMultiDict()
     for k, v in headers.items():
         if "\r" in v or "\n" in v or "\x00" in v or "\r" in k or "\n" in k:
             raise Problem("client.bad_request", f"header {k[:64]!r} contains a line break or NUL")
-        if k.lower() not in drop:
+        lk = k.lower()
+        if lk not in drop and not lk.startswith("x-forwarded-"):
             out.add(k, v)
+    out["X-Exchange-Client"] = client
     out["X-Exchange-Request-Id"] = request_id
     if peer:
         out["X-Forwarded-For"] = peer
@@ -221,9 +234,10 @@ class ServicePool:
         return resp
 
     async def forward(self, request: web.BaseRequest, tail: str, query: str, body: bytes,
-                      request_id: str) -> web.StreamResponse:
-        """Proxy one call; small answers in one write, others streamed to the caller."""
-        headers = outbound_headers(request.headers, request_id, request.remote)
+                      request_id: str, client: str) -> web.StreamResponse:
+        """Proxy one call for the authenticated ``client``; small answers in one write,
+        others streamed to the caller."""
+        headers = outbound_headers(request.headers, request_id, request.remote, client)
         resp = await self._call(request.method, tail, query, body, headers)
         complete = False
         out: web.StreamResponse | None = None

@@ -43,7 +43,7 @@ def _node_config(folder: Path, port: int, instance: str, backend: str, nats_url:
         f'[node]\nlisten = "127.0.0.1:{port}"\ninstance = "{instance}"\n'
         'catalog = "../catalog.toml"\nkeyring = "../keyring.toml"\ndata_dir = "data"\n'
         'log_level = "warning"\naccess_log = false\n'
-        f"{store}[limits]\nmax_inflight = 65536\n"
+        f"{store}[limits]\nmax_inflight = 65536\nmax_connections_per_ip = 65536\n"
     )
     return path
 

@@ -42,7 +42,7 @@ CURSOR = f"/v1/resources/{ID_CARD}/cursor"
 def small_node(make_node: Callable[..., NodeProcess]) -> NodeProcess:
     """A node with small limits: 2 KiB bodies, 5 records a batch, 1 s to send a body."""
     return make_node(
-        limits={"max_body_bytes": 2048, "max_batch_records": 5, "client_timeout_s": 1.0}
+        limits={"max_body_bytes": 2048, "max_batch_records": 5, "body_timeout_s": 1.0}
     )
 
 
@@ -478,7 +478,7 @@ async def test_body_over_max_body_bytes_is_413_before_reading(small_node: NodePr
 async def test_slow_client_body_is_400_and_changes_nothing(
     small_node: NodeProcess, small: Raw
 ) -> None:
-    """A client that stops sending its body is answered once client_timeout_s has passed."""
+    """A client that stops sending its body is answered once body_timeout_s has passed."""
     check = await unchanged(small)
     body = json.dumps({"records": [id_card()]}).encode()
     h = small.sign("POST", RECORDS, "", body,

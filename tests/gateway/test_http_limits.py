@@ -1,4 +1,5 @@
-"""Node limits over HTTP: a fast 503 over max_inflight, and graceful shutdown on SIGTERM."""
+"""Node limits over HTTP: a fast 503 over max_inflight (ops routes still answered), and
+graceful shutdown on SIGTERM."""
 
 from __future__ import annotations
 
@@ -43,11 +44,13 @@ async def test_over_max_inflight_is_a_fast_503(
                 for _ in range(2)
             ]
             await wait_until(lambda: _refused(raw))
+            for path in ("/healthz", "/readyz", "/metrics"):  # never wait behind max_inflight
+                r = await raw.request("GET", path, signed=False)
+                assert r.status == 200, (path, r.body[:200])
             for method, path, signed in (
-                ("GET", "/healthz", False),
-                ("GET", "/metrics", False),
                 ("POST", f"/v1/resources/{ID_CARD}/records", True),
                 ("GET", "/v1/catalog", True),
+                ("GET", "/openapi.json", False),
             ):
                 body = {"records": [id_card()]} if method == "POST" else None
                 r = await raw.request(method, path, signed=signed, json_body=body)
@@ -66,7 +69,7 @@ async def test_over_max_inflight_is_a_fast_503(
             for ln in r.body.decode().splitlines()
             if ln.startswith("exchange_overload_rejections_total ")
         ]
-        assert rejected and float(rejected[0].split()[1]) >= 4
+        assert rejected and float(rejected[0].split()[1]) >= 3
         assert len(await raw.snapshot(ID_CARD)) == 1  # the refused push appended nothing
 
 
@@ -104,11 +107,11 @@ async def test_sdk_retries_a_503_until_capacity_returns(
 
 
 async def _refused(raw: Raw) -> bool:
-    return (await raw.request("GET", "/healthz", signed=False)).status == 503
+    return (await raw.request("GET", "/v1/catalog")).status == 503
 
 
 async def _accepted(raw: Raw) -> bool:
-    return (await raw.request("GET", "/healthz", signed=False)).status == 200
+    return (await raw.request("GET", "/v1/catalog")).status == 200
 
 
 async def test_sigterm_answers_inflight_long_poll_and_closes_store(
