@@ -133,9 +133,7 @@ def _chain(exc: BaseException) -> list[BaseException]:
 def failure_class(exc: BaseException) -> str:
     """The coarse class of a failed delivery: never the peer's bytes, an address or exception text."""
     chain = _chain(exc)
-    if any(isinstance(e, RefusedAddress) for e in chain):
-        return "refused_address"
-    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, RefusedAddress):
+    if any(isinstance(e, RefusedAddress) for e in chain):  # aiohttp raises it "from" ours
         return "refused_address"
     if isinstance(exc, asyncio.TimeoutError | TimeoutError | aiohttp.ServerTimeoutError):
         return "timeout"

@@ -1,6 +1,6 @@
 """Webhook allow-list and subscription cap on both governance backends (SQLite and JetStream):
 the cap per client, a name resolving to loopback refused at delivery, a removed target
-stopping deliveries, and a hung endpoint classed as a timeout."""
+stopping deliveries, a hung endpoint classed as a timeout and an unknown name as dns_failed."""
 
 from __future__ import annotations
 
@@ -177,3 +177,17 @@ async def test_a_hung_endpoint_is_a_timeout(tmp_path: Path) -> None:
 
         await wait_until(failed)
         assert (await sub_doc(n, sid))["last_error"] == "timeout" and got
+
+
+async def test_an_unresolvable_name_is_dns_failed(tmp_path: Path) -> None:
+    extra = target("http://no-such-host.invalid:8080/", private=False)  # RFC 6761: never resolves
+    async with running_node(tmp_path, extra, **FAST, timeout_s=2.0) as n:
+        r = await n.request(CONSUMER, "POST", SUBSCRIBE, json_body={"url": "http://no-such-host.invalid:8080/h"})
+        sid = r.json()["id"]
+        await n.push("psb.id-card", [card(1)])
+
+        async def failed() -> bool:
+            return (await sub_doc(n, sid))["last_error"] != ""
+
+        await wait_until(failed, timeout=20)
+        assert (await sub_doc(n, sid))["last_error"] == "dns_failed"
