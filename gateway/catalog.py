@@ -17,6 +17,7 @@ import msgspec
 
 from fastpath import compile_plan
 from gateway.governance.spec import Quota, check_governance
+from gateway.governance.targets import DEFAULT_MAX_SUBSCRIPTIONS, WebhookTarget, check_targets
 from gateway.services.spec import Composite, Service, ServiceGrant, ServiceIndex, check_services
 from gateway.tomlfile import ConfigError, convert, load_toml
 
@@ -89,6 +90,8 @@ class CatalogFile(msgspec.Struct, forbid_unknown_fields=True):
     composites: list[Composite] = []
     portals: list[str] = []
     quotas: list[Quota] = []
+    webhook_targets: list[WebhookTarget] = []
+    max_subscriptions_per_client: int = DEFAULT_MAX_SUBSCRIPTIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +175,9 @@ class Catalog:
             source, doc.instance, set(self.subsystems), doc.services, doc.service_grants, doc.composites)
         self.portals = frozenset(doc.portals)
         self.quotas = {q.client: q for q in doc.quotas}
+        self.webhook_targets = check_targets(source, set(self.subsystems), doc.webhook_targets,
+                                             doc.max_subscriptions_per_client)
+        self.max_subscriptions = doc.max_subscriptions_per_client
 
     def access(self, client: str, entry: ResourceEntry, today: dt.date | None = None) -> Access | None:
         """What ``client`` may read of the resource, or None when it may not read it."""

@@ -145,7 +145,7 @@ def _governance_paths() -> dict[str, Any]:
             "Who read which of the citizen's data, when and why (portals)", "200", 400, 403)},
         "/v1/resources/{rid}/subscriptions": {"parameters": [RID],
                                               "post": op("Register a webhook for new records", "201",
-                                                         403, 404, 422, body=sub),
+                                                         403, 404, 409, 422, body=sub),
                                               "get": op("The caller's subscriptions to the resource", "200")},
         "/v1/subscriptions": {"get": op("The caller's subscriptions", "200")},
         "/v1/subscriptions/{id}": {"parameters": [pid("id")],

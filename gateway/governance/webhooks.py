@@ -10,6 +10,11 @@ the cursor: delivery is at least once and in offset order. Failures back off
 exponentially (``base_s * 2**attempt``, capped, with jitter); after ``max_attempts``
 failures in a row the subscription is dead-lettered until an operator replays it
 (``python -m gateway webhooks replay``).
+
+Egress is confined (gateway.governance.egress, gateway.governance.targets): the URL must
+still be under one of the consumer's ``[[webhook_targets]]``; every address the host is or
+resolves to is checked and the connection goes to those checked addresses; redirects are
+not followed; ``last_error`` is a coarse class, never what the peer sent.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import hashlib
 import os
 import random
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -33,7 +39,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import Counter, Gauge
 
 from gateway.audit import AuditEntry
+from gateway.governance.egress import (
+    GuardedResolver,
+    allowed,
+    failure_class,
+    looks_numeric,
+    status_class,
+)
 from gateway.governance.model import Subscription
+from gateway.governance.targets import match, parse_url
 from gateway.signing import body_digest, format_date
 from gateway.tomlfile import ConfigError
 from gateway.wire import iso_ms
@@ -130,22 +144,6 @@ def load_node_key(path: str | Path) -> NodeKey:
     return NodeKey(key)
 
 
-def check_url(url: str) -> str | None:
-    """None when ``url`` is an acceptable callback URL, else the reason."""
-    if len(url) > 2048 or any(c in url for c in "\r\n\t \x00"):
-        return "must be at most 2048 characters without spaces or control characters"
-    u = urlsplit(url)
-    if u.scheme not in ("http", "https") or not u.hostname:
-        return "must be an http:// or https:// URL with a host"
-    if u.username or u.password or u.fragment:
-        return "must not carry credentials or a fragment"
-    try:
-        u.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        return "has a bad port"
-    return None
-
-
 class Deliverer:
     """Runs the deliveries of every active subscription this node holds a lease on."""
 
@@ -162,7 +160,8 @@ class Deliverer:
         self.workers: dict[str, asyncio.Task] = {}
         self.lag: dict[str, float] = {}
         self._task: asyncio.Task | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}  # by allow_private
+        self._admission: dict[str, asyncio.Lock] = {}
         self._kick = asyncio.Event()
         r = node.metrics.registry
         self.m_deliveries = Counter("exchange_webhook_deliveries", "Webhook batches by outcome",
@@ -175,9 +174,19 @@ class Deliverer:
                             registry=r)
 
     def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                                              cookie_jar=aiohttp.DummyCookieJar())
+        for allow_private in (False, True):  # one pool per address policy: a connection never crosses
+            connector = aiohttp.TCPConnector(resolver=GuardedResolver(allow_private), use_dns_cache=False)
+            self._sessions[allow_private] = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)
         self._task = asyncio.get_running_loop().create_task(self._scan_forever())
+
+    @contextlib.asynccontextmanager
+    async def admission(self, client: str) -> AsyncIterator[None]:
+        """Serialise this process's subscribes of one client (count, then add: the cap holds)."""
+        lock = self._admission.setdefault(client, asyncio.Lock())
+        async with lock:
+            yield
 
     def kick(self) -> None:
         """Look for new subscriptions now (after a subscribe)."""
@@ -197,9 +206,9 @@ class Deliverer:
             with contextlib.suppress(Exception):
                 await self.node.governance.sub_claim(sid, self.owner, 0.0, now)
         self._task = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
 
     async def _scan_forever(self) -> None:
         while True:
@@ -258,7 +267,12 @@ class Deliverer:
         entry = state.catalog.by_id.get(sub.resource)
         access = state.catalog.access(sub.consumer, entry) if entry is not None else None
         if access is None:
-            await self._failed(sub, "the consumer no longer has read access to the resource", final=True)
+            await self._failed(sub, "access_revoked", final=True)
+            return False
+        url = parse_url(sub.url)
+        target = None if isinstance(url, str) else match(state.catalog.webhook_targets, sub.consumer, url)
+        if target is None:  # the catalog no longer allows this URL (or never did)
+            await self._failed(sub, "url_not_allowed", final=True)
             return False
         recs = await node.store.read(sub.resource, sub.cursor, sub.batch)
         if not recs:
@@ -281,15 +295,19 @@ class Deliverer:
         headers = node.node_key.delivery_headers(sub.consumer, sub.id, u.path or "/", u.query, body)
         headers.update({"Content-Type": "application/json", "X-Exchange-Delivery": f"{sub.id}-{recs[0].offset}"})
         status, error = 0, ""
-        try:
-            assert self._session is not None
-            async with self._session.post(sub.url, data=body, headers=headers, allow_redirects=False) as r:
-                await r.read()
-                status = r.status
-                if not 200 <= r.status < 300:
-                    error = f"endpoint answered {r.status}"
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            error = f"{type(exc).__name__}: {exc}"[:300]
+        host = url.raw_host or ""
+        if looks_numeric(host) and not allowed(host, target.allow_private):
+            error = "refused_address"  # an address literal: aiohttp connects without the resolver
+        else:
+            try:
+                session = self._sessions[target.allow_private]
+                async with session.post(url, data=body, headers=headers, allow_redirects=False) as r:
+                    await r.content.read(65536)  # never kept, never echoed
+                    status = r.status
+                    error = status_class(status)
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                error = failure_class(exc)
+                node.log.event("webhook_failed", subscription=sub.id, error=error, exception=type(exc).__name__)
         node.submit_audit(AuditEntry(ts=time.time(), request_id=f"delivery-{sub.id}-{recs[0].offset}",
                                      client=sub.consumer, op="deliver", target=sub.resource,
                                      status=status, count=len(recs) if not error else 0,

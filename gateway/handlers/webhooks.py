@@ -12,7 +12,7 @@ from aiohttp import web
 from gateway.errors import Problem
 from gateway.governance.idempotency import once
 from gateway.governance.model import Subscription
-from gateway.governance.webhooks import check_url
+from gateway.governance.targets import match, parse_url
 from gateway.wire import respond
 
 if TYPE_CHECKING:
@@ -47,31 +47,46 @@ async def subscribe(call: Call) -> web.Response:
         raise Problem("client.validation_failed", f"invalid subscription: {exc}") from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise Problem("client.bad_request", f"malformed subscription body: {exc}") from None
-    reason = check_url(b.url)
-    if reason:
-        raise Problem("client.validation_failed", f"url {reason}")
+    url = parse_url(b.url)
+    if isinstance(url, str):
+        raise Problem("client.validation_failed", f"url {url}")
     if not 1 <= b.batch <= 1000:
         raise Problem("client.validation_failed", "batch must be between 1 and 1000")
     if not 0 <= b.after <= 2**62:
         raise Problem("client.validation_failed", "after must be an offset >= 0")
+    client = call.client or ""
+    if match(call.state.catalog.webhook_targets, client, url) is None:
+        raise Problem("client.access_denied", f"url is not under any webhook target the catalog allows for {client} "
+                                              "([[webhook_targets]]: scheme, host, port and path prefix)")
     node = call.node
     call.audit_op, call.target = "subscribe", entry.id
     node.audit_guard()
 
     async def create() -> tuple[int, dict]:
-        sub = Subscription(id="s-" + uuid.uuid4().hex, consumer=call.client or "", resource=entry.id,
+        sub = Subscription(id="s-" + uuid.uuid4().hex, consumer=client, resource=entry.id,
                            url=b.url, created=time.time(), cursor=b.after, batch=b.batch)
-        await node.governance.sub_put(sub)
+        async with node.webhooks.admission(client):  # count and add under one lock: the cap holds per process
+            await _check_cap(call, client)
+            await node.governance.sub_put(sub)
         node.webhooks.kick()
         return 201, sub.public()
 
-    status, doc, replayed = await once(node.governance, "subscribe", call.client or "",
-                                       call.idempotency_key or "", call.body_sha256, create)
+    status, doc, replayed = await once(node.governance, "subscribe", client, call.idempotency_key or "",
+                                       call.body_sha256, create)
     call.count = 0 if replayed else 1
     headers = {"Location": f"/v1/subscriptions/{doc['id']}"}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
     return respond(call.request, status, doc, headers=headers)
+
+
+async def _check_cap(call: Call, client: str) -> None:
+    """409 when ``client`` already holds the catalog's ``max_subscriptions_per_client``."""
+    cap = call.state.catalog.max_subscriptions
+    held = sum(1 for s in await call.node.governance.sub_list(client) if s.state != "deleted")
+    if held >= cap:
+        raise Problem("client.conflict", f"{client} already has {held} subscriptions, the most the catalog allows "
+                                         f"(max_subscriptions_per_client = {cap}); delete one first")
 
 
 async def list_for_resource(call: Call) -> web.Response:

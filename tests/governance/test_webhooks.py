@@ -28,6 +28,13 @@ ROOT = Path(__file__).resolve().parents[2]
 FAST = {"scan_s": 0.05, "base_s": 0.02, "cap_s": 0.1, "max_attempts": 1000}
 
 
+def hook_target(port: int, path: str = "/hook", *, consumer: str = CONSUMER, host: str = "127.0.0.1",
+                private: bool = True) -> str:
+    """A [[webhook_targets]] entry allowing the consumer's loopback test endpoint."""
+    return (f'\n[[webhook_targets]]\nconsumer = "{consumer}"\nurl_prefix = "http://{host}:{port}{path}"\n'
+            f"allow_http = true\nallow_private = {'true' if private else 'false'}\n")
+
+
 def card(i: int) -> dict[str, Any]:
     key = f"3101011990{i:08d}"
     return {"key": key, "data": {"id_number": key, "name": f"n{i}", "address": "secret"}}
@@ -40,9 +47,9 @@ async def node_keys(n: Any) -> dict[str, bytes]:
 
 
 @contextlib.asynccontextmanager
-async def endpoint(keys: dict[str, bytes]) -> AsyncIterator[dict[str, Any]]:
-    """A consumer's callback endpoint that can be told to fail; records what it accepted and
-    the last delivery as received (headers, body, path, query)."""
+async def endpoint(keys: dict[str, bytes], port: int) -> AsyncIterator[dict[str, Any]]:
+    """A consumer's callback endpoint on ``port`` that can be told to fail; records what it
+    accepted and the last delivery as received (headers, body, path, query)."""
     st: dict[str, Any] = {"fail": False, "got": [], "attempts": 0, "bad_sig": 0, "signers": set()}
 
     async def hook(request: web.Request) -> web.Response:
@@ -66,7 +73,6 @@ async def endpoint(keys: dict[str, bytes]) -> AsyncIterator[dict[str, Any]]:
     app.router.add_post("/hook", hook)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     st["url"] = f"http://127.0.0.1:{port}/hook?tenant=7"
     try:
@@ -76,7 +82,8 @@ async def endpoint(keys: dict[str, bytes]) -> AsyncIterator[dict[str, Any]]:
 
 
 async def test_failing_endpoint_gets_everything_in_order_after_it_recovers(tmp_path: Path) -> None:
-    async with running_node(tmp_path, **FAST) as n, endpoint(await node_keys(n)) as ep:
+    port = free_port()
+    async with running_node(tmp_path, hook_target(port), **FAST) as n, endpoint(await node_keys(n), port) as ep:
         r = await n.request(CONSUMER, "POST", "/v1/resources/psb.id-card/subscriptions",
                             json_body={"url": ep["url"], "batch": 7})
         assert r.status == 201, r.body
@@ -115,7 +122,9 @@ async def test_failing_endpoint_gets_everything_in_order_after_it_recovers(tmp_p
 
 
 async def test_dead_letter_and_operator_replay(tmp_path: Path) -> None:
-    async with running_node(tmp_path, **{**FAST, "max_attempts": 3}) as n, endpoint(await node_keys(n)) as ep:
+    port = free_port()
+    async with running_node(tmp_path, hook_target(port), **{**FAST, "max_attempts": 3}) as n, \
+            endpoint(await node_keys(n), port) as ep:
         await n.push("psb.id-card", [card(i) for i in range(4)])
         ep["fail"] = True
         r = await n.request(CONSUMER, "POST", "/v1/resources/psb.id-card/subscriptions",
@@ -129,7 +138,7 @@ async def test_dead_letter_and_operator_replay(tmp_path: Path) -> None:
         await wait_until(dead)
         assert ep["attempts"] == 3
         s = (await n.request(CONSUMER, "GET", f"/v1/subscriptions/{sid}")).json()
-        assert s["state"] == "dead" and "500" in s["last_error"]
+        assert s["state"] == "dead" and s["last_error"] == "http_5xx"
         ep["fail"] = False
         db = str(tmp_path / "data" / "governance.db")
         run = lambda *a: subprocess.run([sys.executable, "-m", "gateway", "webhooks", *a],  # noqa: E731
@@ -148,7 +157,7 @@ async def test_dead_letter_and_operator_replay(tmp_path: Path) -> None:
 
 
 async def test_subscription_rules(tmp_path: Path) -> None:
-    async with running_node(tmp_path, **FAST) as n:
+    async with running_node(tmp_path, hook_target(9, "/"), **FAST) as n:
         path = "/v1/resources/psb.id-card/subscriptions"
         for body, status in [({"url": "ftp://x"}, 422), ({"url": "http://u:p@h/x"}, 422),
                              ({"url": "http://h/x", "batch": 0}, 422), ({"url": "http://h/x", "x": 1}, 422),
@@ -171,7 +180,8 @@ async def test_subscription_rules(tmp_path: Path) -> None:
 
 
 async def test_delivery_verifies_with_the_published_key_and_tampering_fails(tmp_path: Path) -> None:
-    async with running_node(tmp_path, **FAST) as n:
+    port = free_port()
+    async with running_node(tmp_path, hook_target(port), **FAST) as n:
         async with n.session.get(n.url + "/v1/node-keys") as r:  # unsigned
             assert r.status == 200
             doc = await r.json()
@@ -181,7 +191,7 @@ async def test_delivery_verifies_with_the_published_key_and_tampering_fails(tmp_
         assert k["id"] == hashlib.sha256(raw).hexdigest()[:16] == n.node.node_key.id
         keys = await node_keys(n)
         assert keys == {k["id"]: raw}
-        async with endpoint(keys) as ep:
+        async with endpoint(keys, port) as ep:
             r = await n.request(CONSUMER, "POST", "/v1/resources/psb.id-card/subscriptions",
                                 json_body={"url": ep["url"]})
             sid = r.json()["id"]

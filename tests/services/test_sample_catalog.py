@@ -25,10 +25,10 @@ CARD = {"key": ID, "data": {"id_number": ID, "name": "Wang Fang", "gender": "F",
 
 
 @contextlib.asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[int]:
+async def serve(app: web.Application, port: int = 0) -> AsyncIterator[int]:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = free_port()
+    port = port or free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         yield port
@@ -38,8 +38,11 @@ async def serve(app: web.Application) -> AsyncIterator[int]:
 
 @pytest.fixture
 async def sample(tmp_path: Path):  # noqa: ANN201
+    hook_port = free_port()  # the sample's local webhook target, http://127.0.0.1:9102/hooks/
+    base = SHANGHAI.replace("127.0.0.1:9102", f"127.0.0.1:{hook_port}")
     async with serve(make_app()) as port, \
-            running_node(tmp_path, base=SHANGHAI.replace("127.0.0.1:9101", f"127.0.0.1:{port}")) as n:
+            running_node(tmp_path, base=base.replace("127.0.0.1:9101", f"127.0.0.1:{port}")) as n:
+        n.extra["hook_port"] = hook_port
         clients: list[ExchangeClient] = []
 
         def sdk(client: str) -> ExchangeClient:
@@ -107,11 +110,14 @@ async def test_webhook_subscription_with_sdk_verification(sample) -> None:  # no
         return web.Response(status=204)
 
     app = web.Application()
-    app.router.add_post("/hook", hook)
-    async with serve(app) as port:
+    app.router.add_post("/hooks/employment", hook)
+    async with serve(app, n.extra["hook_port"]) as port:
         emp = sdk(EMPLOYMENT)
-        sub = await emp.subscribe("psb.id-card", f"http://127.0.0.1:{port}/hook", batch=10)
+        sub = await emp.subscribe("psb.id-card", f"http://127.0.0.1:{port}/hooks/employment", batch=10)
         assert sub["state"] == "active"
+        with pytest.raises(ExchangeError) as refused:  # not among the consumer's webhook targets
+            await emp.subscribe("psb.id-card", "http://127.0.0.1:4222/")
+        assert refused.value.status == 403 and "webhook target" in refused.value.detail
         await sdk(HUKOU).push("psb.id-card", [CARD])
         async with asyncio.timeout(10):
             while not got:
