@@ -265,12 +265,22 @@ class JetStreamGovernance:
             await sub.unsubscribe()
         return out
 
-    async def _scan(self, stream: str, subject: str, since: float | None, max_msgs: int) -> list[bytes]:
-        """Every message on ``subject`` (from ``since``) up to its last one right now."""
+    async def _scan(self, stream: str, subject: str, since: float | None, max_msgs: int,
+                    whole_stream: bool = False) -> list[bytes]:
+        """Every message on ``subject`` (from ``since``) up to its last one right now.
+
+        ``whole_stream``: ``subject`` is the stream's only one; when its last message was
+        deleted (nats-server 2.9 then answers "not found" for the subject's last message)
+        read what is left up to the stream's last sequence."""
         try:
             last = (await self._js.get_last_msg(stream, subject)).seq
         except nats.js.errors.NotFoundError:
-            return []
+            if not whole_stream:
+                return []
+            state = (await self._js.stream_info(stream)).state
+            if not state.messages:
+                return []
+            last = state.last_seq
         kw: dict[str, Any] = {"ordered_consumer": True}
         if since is not None:
             import datetime as dt
@@ -296,7 +306,8 @@ class JetStreamGovernance:
     async def audit_range(self, *, after_seq: int = 0, since: float | None = None,
                           until: float | None = None, limit: int = 1000) -> list[AuditEntry]:
         out: list[AuditEntry] = []
-        for data in await self._guard(self._scan(self.audit_stream, f"{self.prefix}.audit", since, 1 << 30)):
+        for data in await self._guard(self._scan(self.audit_stream, f"{self.prefix}.audit", since, 1 << 30,
+                                                        whole_stream=True)):
             for e in _dec_batch.decode(data):
                 if e.seq <= after_seq or (since is not None and e.ts < since):
                     continue
