@@ -205,6 +205,10 @@ class AuditLog:
                     self.writes += 1
                     self._writing = False
                     last = batch[-1]
+                    if self.head is not None and batch[0].seq <= self.head[0]:
+                        # the store's chain ends before what this process wrote: cut under us
+                        print(f'{{"event":"audit_chain_regressed","had":{self.head[0]},'
+                              f'"continued_at":{batch[0].seq}}}', file=sys.stderr, flush=True)
                     self.head = (last.seq, last.hash)
                     self._settle(batch, None)
                     if self.checkpointer is not None:

@@ -98,9 +98,16 @@ class CheckpointFile:
         if self._fd is not None:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            created = not self.path.exists()
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._open()
+        except OSError as exc:
+            raise ConfigError(self.path, "node.audit_checkpoints",
+                              f"cannot open the audit checkpoint file ({exc.strerror or exc})") from None
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        created = not self.path.exists()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
             if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
                 os.fchmod(fd, 0o600)
             if created:  # make the new directory entry durable too
@@ -109,15 +116,26 @@ class CheckpointFile:
                     os.fsync(dfd)
                 finally:
                     os.close(dfd)
-        except OSError as exc:
-            raise ConfigError(self.path, "node.audit_checkpoints",
-                              f"cannot open the audit checkpoint file ({exc.strerror or exc})") from None
+        except OSError:
+            os.close(fd)
+            raise
         self._fd = fd
 
     def append(self, line: bytes) -> None:
-        """Write one line with a single ``write`` and fsync it (blocking: run it on a thread)."""
-        if self._fd is None:
-            raise RuntimeError(f"checkpoint file {self.path} is not open")
+        """Write one line with a single ``write`` and fsync it (blocking: run it on a thread).
+
+        A file moved away (rotated) or removed since the last write is created anew."""
+        if self._fd is None:  # not opened yet, or its re-creation failed last time
+            self._open()
+        try:
+            moved = os.stat(self.path).st_ino != os.fstat(self._fd).st_ino
+        except FileNotFoundError:
+            moved = True
+        if moved:
+            self.close()
+            self._open()
+            _event("audit_checkpoint_file_recreated", path=str(self.path))
+        assert self._fd is not None
         view = memoryview(line)
         while view:
             view = view[os.write(self._fd, view):]
@@ -189,7 +207,7 @@ class Checkpointer:
             line = cp.line()
             try:
                 await asyncio.to_thread(self.file.append, line)
-            except OSError as exc:
+            except Exception as exc:  # noqa: BLE001 - keep the head pending, try again shortly
                 self.failures += 1
                 self._dirty.set()
                 _event("audit_checkpoint_failed", path=str(self.file.path), error=str(exc))
