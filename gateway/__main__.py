@@ -80,14 +80,25 @@ def _cmd_catalog_synth(argv: list[str]) -> int:
 
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
-    from gateway.governance.cli import audit_verify, cluster_store, cluster_verify, db_path
+    from gateway.governance.cli import (
+        audit_verify,
+        cluster_store,
+        cluster_verify,
+        db_path,
+        verify_defaults,
+    )
 
-    if args.log:
-        return audit_verify(None, args.log)
-    cluster = cluster_store(args.config, args.db)
-    if cluster is not None:
-        return cluster_verify(cluster)
-    return audit_verify(db_path(args.config, args.db))
+    try:
+        if args.log:
+            return audit_verify(None, args.log, args.checkpoints, args.key)
+        defaults = verify_defaults(args.config, args.db)
+        cluster = cluster_store(args.config, args.db)
+        if cluster is not None:
+            return cluster_verify(cluster, args.checkpoints, args.key, defaults)
+        return audit_verify(db_path(args.config, args.db), None, args.checkpoints, args.key, defaults)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _cmd_audit_export(args: argparse.Namespace) -> int:
@@ -173,12 +184,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("audit", help="audit log tools (the hash-chained log in the governance store)")
     asub = a.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
-    av = asub.add_parser("verify", help="check the hash chain; report the first broken or missing link")
+    av = asub.add_parser("verify", help="check the hash chain, the signed checkpoints (truncation, rewriting) "
+                                        "and the citizen index; exit 1 when any fails")
     ae = asub.add_parser("export", help="write entries as JSON lines (verifiable with verify --log)")
     for x in (av, ae):
         x.add_argument("--config", help="node config TOML (finds DATA_DIR/governance.db)")
         x.add_argument("--db", help="governance database file (default var/governance.db)")
     av.add_argument("--log", help="verify an exported JSON-lines file instead of the store")
+    av.add_argument("--checkpoints", action="append", default=[], metavar="FILE",
+                    help="signed checkpoint file (repeatable; default: the node's [node] audit_checkpoints, "
+                         "or audit-checkpoints.jsonl next to --db)")
+    av.add_argument("--key", action="append", default=[], metavar="FILE",
+                    help="a trusted node key: node-signing.key, a PEM public key or GET /v1/node-keys JSON "
+                         "(repeatable; default: the node's own node-signing.key)")
     av.set_defaults(func=_cmd_audit_verify)
     ae.add_argument("--since", help="first time, inclusive: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ")
     ae.add_argument("--until", help="end time, exclusive: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ")

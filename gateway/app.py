@@ -28,6 +28,7 @@ from gateway.catalog import Access, Catalog, ResourceEntry
 from gateway.config import NodeConfig
 from gateway.errors import Problem
 from gateway.governance import GovernanceStore, open_governance
+from gateway.governance.checkpoints import node_checkpointer
 from gateway.governance.quotas import RateLimiter
 from gateway.governance.webhooks import KEY_FILE, Deliverer, load_node_key
 from gateway.handlers import catalog as catalog_handlers
@@ -188,7 +189,9 @@ class Node:
         self.governance = governance if governance is not None else open_governance(config)
         self.citizen_key = load_key(data_dir / "audit.key")
         self.node_key = load_node_key(data_dir / KEY_FILE)  # signs webhook deliveries
-        self.audit = AuditLog(self.governance, self.citizen_key) if audit else None
+        self.audit = AuditLog(self.governance, self.citizen_key,  # the node key signs audit checkpoints
+                              checkpointer=node_checkpointer(config, self.node_key, self.governance)
+                              ) if audit else None
         self.services = ServiceRegistry(self.metrics.registry)
         self.limiter = RateLimiter()
         self.webhooks = Deliverer(self)

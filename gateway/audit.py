@@ -99,28 +99,41 @@ def load_key(path: str | Path) -> bytes:
 
 
 class AuditLog:
-    """Queues entries (``submit`` never blocks) and writes them to ``sink`` in batches.
+    """Queues entries and writes them to ``sink`` in batches (group commit).
 
-    ``sink`` is a governance store (``audit_append(list[AuditEntry])``).
+    ``sink`` is a governance store (``audit_append(list[AuditEntry])``). :meth:`submit`
+    never blocks; :meth:`record` waits until its entry is durably written, sharing the
+    write with every entry queued meanwhile. After each write the head of the chain goes
+    to ``checkpointer`` (``note(seq, hash)``), which signs it (see
+    :mod:`gateway.governance.checkpoints`).
     """
 
     def __init__(self, sink: Any, key: bytes, queue_size: int = 65536, batch: int = 2048,
-                 linger_s: float = 0.02) -> None:
+                 linger_s: float = 0.02, *, checkpointer: Any = None,
+                 durable_timeout_s: float = 5.0) -> None:
         self.sink = sink
         self.key = key
         self.linger_s = linger_s  # gather entries this long before a write: fewer, larger batches
         self.queue: asyncio.Queue[AuditEntry] = asyncio.Queue(maxsize=queue_size)
         self.batch = batch
+        self.checkpointer = checkpointer
+        self.durable_timeout_s = durable_timeout_s
         self.written = 0
+        self.writes = 0  # successful sink writes (batches)
         self.failures = 0
+        self.head: tuple[int, str] | None = None  # (seq, hash) of the last entry written here
         self._task: asyncio.Task | None = None
         self._writing = False
+        self._waiters: dict[int, asyncio.Future[int]] = {}  # id(entry) -> its record() caller
+        self._urgent = asyncio.Event()  # a record() caller waits: cut the linger short
 
     def room(self, reserve: int = 0) -> bool:
         """Whether the queue has room for ``reserve`` more entries than are queued now."""
         return self.queue.qsize() + reserve < self.queue.maxsize
 
     def start(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.start()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def submit(self, entry: AuditEntry) -> None:
@@ -131,25 +144,81 @@ class AuditLog:
             raise Problem("server.unavailable", "audit log is saturated; try again shortly",
                           headers={"Retry-After": "1"}) from None
 
+    async def record(self, entry: AuditEntry, timeout: float | None = None) -> int:
+        """Queue ``entry`` and return its ``seq`` once it is durably in the governance store.
+
+        Concurrent callers share one write. Raises :class:`Problem` 503 (``Retry-After: 1``)
+        when the queue is full, the writer is not running, the write fails, or it is not
+        confirmed within ``timeout`` (default ``durable_timeout_s``): the caller must then not
+        release the data. An entry whose write failed stays queued and may still be written
+        later, so the log may show an access that was answered 503, never the reverse.
+        """
+        if self._task is None or self._task.done():
+            raise Problem("server.unavailable", "audit log writer is not running",
+                          headers={"Retry-After": "1"})
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.submit(entry)
+        key = id(entry)  # unique while the entry is queued or being written (it is referenced)
+        self._waiters[key] = fut
+        self._urgent.set()
+        limit = self.durable_timeout_s if timeout is None else timeout
+        try:
+            async with asyncio.timeout(limit):
+                return await fut
+        except TimeoutError:
+            raise Problem("server.unavailable", f"audit log did not confirm the write within {limit:g} s",
+                          headers={"Retry-After": "1"}) from None
+        finally:
+            if self._waiters.get(key) is fut:
+                del self._waiters[key]
+
+    def _settle(self, batch: list[AuditEntry], exc: BaseException | None) -> None:
+        """Answer the record() callers of ``batch``: their seq, or 503 after ``exc``."""
+        if not self._waiters:
+            return
+        for e in batch:
+            fut = self._waiters.pop(id(e), None)
+            if fut is None or fut.done():
+                continue
+            if exc is None:
+                fut.set_result(e.seq)
+            else:
+                fut.set_exception(Problem("server.unavailable", "audit log write failed; retry shortly",
+                                          headers={"Retry-After": "1"}))
+
     async def _run(self) -> None:
         q = self.queue
         while True:
             batch = [await q.get()]
             self._writing = True
-            if self.linger_s and q.qsize() < self.batch:
-                await asyncio.sleep(self.linger_s)
+            if self.linger_s and not self._waiters and q.qsize() < self.batch:
+                self._urgent.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.linger_s):
+                        await self._urgent.wait()
             while not q.empty() and len(batch) < self.batch:
                 batch.append(q.get_nowait())
             while True:
                 try:
                     await self.sink.audit_append(batch)
                     self.written += len(batch)
+                    self.writes += 1
                     self._writing = False
+                    last = batch[-1]
+                    if self.head is not None and batch[0].seq <= self.head[0]:
+                        # the store's chain ends before what this process wrote: cut under us
+                        print(f'{{"event":"audit_chain_regressed","had":{self.head[0]},'
+                              f'"continued_at":{batch[0].seq}}}', file=sys.stderr, flush=True)
+                    self.head = (last.seq, last.hash)
+                    self._settle(batch, None)
+                    if self.checkpointer is not None:
+                        self.checkpointer.note(last.seq, last.hash)
                     break
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - keep the entries, retry; the queue fills -> 503
                     self.failures += 1
+                    self._settle(batch, exc)
                     print(f'{{"event":"audit_write_failed","error":{_enc.encode(str(exc)).decode()}}}',
                           file=sys.stderr, flush=True)
                     await asyncio.sleep(0.5)
@@ -164,7 +233,7 @@ class AuditLog:
         return self._writing and self._task is not None and not self._task.done()
 
     async def close(self) -> None:
-        """Write what is queued, then stop."""
+        """Write what is queued, checkpoint the head, then stop."""
         if self._task is not None and not self._task.done():
             with contextlib.suppress(TimeoutError):
                 await self.flush()
@@ -172,6 +241,8 @@ class AuditLog:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._task = None
+        if self.checkpointer is not None:
+            await self.checkpointer.close()
 
 
 def iter_file(path: str | Path) -> Iterator[tuple[str, bytes]]:
@@ -182,20 +253,42 @@ def iter_file(path: str | Path) -> Iterator[tuple[str, bytes]]:
                 yield f"line {n}", line.rstrip(b"\n")
 
 
+class ChainWalk:
+    """Walks a chain of (where, raw entry JSON) from the genesis on: :meth:`entries` yields
+    each entry whose link holds; at the first broken or missing link it stops and sets
+    ``problem``. ``count`` is the number of good entries, ``last`` the last good seq."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last = 0
+        self.problem: str | None = None
+
+    def entries(self, rows: Iterable[tuple[str, bytes]]) -> Iterator[tuple[str, AuditEntry]]:
+        prev, seq = GENESIS, 0
+        for where, raw in rows:
+            try:
+                e = msgspec.json.decode(raw, type=AuditEntry)
+            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+                self.problem = f"{where}: not a valid entry ({exc})"
+                return
+            if e.seq != seq + 1:
+                self.problem = f"{where}: entry {e.seq} follows {seq}: missing or reordered entries"
+                return
+            if e.prev != prev:
+                self.problem = f"{where}: entry {e.seq} does not link to the previous entry's hash"
+                return
+            if _digest(prev, e) != e.hash:
+                self.problem = f"{where}: entry {e.seq} was altered (hash mismatch)"
+                return
+            prev, seq = e.hash, e.seq
+            self.count, self.last = self.count + 1, seq
+            yield where, e
+
+
 def verify(rows: Iterable[tuple[str, bytes]]) -> tuple[int, str | None]:
     """Check a chain of (where, raw entry JSON) from the genesis on; return
     (entries checked, description of the first broken or missing link, or None)."""
-    prev, seq, count = GENESIS, 0, 0
-    for where, raw in rows:
-        try:
-            e = msgspec.json.decode(raw, type=AuditEntry)
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-            return count, f"{where}: not a valid entry ({exc})"
-        if e.seq != seq + 1:
-            return count, f"{where}: entry {e.seq} follows {seq}: missing or reordered entries"
-        if e.prev != prev:
-            return count, f"{where}: entry {e.seq} does not link to the previous entry's hash"
-        if _digest(prev, e) != e.hash:
-            return count, f"{where}: entry {e.seq} was altered (hash mismatch)"
-        prev, seq, count = e.hash, e.seq, count + 1
-    return count, None
+    walk = ChainWalk()
+    for _ in walk.entries(rows):
+        pass
+    return walk.count, walk.problem

@@ -24,6 +24,7 @@ class NodeSection(msgspec.Struct, forbid_unknown_fields=True):
     client_ca: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = True
+    audit_checkpoints: str | None = None  # signed audit checkpoints (default DATA_DIR/audit-checkpoints.jsonl)
 
 
 class StoreSection(msgspec.Struct, forbid_unknown_fields=True):

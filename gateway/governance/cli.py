@@ -1,6 +1,8 @@
 """Operator commands on the governance store: audit verify/export, webhook list/replay.
 
 They open ``DATA_DIR/governance.db`` directly (SQLite, WAL: safe while the node runs).
+``audit verify`` also reads the signed checkpoints and trusts the node key(s): see
+:mod:`gateway.governance.auditverify` and docs/audit.md.
 """
 
 from __future__ import annotations
@@ -8,14 +10,16 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 import msgspec
 
 from gateway.audit import iter_file, verify
+from gateway.governance.checkpoints import FILE_NAME as CHECKPOINT_FILE
 from gateway.governance.model import Subscription
+from gateway.governance.webhooks import KEY_FILE
 from gateway.tomlfile import ConfigError
 
 _dec_sub = msgspec.json.Decoder(Subscription)
@@ -59,23 +63,89 @@ async def _all_entries(store: Any, since: float | None = None, until: float | No
         await store.close()
 
 
-def cluster_verify(store: Any) -> int:
-    """Verify the shared chain in JetStream."""
+def verify_defaults(config: str | None, db: str | None) -> tuple[Path, Path]:
+    """(checkpoint file, node key file) of the node named by --config, else next to --db."""
+    if config and not db:
+        from gateway.config import load_node_config
+        from gateway.governance.checkpoints import checkpoint_path
+
+        cfg = load_node_config(config)
+        return checkpoint_path(cfg), cfg.resolve(cfg.node.data_dir) / KEY_FILE
+    base = Path(db).parent if db else Path("var")
+    return base / CHECKPOINT_FILE, base / KEY_FILE
+
+
+def _trusted_keys(key_files: Sequence[str], default: Path | None) -> dict[str, Any]:
+    from gateway.governance.auditverify import load_public_keys
+
+    keys: dict[str, Any] = {}
+    if key_files:
+        for f in key_files:
+            keys.update(load_public_keys(f))
+    elif default is not None and default.exists():
+        keys.update(load_public_keys(default))
+    else:
+        where = f" ({default} not found)" if default is not None else ""
+        raise ValueError(f"no trusted node key{where}: pass --key FILE (a node's node-signing.key, its PEM "
+                         "public key, or the JSON of GET /v1/node-keys), once per node")
+    return keys
+
+
+def _checkpoint_rows(files: Sequence[str], default: Path | None) -> list[tuple[str, bytes]]:
+    """Every checkpoint line of the files given (each must exist), else of the default file."""
+    from gateway.governance.auditverify import iter_checkpoint_file
+
+    paths = [Path(f) for f in files]
+    for p in paths:
+        if not p.exists():
+            raise FileNotFoundError(f"checkpoint file {p} not found")
+    if not paths and default is not None and default.exists():
+        paths = [default]
+    return [row for p in paths for row in iter_checkpoint_file(p)]
+
+
+def cluster_verify(store: Any, checkpoint_files: Sequence[str] = (), key_files: Sequence[str] = (),
+                   defaults: tuple[Path, Path] | None = None) -> int:
+    """Verify the shared chain in JetStream against the checkpoints in the stream and in the
+    checkpoint file(s), and the citizen index."""
     import asyncio
 
+    from gateway.governance.auditverify import IndexRow, check
     from gateway.stores.base import StoreUnavailable
 
+    cp_default, key_default = defaults or (None, None)
+    keys = _trusted_keys(key_files, key_default)
+    local = _checkpoint_rows(checkpoint_files, cp_default)
+
+    async def read() -> tuple[list, list, list]:
+        await store.open()
+        try:  # checkpoints first: each is written after the entries it covers
+            cps = await store.audit_checkpoints()
+            entries = await store.audit_range(limit=1 << 40)
+            index = await store.audit_citizen_index()
+            return cps, entries, index
+        finally:
+            await store.close()
+
     try:
-        entries = asyncio.run(_all_entries(store))
+        cps, entries, index = asyncio.run(read())
     except StoreUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    count, problem = verify((f"entry {e.seq}", _enc.encode(e)) for e in entries)
-    if problem:
-        print(f"BROKEN after {count} good entries: {problem}")
-        return 1
-    print(f"ok: {count} entries, chain intact")
-    return 0
+    rows = []
+    for where, citizen, raw in index:
+        try:
+            seq = msgspec.json.decode(raw, type=_Seq).seq
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            seq = 0  # reported: points at no entry
+        rows.append(IndexRow(where, citizen, seq, raw))
+    rows.sort(key=lambda r: (r.seq, r.citizen))
+    report = check(((f"entry {e.seq}", _enc.encode(e)) for e in entries), [*cps, *local], keys, rows)
+    return report.write(sys.stdout)
+
+
+class _Seq(msgspec.Struct):
+    seq: int
 
 
 def cluster_export(store: Any, since: str | None, until: str | None, out: TextIO) -> int:
@@ -109,21 +179,45 @@ def _rows(db: sqlite3.Connection) -> Iterator[tuple[str, bytes]]:
             yield f"batch {first} line {i + 1}", line
 
 
-def audit_verify(path: Path | None, log: str | None = None) -> int:
-    """Print the verdict; exit status 0 intact, 1 broken."""
+def audit_verify(path: Path | None, log: str | None = None, checkpoint_files: Sequence[str] = (),
+                 key_files: Sequence[str] = (), defaults: tuple[Path, Path] | None = None) -> int:
+    """Verify the SQLite governance store (or an exported file, ``log``) and print the
+    verdict; exit status 0 verified, 1 broken, truncated, rewritten or not vouched for.
+
+    ``defaults`` (checkpoint file, node key file) are used when no ``--checkpoints`` /
+    ``--key`` are given; an export is checked against checkpoints only when some are given."""
+    from gateway.governance.auditverify import IndexRow, check
+
     if log:
         if not Path(log).exists():
             raise FileNotFoundError(f"audit export {log} not found")
-        count, problem = verify(iter_file(log))
-    else:
-        assert path is not None
-        with _open(path) as db:
-            count, problem = verify(_rows(db))
-    if problem:
-        print(f"BROKEN after {count} good entries: {problem}")
-        return 1
-    print(f"ok: {count} entries, chain intact")
-    return 0
+        if not checkpoint_files:
+            count, problem = verify(iter_file(log))
+            if problem:
+                print(f"BROKEN after {count} good entries: {problem}")
+                return 1
+            print(f"ok: {count} entries, chain intact")
+            print("note: no --checkpoints given: the chain is checked, not its completeness")
+            return 0
+        keys = _trusted_keys(key_files, None)
+        report = check(iter_file(log), _checkpoint_rows(checkpoint_files, None), keys)
+        return report.write(sys.stdout)
+    assert path is not None
+    cp_default, key_default = defaults or (None, None)
+    if not path.exists():
+        raise FileNotFoundError(f"governance store {path} not found")
+    keys = _trusted_keys(key_files, key_default)
+    checkpoints = _checkpoint_rows(checkpoint_files, cp_default)  # before the chain is read
+    db = _open(path)
+    try:
+        db.execute("BEGIN")  # one snapshot for the chain and the citizen index
+        index = (IndexRow(f"audit_citizen rowid {rowid}", citizen, seq, entry) for rowid, citizen, seq, entry in
+                 db.execute("SELECT rowid, citizen, seq, entry FROM audit_citizen ORDER BY seq, citizen"))
+        report = check(_rows(db), checkpoints, keys, index)
+        db.execute("ROLLBACK")
+    finally:
+        db.close()
+    return report.write(sys.stdout)
 
 
 def parse_time(value: str, flag: str) -> float:

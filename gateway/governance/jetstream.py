@@ -5,6 +5,8 @@ Layout (``P`` is the store prefix, ``exg`` by default)::
 
     stream P_AUDIT      subject P.audit            one message per written batch of entries
     stream P_AUDITCIT   subjects P.auditcit.<hash> a copy of each entry naming a citizen
+    stream P_AUDIT_CHECKPOINTS  subject P.auditckpt  the nodes' signed checkpoints of the
+                                chain's head (deletes and purges denied; see checkpoints.py)
     KV     P_consents   id.<consent id> -> consent; u.<user hash>.<consumer hash>.<id> -> ""
     KV     P_subs       <subscription id> -> subscription (leases use compare-and-set)
     KV     P_claims     <claim id> -> idempotency claim (create = claim; 24 h TTL)
@@ -18,6 +20,11 @@ on every call, once a second on every node.)
 The chain is extended with optimistic concurrency: a batch is chained after the last
 entry of the stream's last message and published with ``Nats-Expected-Last-Sequence``;
 when another node appended first, the batch is re-chained on the new tail and sent again.
+So the stream's order is the chain's order: one linear chain, ``seq`` global across nodes.
+Each node checkpoints the tail its own last acknowledged batch produced, which vouches for
+its entries and every earlier entry of every node; all nodes' checkpoints go to one stream.
+The citizen copies are published (acknowledged) after the batch; one that fails is retried
+with the next batch, never by appending the batch again.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import sys
 from typing import Any
 
 import msgspec
@@ -70,10 +78,19 @@ class JetStreamGovernance:
         self.rescan_s = rescan_s
         self._index: dict[str, tuple[int, Subscription]] | None = None  # id -> (revision, sub)
         self._follower: asyncio.Task | None = None
+        self._cit_pending: list[tuple[str, bytes]] = []  # citizen copies not yet acknowledged
 
     @property
     def audit_stream(self) -> str:
         return f"{self.prefix}_AUDIT"
+
+    @property
+    def citizen_stream(self) -> str:
+        return f"{self.prefix}_AUDITCIT"
+
+    @property
+    def checkpoint_stream(self) -> str:
+        return f"{self.prefix}_AUDIT_CHECKPOINTS"
 
     def _need(self, value: Any) -> Any:
         if value is None:
@@ -116,10 +133,13 @@ class JetStreamGovernance:
                                         max_reconnect_attempts=-1, allow_reconnect=True)
                 js = nc.jetstream()
                 p, r = self.prefix, self.replicas
-                for name, subjects in ((f"{p}_AUDIT", [f"{p}.audit"]),
-                                       (f"{p}_AUDITCIT", [f"{p}.auditcit.*"])):
+                for name, subjects, append_only in ((f"{p}_AUDIT", [f"{p}.audit"], False),
+                                                    (f"{p}_AUDITCIT", [f"{p}.auditcit.*"], False),
+                                                    (self.checkpoint_stream, [f"{p}.auditckpt"], True)):
                     cfg = StreamConfig(name=name, subjects=subjects, storage=StorageType.FILE,
                                        num_replicas=r)
+                    if append_only:
+                        cfg.deny_delete = cfg.deny_purge = True
                     try:
                         await js.add_stream(cfg)
                     except nats.js.errors.BadRequestError:
@@ -191,18 +211,87 @@ class JetStreamGovernance:
                         continue
                     raise
                 self._tail = (ack.seq, seq, prev)
-                for e in entries:
-                    for c in e.citizens:
-                        await self._nc.publish(f"{self.prefix}.auditcit.{c}", _enc.encode(e))
+                self._cit_pending.extend((f"{self.prefix}.auditcit.{c}", _enc.encode(e))
+                                         for e in entries for c in e.citizens)
+                await self._publish_citizen_copies()
                 return seq
             raise StoreUnavailable("audit append kept losing the race for the chain's tail")
 
-    async def _scan(self, stream: str, subject: str, since: float | None, max_msgs: int) -> list[bytes]:
-        """Every message on ``subject`` (from ``since``) up to its last one right now."""
+    async def _publish_citizen_copies(self) -> None:
+        """Publish the pending citizen copies, acknowledged; keep the failed ones for the
+        next append (the batch itself is committed: raising would append it twice)."""
+        pending, self._cit_pending = self._cit_pending, []
+        if not pending:
+            return
+        try:
+            js = self._js
+            results = await asyncio.gather(*(js.publish(subject, data, stream=self.citizen_stream)
+                                             for subject, data in pending), return_exceptions=True)
+        except Exception as exc:  # noqa: BLE001 - NATS away: every copy stays pending
+            results = [exc] * len(pending)
+        failed = [p for p, r in zip(pending, results, strict=True) if isinstance(r, BaseException)]
+        if failed:
+            self._cit_pending = failed + self._cit_pending
+            print(f'{{"event":"audit_citizen_index_failed","pending":{len(self._cit_pending)}}}',
+                  file=sys.stderr, flush=True)
+
+    async def audit_checkpoint_append(self, line: bytes) -> None:
+        """Publish one signed checkpoint (acknowledged) to the checkpoint stream."""
+        await self._guard(self._js.publish(f"{self.prefix}.auditckpt", line, stream=self.checkpoint_stream))
+
+    async def audit_checkpoints(self) -> list[tuple[str, bytes]]:
+        """Every checkpoint in the stream: (where, raw line)."""
+        return [(f"{self.checkpoint_stream} message {seq}", data) for seq, _, data in
+                await self._guard(self._scan_all(self.checkpoint_stream, f"{self.prefix}.auditckpt"))]
+
+    async def audit_citizen_index(self) -> list[tuple[str, str, bytes]]:
+        """Every citizen copy: (where, citizen hash, raw entry), in stream order."""
+        prefix = f"{self.prefix}.auditcit."
+        return [(f"{self.citizen_stream} message {seq}", subject.removeprefix(prefix), data)
+                for seq, subject, data in
+                await self._guard(self._scan_all(self.citizen_stream, f"{self.prefix}.auditcit.*"))]
+
+    async def _scan_all(self, stream: str, subject: str) -> list[tuple[int, str, bytes]]:
+        """(stream seq, subject, data) of every message on ``subject`` up to the stream's last now."""
+        try:
+            info = await self._js.stream_info(stream)
+        except nats.js.errors.NotFoundError:
+            return []
+        last = info.state.last_seq
+        if not info.state.messages:
+            return []
+        sub = await self._js.subscribe(subject, ordered_consumer=True)
+        out: list[tuple[int, str, bytes]] = []
+        try:
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=2)
+                except nats.errors.TimeoutError:
+                    break
+                seq = msg.metadata.sequence.stream
+                out.append((seq, msg.subject, msg.data))
+                if seq >= last:
+                    break
+        finally:
+            await sub.unsubscribe()
+        return out
+
+    async def _scan(self, stream: str, subject: str, since: float | None, max_msgs: int,
+                    whole_stream: bool = False) -> list[bytes]:
+        """Every message on ``subject`` (from ``since``) up to its last one right now.
+
+        ``whole_stream``: ``subject`` is the stream's only one; when its last message was
+        deleted (nats-server 2.9 then answers "not found" for the subject's last message)
+        read what is left up to the stream's last sequence."""
         try:
             last = (await self._js.get_last_msg(stream, subject)).seq
         except nats.js.errors.NotFoundError:
-            return []
+            if not whole_stream:
+                return []
+            state = (await self._js.stream_info(stream)).state
+            if not state.messages:
+                return []
+            last = state.last_seq
         kw: dict[str, Any] = {"ordered_consumer": True}
         if since is not None:
             import datetime as dt
@@ -228,7 +317,8 @@ class JetStreamGovernance:
     async def audit_range(self, *, after_seq: int = 0, since: float | None = None,
                           until: float | None = None, limit: int = 1000) -> list[AuditEntry]:
         out: list[AuditEntry] = []
-        for data in await self._guard(self._scan(self.audit_stream, f"{self.prefix}.audit", since, 1 << 30)):
+        for data in await self._guard(self._scan(self.audit_stream, f"{self.prefix}.audit", since, 1 << 30,
+                                                        whole_stream=True)):
             for e in _dec_batch.decode(data):
                 if e.seq <= after_seq or (since is not None and e.ts < since):
                     continue

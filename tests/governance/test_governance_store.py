@@ -57,7 +57,8 @@ async def _cleanup_js(prefix: str) -> None:
 
     nc = await nats.connect("nats://127.0.0.1:4222")
     js = nc.jetstream()
-    for name in (f"{prefix}_AUDIT", f"{prefix}_AUDITCIT", f"KV_{prefix}_consents", f"KV_{prefix}_subs"):
+    for name in (f"{prefix}_AUDIT", f"{prefix}_AUDITCIT", f"{prefix}_AUDIT_CHECKPOINTS", f"KV_{prefix}_consents",
+                 f"KV_{prefix}_subs"):
         with contextlib.suppress(Exception):
             await js.delete_stream(name)
     await nc.close()
