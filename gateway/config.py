@@ -8,6 +8,7 @@ from typing import Literal
 
 import msgspec
 
+from gateway.redact import redact_url
 from gateway.tomlfile import ConfigError, load_toml
 
 
@@ -100,7 +101,7 @@ def _check(cfg: NodeConfig, file: Path) -> None:
             raise ConfigError(file, "store.servers", "needs at least one nats:// URL")
         for url in st.servers:
             if not url.startswith(("nats://", "tls://")):
-                raise ConfigError(file, "store.servers", f"not a nats:// URL: {url!r}")
+                raise ConfigError(file, "store.servers", f"not a nats:// URL: {redact_url(url)!r}")
         if st.replicas not in (1, 3, 5):
             raise ConfigError(file, "store.replicas", f"must be 1, 3 or 5, got {st.replicas}")
 

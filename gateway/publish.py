@@ -22,6 +22,7 @@ import msgspec
 
 from gateway.catalog import Catalog, catalog_from_obj
 from gateway.keyring import Keyring, KeyringFile, load_keyring
+from gateway.redact import redact, redact_url, redact_urls
 from gateway.tomlfile import ConfigError, convert
 
 BUNDLE_KEY = "bundle"
@@ -150,7 +151,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     for url in args.servers:
         if not url.startswith(("nats://", "tls://")):
-            print(f"error: --servers: not a nats:// URL: {url!r}", file=sys.stderr)
+            print(f"error: --servers: not a nats:// URL: {redact_url(url)!r}", file=sys.stderr)
             return 2
     if not args.prefix.replace("_", "").replace("-", "").isalnum() or not args.prefix.isascii():
         print(f"error: --prefix: letters, digits, '-' or '_' only, got {args.prefix!r}", file=sys.stderr)
@@ -167,7 +168,8 @@ def main(argv: list[str]) -> int:
         print(f"error: refused, nothing published: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - any NATS failure: a clear message, no traceback
-        print(f"error: cannot publish to {' '.join(args.servers)}: {type(exc).__name__}: {exc}",
+        print(f"error: cannot publish to {redact_urls(args.servers)}: "
+              f"{type(exc).__name__}: {redact(str(exc))}",
               file=sys.stderr)
         return 1
     what = "catalog and keyring" if bundle.keyring is not None else "catalog"

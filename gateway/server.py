@@ -14,6 +14,7 @@ from gateway.app import Node, build_state, make_server
 from gateway.catalog import load_catalog
 from gateway.config import NodeConfig
 from gateway.keyring import load_keyring
+from gateway.redact import redact_python_logs
 from gateway.stores import open_store
 from gateway.tomlfile import ConfigError
 
@@ -125,6 +126,7 @@ async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload
 
 def serve(config: NodeConfig, sock: socket.socket | None = None) -> None:
     """Run a node on uvloop (when available) until a stop signal."""
+    redact_python_logs()
     try:
         import uvloop
 

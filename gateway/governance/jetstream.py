@@ -34,6 +34,7 @@ from nats.js.api import DeliverPolicy, StorageType, StreamConfig
 
 from gateway.audit import GENESIS, AuditEntry, chain_entry
 from gateway.governance.model import Consent, Subscription
+from gateway.redact import redact_urls
 from gateway.stores.base import StoreUnavailable
 
 _enc = msgspec.json.Encoder(order="sorted")
@@ -73,7 +74,7 @@ class JetStreamGovernance:
 
     def _need(self, value: Any) -> Any:
         if value is None:
-            raise StoreUnavailable(f"NATS JetStream is not reachable at {', '.join(self.servers)}")
+            raise StoreUnavailable(f"NATS JetStream is not reachable at {redact_urls(self.servers)}")
         return value
 
     @property

@@ -56,6 +56,7 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.kv import KeyValue
 
 from fastpath import CorruptBatch, decode_batch, encode_batch
+from gateway.redact import redact, redact_url, redact_urls
 from gateway.stores.base import (
     MAX_BATCH_RECORDS,
     OFFSET_STRIDE,
@@ -197,7 +198,7 @@ class JetStreamStore:
         if not self.servers or not all(
             isinstance(u, str) and u.startswith(("nats://", "tls://")) for u in self.servers
         ):
-            raise ValueError(f"servers must be nats:// URLs, not {servers!r}")
+            raise ValueError(f"servers must be nats:// URLs, not {redact(repr(servers))}")
         if replicas not in (1, 3, 5):
             raise ValueError(f"replicas must be 1, 3 or 5, not {replicas!r}")
         if (
@@ -296,7 +297,8 @@ class JetStreamStore:
             return None
 
         async def reconnected() -> None:
-            log.info("NATS reconnected to %s", self.nc.connected_url if self.nc else "?")
+            url = self.nc.connected_url if self.nc else None
+            log.info("NATS reconnected to %s", redact_url(url.geturl()) if url else "?")
             # The servers may have come back without our streams (a wiped R=1 server).
             asyncio.ensure_future(self._resetup())
 
@@ -329,7 +331,7 @@ class JetStreamStore:
                 self._setup_error = None
                 break
             except Exception as exc:  # noqa: BLE001 - keep trying; readiness reports it
-                self._setup_error = f"{type(exc).__name__}: {exc}"
+                self._setup_error = redact(f"{type(exc).__name__}: {exc}")
                 log.warning("JetStream set-up failed, retrying: %s", self._setup_error)
                 await asyncio.sleep(1.0)
         assert self._ready is not None
@@ -365,7 +367,7 @@ class JetStreamStore:
         try:
             await self._setup()
         except Exception as exc:  # noqa: BLE001 - calls answer 503 until a later reconnect
-            log.warning("JetStream set-up after reconnect failed: %s", exc)
+            log.warning("JetStream set-up after reconnect failed: %s", redact(str(exc)))
 
     async def _ensure_stream(self, config: StreamConfig) -> None:
         try:
@@ -419,8 +421,17 @@ class JetStreamStore:
         if not self.connected:
             why = self._setup_error or "no connection"
             raise StoreUnavailable(
-                f"NATS JetStream is not reachable at {', '.join(self.servers)} ({why})"
+                f"NATS JetStream is not reachable at {redact_urls(self.servers)} ({why})"
             )
+
+    def unready_reason(self) -> str | None:
+        """Why the store cannot serve now (for /readyz), None when it can."""
+        if self._state != "open":
+            return "the store is closed" if self._state == "closed" else "the store is not open"
+        if not self.connected:
+            why = self._setup_error or "no connection"
+            return f"NATS JetStream is not reachable at {redact_urls(self.servers)} ({why})"
+        return None
 
     async def _call(self, aw: Awaitable[T]) -> T:
         """Await a NATS operation, mapping transport failures to StoreUnavailable."""
@@ -734,7 +745,7 @@ class JetStreamStore:
                 # Re-queue (newer entries win) for the next group; the appends still succeed:
                 # their batches were acknowledged, only keyed reads may lag until then.
                 self.stats["index_failures"] += 1
-                log.warning("writing %d key entries failed, re-queued: %s", len(group), exc)
+                log.warning("writing %d key entries failed, re-queued: %s", len(group), redact(str(exc)))
                 for subject, rec in group.items():
                     cur = self._idx_pending.get(subject)
                     if cur is None or cur[0] < rec[0]:
@@ -1004,7 +1015,8 @@ class JetStreamStore:
         return {
             "state": self._state,
             "connected": self.connected,
-            "server": str(nc.connected_url.netloc) if nc is not None and nc.connected_url else None,
+            "server": nc.connected_url.netloc.rpartition("@")[2]
+            if nc is not None and nc.connected_url else None,
             "setup_error": self._setup_error,
             "waiters": sum(len(v) for v in self._waiters.values()),
             **self.stats,
