@@ -14,8 +14,10 @@ from gateway.tomlfile import ConfigError
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from gateway.config import load_node_config
+    from gateway.filemodes import PRIVATE_UMASK
     from gateway.server import load_state, serve
 
+    os.umask(PRIVATE_UMASK)  # whatever the node creates is its own (docs/security.md)
     cfg = load_node_config(args.config)
     load_state(cfg)  # refuse a bad catalog or keyring before binding the port
     if args.listen:

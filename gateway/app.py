@@ -21,11 +21,13 @@ from aiohttp import web
 import fastpath
 from fastpath import CATALOG_ITEM, CURSOR, RECORD, RECORDS, SERVICE, RouteTable
 from gateway import signing
-from gateway.audit import AuditEntry, AuditLog, citizen_hash, load_key
+from gateway.audit import AuditEntry, AuditLog, citizen_hash
 from gateway.auth import authenticate
 from gateway.catalog import Access, Catalog, ResourceEntry
+from gateway.citizenkey import CitizenKey
 from gateway.config import NodeConfig
 from gateway.errors import Problem
+from gateway.filemodes import check_private, private_dir
 from gateway.governance import GovernanceStore, open_governance
 from gateway.governance.quotas import RateLimiter
 from gateway.governance.webhooks import KEY_FILE, Deliverer, load_node_key
@@ -166,10 +168,11 @@ class Node:
         self.store = store
         self.metrics = Metrics()
         self.metrics.catalog_resources.set(len(state.catalog.resources))
-        data_dir = config.resolve(config.node.data_dir)
+        data_dir = private_dir(config.resolve(config.node.data_dir))  # mode 0700
         self.governance = governance if governance is not None else open_governance(config)
-        self.citizen_key = load_key(data_dir / "audit.key")
-        self.node_key = load_node_key(data_dir / KEY_FILE)  # signs webhook deliveries
+        self.citizen = CitizenKey.load(config, state.keyring)  # the cluster's (gateway/citizenkey.py)
+        self.citizen_key = self.citizen.secret
+        self.node_key = load_node_key(check_private(data_dir / KEY_FILE, "the node key"))  # signs webhooks
         self.audit = AuditLog(self.governance, self.citizen_key) if audit else None
         self.services = ServiceRegistry(self.metrics.registry)
         self.limiter = RateLimiter()
@@ -198,6 +201,7 @@ class Node:
     async def start(self) -> None:
         await self.store.open()
         await self.governance.open()
+        await self.citizen.check(self.governance)  # the key that hashed the stored data
         if self.audit:
             self.audit.start()
         self.services.update(self.state.catalog.services.services)

@@ -51,6 +51,8 @@ class ConfigWatcher:
         source = f"nats:{self.bucket}/{BUNDLE_KEY}@{revision}"
         try:
             catalog, keyring, bundle = decode_bundle(value, source)
+            if keyring is not None:
+                self.node.citizen.check_keyring(keyring, f"{source} (keyring)")
             state = build_state(catalog, keyring or self.node.state.keyring)
         except Exception as exc:  # noqa: BLE001 - anything wrong: keep the running state
             self.refused_revision = revision

@@ -74,7 +74,8 @@ def _keyring_text(text: str, source: str) -> Keyring:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "", f"invalid TOML: {exc}") from None
-    return Keyring(convert(doc, KeyringFile, source).keys, source)
+    ring = convert(doc, KeyringFile, source)
+    return Keyring(ring.keys, source, ring.citizen_key)
 
 
 def build_bundle(catalog_path: str | Path, keyring_path: str | Path | None) -> Bundle:

@@ -13,6 +13,7 @@ from aiohttp import web
 from gateway.app import Node, build_state, make_server
 from gateway.catalog import load_catalog
 from gateway.config import NodeConfig
+from gateway.filemodes import check_private
 from gateway.keyring import load_keyring
 from gateway.redact import redact_python_logs
 from gateway.stores import open_store
@@ -25,7 +26,7 @@ def load_state(config: NodeConfig):  # noqa: ANN201 - returns gateway.app.State
     if catalog.instance != config.node.instance:
         raise ConfigError(config.source, "node.instance",
                           f"{config.node.instance!r} differs from the catalog's instance {catalog.instance!r}")
-    keyring = load_keyring(config.resolve(config.node.keyring))
+    keyring = load_keyring(check_private(config.resolve(config.node.keyring), "the keyring"))
     return build_state(catalog, keyring)
 
 
@@ -107,7 +108,9 @@ async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload
 
     def reload() -> None:
         try:
-            node.swap_state(load_state(config))
+            new = load_state(config)
+            node.citizen.check_keyring(new.keyring, config.node.keyring)
+            node.swap_state(new)
             node.log.event("reloaded", resources=len(node.state.catalog.resources))
         except ConfigError as exc:
             node.log.event("reload_refused", error=str(exc))

@@ -16,9 +16,14 @@ from gateway.config import NodeConfig
 
 def _worker(config: NodeConfig) -> None:
     from gateway.server import bind_socket, serve
+    from gateway.tomlfile import ConfigError
 
     sock = bind_socket(config.host, config.port, reuse_port=True)
-    serve(config, sock)
+    try:
+        serve(config, sock)
+    except ConfigError as exc:  # e.g. a citizen key the governance store does not know
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def serve_workers(config: NodeConfig, workers: int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gateway.config import NodeConfig
+from gateway.filemodes import private_dir
 from gateway.stores.base import Store
 
 
@@ -12,7 +13,7 @@ def open_store(config: NodeConfig) -> Store:
     if st.backend == "sqlite":
         from gateway.stores.sqlite import SQLiteStore
 
-        data_dir = config.resolve(config.node.data_dir)
+        data_dir = private_dir(config.resolve(config.node.data_dir))
         path = config.resolve(st.path) if st.path else data_dir / "exchange.db"
         path.parent.mkdir(parents=True, exist_ok=True)
         return SQLiteStore(path, synchronous=st.synchronous)

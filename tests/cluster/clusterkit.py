@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.client import ExchangeClient
-from gateway.keyring import dev_keyring_text, load_keyring
+from gateway.keyring import dev_keyring_text, load_keyring, write_private
 from gateway.stores.natsproc import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,8 +53,8 @@ def write_files(folder: Path) -> tuple[Path, Path]:
     cat = folder / "catalog.toml"
     cat.write_text(catalog_text())
     ring = folder / "keyring.toml"
-    if not ring.exists():
-        ring.write_text(dev_keyring_text([OWNER, READER]))
+    if not ring.exists():  # mode 0600 (nodes refuse a keyring others may read), with a citizen_key
+        write_private(ring, dev_keyring_text([OWNER, READER]))
     return cat, ring
 
 
