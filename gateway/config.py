@@ -25,6 +25,10 @@ class NodeSection(msgspec.Struct, forbid_unknown_fields=True):
     client_ca: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = True
+    # Cluster mode: public keys ("ed25519:<base64>") whose signed bundles the node installs,
+    # inline and/or one per line in a file (gateway/operatorkey.py).
+    operator_keys: list[str] = []
+    operator_keys_file: str | None = None
 
 
 class StoreSection(msgspec.Struct, forbid_unknown_fields=True):
@@ -84,6 +88,10 @@ def _check(cfg: NodeConfig, file: Path) -> None:
         raise ConfigError(file, "node.tls_cert", "tls_cert and tls_key must be set together")
     if cfg.node.client_ca and not cfg.node.tls_cert:
         raise ConfigError(file, "node.client_ca", "mutual TLS needs tls_cert and tls_key")
+    from gateway.operatorkey import parse_public
+
+    for i, text in enumerate(cfg.node.operator_keys):
+        parse_public(text, file, f"node.operator_keys[{i}]")
     lim = cfg.limits
     bounds = {
         "max_body_bytes": (lim.max_body_bytes, 1024, 1 << 30),

@@ -85,8 +85,9 @@ async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload
     watcher = None
     if config.store.backend == "jetstream":  # cluster mode: catalog and keys from the KV bucket
         from gateway.kvwatch import ConfigWatcher
+        from gateway.operatorkey import trusted_keys
 
-        watcher = ConfigWatcher(node, store)  # type: ignore[arg-type]
+        watcher = ConfigWatcher(node, store, trusted_keys(config))  # type: ignore[arg-type]
         watcher.start()
     server = make_server(node)
     runner = web.ServerRunner(server, handle_signals=False,

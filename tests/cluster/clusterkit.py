@@ -58,6 +58,14 @@ def write_files(folder: Path) -> tuple[Path, Path]:
     return cat, ring
 
 
+def operator_key(folder: Path) -> tuple[Path, str]:
+    """An operator key for signing published bundles: (private key file, public key text)."""
+    from gateway.operatorkey import generate
+
+    path = folder / "operator.key"
+    return path, generate(path, force=True)
+
+
 class GatewayNode:
     """One ``python -m gateway serve`` process (``workers`` > 1: several sharing the port)."""
 
@@ -72,6 +80,7 @@ class GatewayNode:
         replicas: int = 1,
         backend: str = "jetstream",
         workers: int = 1,
+        operator_keys: list[str] | None = None,
     ) -> None:
         self.folder = folder
         self.catalog = catalog
@@ -81,6 +90,7 @@ class GatewayNode:
         self.replicas = replicas
         self.backend = backend
         self.workers = workers
+        self.operator_keys = operator_keys or []  # trusted signers of published bundles
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -98,6 +108,7 @@ class GatewayNode:
         return (
             f'[node]\nlisten = "127.0.0.1:{self.port}"\ncatalog = "{self.catalog}"\n'
             f'keyring = "{self.keyring}"\ndata_dir = "{self.folder / "data"}"\n'
+            f"operator_keys = {json.dumps(self.operator_keys)}\n"
             f"access_log = false\n\n{store}"
         )
 
