@@ -27,8 +27,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         from gateway.workers import serve_workers
 
-        return serve_workers(cfg, args.workers)
-    serve(cfg)
+        return serve_workers(cfg, args.workers, accept_reset=args.accept_reset)
+    serve(cfg, accept_reset=args.accept_reset)
     return 0
 
 
@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", required=True, help="node config TOML (see configs/node.toml)")
     s.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
     s.add_argument("--listen", help="override [node] listen, host:port")
+    s.add_argument("--accept-reset", action="store_true",
+                   help="jetstream: accept a wiped or replaced JetStream found at this start (offsets "
+                        "start over; the node's high-water mark DATA_DIR/jetstream-hwm.json is reset)")
     s.set_defaults(func=_cmd_serve)
 
     c = sub.add_parser("check-config", help="validate a node, catalog or keyring file without starting")

@@ -69,8 +69,10 @@ def bind_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket
     return sock
 
 
-async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload_path: str | None = None) -> None:
-    """Serve until SIGTERM/SIGINT; then stop accepting, finish in-flight work and close the store."""
+async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload_path: str | None = None,
+                   *, accept_reset: bool = False) -> None:
+    """Serve until SIGTERM/SIGINT; then stop accepting, finish in-flight work and close the store.
+    ``accept_reset``: see :func:`gateway.stores.open_store`."""
     state = load_state(config)
     tls = ssl_context(config)
     if sock is None:  # bind before opening anything, so that a busy port leaves nothing open
@@ -79,7 +81,7 @@ async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload
         except OSError as exc:
             raise ConfigError(config.source, "node.listen",
                               f"cannot listen on {config.node.listen}: {exc.strerror or exc}") from None
-    store = open_store(config)
+    store = open_store(config, accept_reset=accept_reset)
     node = Node(config, state, store)
     await node.start()
     watcher = None
@@ -128,12 +130,12 @@ async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload
     print('{"event":"stopped"}', file=sys.stderr, flush=True)
 
 
-def serve(config: NodeConfig, sock: socket.socket | None = None) -> None:
+def serve(config: NodeConfig, sock: socket.socket | None = None, *, accept_reset: bool = False) -> None:
     """Run a node on uvloop (when available) until a stop signal."""
     redact_python_logs()
     try:
         import uvloop
 
-        uvloop.run(run_node(config, sock))
+        uvloop.run(run_node(config, sock, accept_reset=accept_reset))
     except ImportError:
-        asyncio.run(run_node(config, sock))
+        asyncio.run(run_node(config, sock, accept_reset=accept_reset))

@@ -112,14 +112,17 @@ class GatewayNode:
             f"access_log = false\n\n{store}"
         )
 
-    def start(self, wait_for: str = "/healthz", timeout: float = 30.0) -> GatewayNode:
-        """Start and wait until ``wait_for`` answers (any status when it is /readyz)."""
+    def start(self, wait_for: str = "/healthz", timeout: float = 30.0, args: tuple[str, ...] = ()
+              ) -> GatewayNode:
+        """Start (``serve`` with extra ``args``) and wait until ``wait_for`` answers (any status
+        when it is /readyz)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         conf = self.folder / "node.toml"
         conf.write_text(self.config_text())
         cmd = [sys.executable, "-m", "gateway", "serve", "--config", str(conf)]
         if self.workers > 1:
             cmd += ["--workers", str(self.workers)]
+        cmd += list(args)
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         with open(self.folder / "node.log", "ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log,
