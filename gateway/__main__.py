@@ -76,7 +76,7 @@ def _cmd_keys_init(args: argparse.Namespace) -> int:
         return 0
     cat = load_catalog(args.catalog)
     write_private(out, dev_keyring_text(sorted(cat.subsystems)))
-    print(f"wrote {out} with {len(cat.subsystems)} development keys (mode 0600)")
+    print(f"wrote {out} with {len(cat.subsystems)} development keys and a citizen_key (mode 0600)")
     return 0
 
 

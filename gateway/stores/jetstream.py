@@ -628,7 +628,10 @@ class JetStreamStore:
     async def ping(self) -> bool:
         """True when NATS is connected and JetStream answers (the records stream exists, and
         is the one of the high-water mark)."""
-        if not self.connected or self.reset_reason is not None or not self._verified:
+        if self.reset_reason is not None and self.connected:
+            self._schedule_resetup()  # restored meanwhile? then the check clears the reason
+            return False
+        if not self.connected or not self._verified:
             return False
         stream = self.names["records"]
         try:
