@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from clusterkit import GatewayNode, client, rec, write_files
+from clusterkit import GatewayNode, client, operator_key, rec, write_files
 
 from gateway.client import ExchangeError
 from gateway.publish import main as publish_main
@@ -69,9 +69,10 @@ async def test_nats_down_answers_and_logs_carry_no_password(tmp_path: Path, pref
 
 def test_publish_cli_error_carries_no_password(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cat, _ring = write_files(tmp_path)
+    key, _public = operator_key(tmp_path)
     port = free_port()
     code = publish_main([str(cat), "--servers", f"nats://exguser:{PASSWORD}@127.0.0.1:{port}",
-                         "--timeout", "1"])
+                         "--timeout", "1", "--operator-key", str(key)])
     err = capsys.readouterr().err
     assert code == 1 and f"nats://127.0.0.1:{port}" in err
     assert PASSWORD not in err and "exguser" not in err
