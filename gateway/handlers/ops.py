@@ -29,7 +29,10 @@ async def readyz(call: Call) -> web.Response:
             checks["store"] = await node.store.ping()
         except Exception:  # noqa: BLE001 - any failure means not ready
             checks["store"] = False
-    ok = checks["catalog"] and checks["store"] and not node.draining
+    refused = getattr(node.governance, "refused", None)  # e.g. another cluster's citizen key
+    if refused:
+        checks["governance"] = False
+    ok = checks["catalog"] and checks["store"] and not node.draining and not refused
     doc: dict[str, object] = {"status": "ready" if ok else "not ready", "checks": checks}
     if not ok:
         doc["reason"] = redact(_reason(call, checks))
@@ -46,6 +49,9 @@ def _reason(call: Call, checks: dict[str, bool]) -> str:
         return "the node is starting"
     if not checks["catalog"]:
         return "the catalog has no resources"
+    refused = getattr(node.governance, "refused", None)
+    if refused:
+        return refused
     why = getattr(node.store, "unready_reason", None)
     return (why() if callable(why) else None) or "the store did not answer"
 

@@ -5,17 +5,20 @@ another key (or none) refuses to start."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clusterkit import ROOT, GatewayNode
+from clusterkit import ROOT, GatewayNode, eventually, http_status
 
 from gateway.client import ExchangeClient, ExchangeError
 from gateway.keyring import dev_keyring_text, load_keyring, write_private
-from gateway.stores.natsproc import NatsServer
+from gateway.stores.natsproc import NatsServer, free_port
 
 pytestmark = pytest.mark.cluster
 
@@ -149,3 +152,57 @@ def test_jetstream_node_without_citizen_key_refuses_to_start(cluster, nats_serve
     assert f"{bare}: citizen_key: required" in proc.stderr and "keys init" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "d" / "data" / "audit.key").exists()  # no per-node key made
+
+
+async def test_key_checked_when_nats_comes_back(tmp_path: Path, prefix: str) -> None:
+    """A node started while NATS is down checks its key at the first connection: with
+    another key than the cluster's it is not ready and serves no governance call."""
+    port = free_port()
+    server = NatsServer(tmp_path / "nats", port=port).start()
+    cat = tmp_path / "catalog.toml"
+    cat.write_text(CATALOG)
+    ring = tmp_path / "keyring.toml"
+    write_private(ring, dev_keyring_text([PORTAL, OWNER, CONSUMER]))
+    other = tmp_path / "other.toml"
+    write_private(other, "\n".join(x for x in ring.read_text().splitlines()
+                                   if not x.startswith("citizen_key")) + "\n")
+    other.write_text(f'citizen_key = "{"ab" * 32}"\n' + other.read_text())
+    a = GatewayNode(tmp_path / "a", cat, ring, servers=[server.url], prefix=prefix)
+    b = GatewayNode(tmp_path / "b", cat, other, servers=[server.url], prefix=prefix)
+    try:
+        a.start(wait_for="/readyz")  # records the cluster's fingerprint
+        await eventually(lambda: _ready(a.url))
+        a.stop()
+        server.stop()
+        b.start(wait_for="/healthz")  # NATS down: starts, the check waits for NATS
+        server.start()
+
+        async def refused() -> bool:
+            status, doc = await asyncio.to_thread(_readyz, b.url)
+            return status == 503 and "citizen_key" in doc.get("reason", "")
+
+        await eventually(refused, timeout=30)
+        _status, doc = await asyncio.to_thread(_readyz, b.url)
+        assert "differs from the key of the cluster" in doc["reason"] and doc["checks"]["governance"] is False
+        async with _client(b.url, other, PORTAL) as portal:
+            with pytest.raises(ExchangeError) as info:
+                await portal.grant_consent(CITIZEN, CONSUMER, ["psb.id-card"], purpose="p",
+                                           expires="2030-12-31")
+            assert info.value.status == 503
+        assert http_status(b.url + "/healthz") == 200
+    finally:
+        b.stop()
+        a.stop()
+        server.stop()
+
+
+async def _ready(url: str) -> bool:
+    return await asyncio.to_thread(http_status, url + "/readyz") == 200
+
+
+def _readyz(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url + "/readyz", timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
