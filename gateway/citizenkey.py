@@ -62,7 +62,11 @@ class CitizenKey:
                               "32 bytes or more>\" shared by all nodes (`python -m gateway keys init` "
                               "writes one)")
         check_private(audit_key, "the citizen key file")
-        return cls(load_key(audit_key), str(audit_key), from_keyring=False)
+        try:
+            secret = load_key(audit_key)
+        except ValueError:
+            raise ConfigError(audit_key, "", "not a hex key (the node writes 64 hex digits)") from None
+        return cls(secret, str(audit_key), from_keyring=False)
 
     async def check(self, governance: GovernanceStore) -> None:
         """Record this key's fingerprint on first start; refuse (ConfigError) another key."""
@@ -70,7 +74,10 @@ class CitizenKey:
         first = mine
         if self.legacy is not None:  # data written before fingerprints: hashed with audit.key
             check_private(self.legacy, "the citizen key file")
-            first = fingerprint(bytes.fromhex(self.legacy.read_text().strip()))
+            try:
+                first = fingerprint(bytes.fromhex(self.legacy.read_text().strip()))
+            except ValueError:
+                raise ConfigError(self.legacy, "", "not a hex key (the node writes 64 hex digits)") from None
         recorded = await governance.key_fingerprint(first)
         if recorded != mine:
             hint = (f"; the data was hashed with {self.legacy}: copy its hex into citizen_key "
