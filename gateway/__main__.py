@@ -14,17 +14,21 @@ from gateway.tomlfile import ConfigError
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from gateway.config import load_node_config
+    from gateway.filemodes import PRIVATE_UMASK
+    from gateway.operatorkey import trusted_keys
     from gateway.server import load_state, serve
 
+    os.umask(PRIVATE_UMASK)  # whatever the node creates is its own (docs/security.md)
     cfg = load_node_config(args.config)
     load_state(cfg)  # refuse a bad catalog or keyring before binding the port
+    trusted_keys(cfg)  # and a missing or bad operator_keys_file
     if args.listen:
         cfg.node.listen = args.listen
     if args.workers > 1:
         from gateway.workers import serve_workers
 
-        return serve_workers(cfg, args.workers)
-    serve(cfg)
+        return serve_workers(cfg, args.workers, accept_reset=args.accept_reset)
+    serve(cfg, accept_reset=args.accept_reset)
     return 0
 
 
@@ -43,9 +47,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
             doc = {"node": None}  # let the node loader report the precise error
         kind = "node" if "node" in doc else "catalog" if "instance" in doc else "keyring" if "keys" in doc else "node"
     if kind == "node":
+        from gateway.operatorkey import trusted_keys
+
         cfg = load_node_config(path)
         state = load_state(cfg)
         ssl_context(cfg)  # TLS files exist and load
+        trusted_keys(cfg)
         print(f"ok: node config {path} (catalog: {len(state.catalog.resources)} resources, "
               f"{len(state.catalog.subsystems)} subsystems; keyring: {len(state.keyring.by_id)} keys; "
               f"store: {cfg.store.backend})")
@@ -69,7 +76,20 @@ def _cmd_keys_init(args: argparse.Namespace) -> int:
         return 0
     cat = load_catalog(args.catalog)
     write_private(out, dev_keyring_text(sorted(cat.subsystems)))
-    print(f"wrote {out} with {len(cat.subsystems)} development keys (mode 0600)")
+    print(f"wrote {out} with {len(cat.subsystems)} development keys and a citizen_key (mode 0600)")
+    return 0
+
+
+def _cmd_operator_key_init(args: argparse.Namespace) -> int:
+    from gateway.operatorkey import generate
+
+    try:
+        public = generate(args.out, force=args.force)
+    except FileExistsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"wrote the operator key {args.out} (mode 0600; keep it off the nodes) and {args.out}.pub")
+    print(f"public key, for the nodes' [node] operator_keys: {public}")
     return 0
 
 
@@ -161,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", required=True, help="node config TOML (see configs/node.toml)")
     s.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
     s.add_argument("--listen", help="override [node] listen, host:port")
+    s.add_argument("--accept-reset", action="store_true",
+                   help="jetstream: accept a wiped or replaced JetStream found at this start (offsets "
+                        "start over; the node's high-water mark DATA_DIR/jetstream-hwm.json is reset)")
     s.set_defaults(func=_cmd_serve)
 
     c = sub.add_parser("check-config", help="validate a node, catalog or keyring file without starting")
@@ -175,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     ki.add_argument("--out", default="configs/keyring.dev.toml")
     ki.add_argument("--force", action="store_true", help="replace an existing keyring")
     ki.set_defaults(func=_cmd_keys_init)
+
+    o = sub.add_parser("operator-key", help="the operator's Ed25519 key that signs published bundles")
+    osub = o.add_subparsers(dest="operator_key_command", metavar="ACTION", required=True)
+    oi = osub.add_parser("init", help="write a new private key (mode 0600) and FILE.pub; print the public key")
+    oi.add_argument("--out", required=True, help="private key file (PEM)")
+    oi.add_argument("--force", action="store_true", help="replace an existing key")
+    oi.set_defaults(func=_cmd_operator_key_init)
 
     cat = sub.add_parser("catalog", help="catalog tools: synth (and publish in cluster mode)")
     cat.add_argument("catalog_command", choices=["synth", "publish"], metavar="ACTION",

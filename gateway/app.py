@@ -22,11 +22,13 @@ import fastpath
 from fastpath import CATALOG_ITEM, CURSOR, RECORD, RECORDS, SERVICE, RouteTable
 from gateway import signing
 from gateway.admission import read_body_unslotted, unqueued
-from gateway.audit import AuditEntry, AuditLog, citizen_hash, load_key
+from gateway.audit import AuditEntry, AuditLog, citizen_hash
 from gateway.auth import check_head, verify
 from gateway.catalog import Access, Catalog, ResourceEntry
+from gateway.citizenkey import CitizenKey
 from gateway.config import NodeConfig
 from gateway.errors import Problem
+from gateway.filemodes import check_private, private_dir
 from gateway.governance import GovernanceStore, open_governance
 from gateway.governance.checkpoints import node_checkpointer
 from gateway.governance.quotas import RateLimiter
@@ -185,10 +187,11 @@ class Node:
         self.store = store
         self.metrics = Metrics()
         self.metrics.catalog_resources.set(len(state.catalog.resources))
-        data_dir = config.resolve(config.node.data_dir)
+        data_dir = private_dir(config.resolve(config.node.data_dir))  # mode 0700
         self.governance = governance if governance is not None else open_governance(config)
-        self.citizen_key = load_key(data_dir / "audit.key")
-        self.node_key = load_node_key(data_dir / KEY_FILE)  # signs webhook deliveries
+        self.citizen = CitizenKey.load(config, state.keyring)  # the cluster's (gateway/citizenkey.py)
+        self.citizen_key = self.citizen.secret
+        self.node_key = load_node_key(check_private(data_dir / KEY_FILE, "the node key"))  # signs webhooks
         self.audit = AuditLog(self.governance, self.citizen_key,  # the node key signs audit checkpoints
                               checkpointer=node_checkpointer(config, self.node_key, self.governance)
                               ) if audit else None
@@ -219,6 +222,7 @@ class Node:
     async def start(self) -> None:
         await self.store.open()
         await self.governance.open()
+        await self.citizen.check(self.governance)  # the key that hashed the stored data
         if self.audit:
             self.audit.start()
         self.services.update(self.state.catalog.services.services)

@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 
 from gateway.errors import Problem
+from gateway.redact import redact
 
 GENESIS = "0" * 64
 _enc = msgspec.json.Encoder(order="sorted")
@@ -219,7 +220,7 @@ class AuditLog:
                 except Exception as exc:  # noqa: BLE001 - keep the entries, retry; the queue fills -> 503
                     self.failures += 1
                     self._settle(batch, exc)
-                    print(f'{{"event":"audit_write_failed","error":{_enc.encode(str(exc)).decode()}}}',
+                    print(f'{{"event":"audit_write_failed","error":{_enc.encode(redact(str(exc))).decode()}}}',
                           file=sys.stderr, flush=True)
                     await asyncio.sleep(0.5)
 

@@ -8,6 +8,7 @@ from typing import Literal
 
 import msgspec
 
+from gateway.redact import redact_url
 from gateway.tomlfile import ConfigError, load_toml
 
 
@@ -25,6 +26,10 @@ class NodeSection(msgspec.Struct, forbid_unknown_fields=True):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = True
     audit_checkpoints: str | None = None  # signed audit checkpoints (default DATA_DIR/audit-checkpoints.jsonl)
+    # Cluster mode: public keys ("ed25519:<base64>") whose signed bundles the node installs,
+    # inline and/or one per line in a file (gateway/operatorkey.py).
+    operator_keys: list[str] = []
+    operator_keys_file: str | None = None
 
 
 class StoreSection(msgspec.Struct, forbid_unknown_fields=True):
@@ -87,6 +92,10 @@ def _check(cfg: NodeConfig, file: Path) -> None:
         raise ConfigError(file, "node.tls_cert", "tls_cert and tls_key must be set together")
     if cfg.node.client_ca and not cfg.node.tls_cert:
         raise ConfigError(file, "node.client_ca", "mutual TLS needs tls_cert and tls_key")
+    from gateway.operatorkey import parse_public
+
+    for i, text in enumerate(cfg.node.operator_keys):
+        parse_public(text, file, f"node.operator_keys[{i}]")
     lim = cfg.limits
     bounds = {
         "max_body_bytes": (lim.max_body_bytes, 1024, 1 << 30),
@@ -107,7 +116,7 @@ def _check(cfg: NodeConfig, file: Path) -> None:
             raise ConfigError(file, "store.servers", "needs at least one nats:// URL")
         for url in st.servers:
             if not url.startswith(("nats://", "tls://")):
-                raise ConfigError(file, "store.servers", f"not a nats:// URL: {url!r}")
+                raise ConfigError(file, "store.servers", f"not a nats:// URL: {redact_url(url)!r}")
         if st.replicas not in (1, 3, 5):
             raise ConfigError(file, "store.replicas", f"must be 1, 3 or 5, got {st.replicas}")
 

@@ -6,6 +6,8 @@ from typing import Any
 
 import msgspec
 
+from gateway.redact import redact
+
 CODES: dict[str, tuple[int, str]] = {
     "client.bad_request": (400, "Bad request"),
     "client.unauthenticated": (401, "Unauthenticated"),
@@ -46,6 +48,7 @@ class Problem(Exception):
         errors: list[FieldError] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
+        detail = redact(detail)  # a detail never carries a URL's credentials
         super().__init__(detail)
         self.code = code
         self.status, self.title = CODES[code]

@@ -1,4 +1,6 @@
-"""The keyring: which key id holds which secret for which subsystem."""
+"""The keyring: which key id holds which secret for which subsystem, and the cluster's
+citizen key (``citizen_key``: the secret of the keyed hashes of citizen ids, see
+:mod:`gateway.citizenkey`)."""
 
 from __future__ import annotations
 
@@ -26,13 +28,19 @@ class Key(msgspec.Struct, forbid_unknown_fields=True):
 
 class KeyringFile(msgspec.Struct, forbid_unknown_fields=True):
     keys: list[Key] = []
+    citizen_key: str | None = None  # hex, 32 bytes or more; top-level, before [[keys]]
 
 
 class Keyring:
     """Keys by id; checked so that a key belongs to exactly one subsystem."""
 
-    def __init__(self, keys: list[Key], source: str = "<keyring>") -> None:
+    def __init__(self, keys: list[Key], source: str = "<keyring>", citizen_key: str | None = None) -> None:
         self.source = source
+        if citizen_key is not None and not SECRET_RE.match(citizen_key):
+            raise ConfigError(source, "citizen_key", "must be lower-case hex of 32 bytes or more (an even "
+                              "number of digits, at least 64); `python -m gateway keys init` writes one")
+        #: The secret of citizen-id hashes shared by every node, None when the file has none.
+        self.citizen_key: bytes | None = bytes.fromhex(citizen_key) if citizen_key is not None else None
         self.by_id: dict[str, Key] = {}
         for i, k in enumerate(keys):
             if not KEY_ID_RE.match(k.id):
@@ -56,12 +64,16 @@ class Keyring:
 
 def load_keyring(path: str | Path) -> Keyring:
     """Load and check a keyring file."""
-    return Keyring(load_toml(path, KeyringFile).keys, str(path))
+    doc = load_toml(path, KeyringFile)
+    return Keyring(doc.keys, str(path), doc.citizen_key)
 
 
 def dev_keyring_text(clients: list[str]) -> str:
-    """A development keyring with one fresh random key per subsystem."""
-    lines = ["# Development keyring written by `python -m gateway keys init`. Never commit real secrets.\n"]
+    """A development keyring: a fresh citizen key and one fresh random key per subsystem."""
+    lines = ["# Development keyring written by `python -m gateway keys init`. Never commit real secrets.\n"
+             "# citizen_key: the secret of citizen-id hashes (consents, audit); every node of a\n"
+             "# cluster needs the same one, and it must never change once data is stored.\n"
+             f'citizen_key = "{secrets.token_hex(32)}"\n']
     for c in clients:
         kid = "k-" + c.replace("/", "-").lower()
         lines.append(f'[[keys]]\nid = "{kid}"\nclient = "{c}"\nsecret = "{secrets.token_hex(32)}"\n')

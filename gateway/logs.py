@@ -12,6 +12,8 @@ from typing import IO
 
 import msgspec
 
+from gateway.redact import redact
+
 _enc = msgspec.json.Encoder().encode
 
 
@@ -38,14 +40,15 @@ class AccessLog:
                 self.flush()
 
     def event(self, event: str, **fields: object) -> None:
+        fields = {k: redact(v) if isinstance(v, str) else v for k, v in fields.items()}
         self._buf.append(_enc({"ts": round(time.time(), 3), "level": "info", "event": event, **fields}))
         self.flush()
 
     def error(self, request_id: str, message: str, exc: BaseException | None) -> None:
         doc = {"ts": round(time.time(), 3), "level": "error", "event": "error",
-               "request_id": request_id, "message": message}
+               "request_id": request_id, "message": redact(message)}
         if exc is not None:
-            doc["error"] = f"{type(exc).__name__}: {exc}"[:1000]
+            doc["error"] = redact(f"{type(exc).__name__}: {exc}")[:1000]
         self._buf.append(_enc(doc))
         self.flush()
 

@@ -13,7 +13,9 @@ from aiohttp import web
 from gateway.app import Node, build_state, make_server
 from gateway.catalog import load_catalog
 from gateway.config import NodeConfig
+from gateway.filemodes import check_private
 from gateway.keyring import load_keyring
+from gateway.redact import redact_python_logs
 from gateway.stores import open_store
 from gateway.tomlfile import ConfigError
 
@@ -24,7 +26,7 @@ def load_state(config: NodeConfig):  # noqa: ANN201 - returns gateway.app.State
     if catalog.instance != config.node.instance:
         raise ConfigError(config.source, "node.instance",
                           f"{config.node.instance!r} differs from the catalog's instance {catalog.instance!r}")
-    keyring = load_keyring(config.resolve(config.node.keyring))
+    keyring = load_keyring(check_private(config.resolve(config.node.keyring), "the keyring"))
     return build_state(catalog, keyring)
 
 
@@ -67,8 +69,10 @@ def bind_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket
     return sock
 
 
-async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload_path: str | None = None) -> None:
-    """Serve until SIGTERM/SIGINT; then stop accepting, finish in-flight work and close the store."""
+async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload_path: str | None = None,
+                   *, accept_reset: bool = False) -> None:
+    """Serve until SIGTERM/SIGINT; then stop accepting, finish in-flight work and close the store.
+    ``accept_reset``: see :func:`gateway.stores.open_store`."""
     state = load_state(config)
     tls = ssl_context(config)
     if sock is None:  # bind before opening anything, so that a busy port leaves nothing open
@@ -77,7 +81,7 @@ async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload
         except OSError as exc:
             raise ConfigError(config.source, "node.listen",
                               f"cannot listen on {config.node.listen}: {exc.strerror or exc}") from None
-    store = open_store(config)
+    store = open_store(config, accept_reset=accept_reset)
     node = Node(config, state, store)
     if config.limits.client_timeout_s is not None:
         node.log.event("config_deprecated", key="limits.client_timeout_s",
@@ -87,8 +91,9 @@ async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload
     watcher = None
     if config.store.backend == "jetstream":  # cluster mode: catalog and keys from the KV bucket
         from gateway.kvwatch import ConfigWatcher
+        from gateway.operatorkey import trusted_keys
 
-        watcher = ConfigWatcher(node, store)  # type: ignore[arg-type]
+        watcher = ConfigWatcher(node, store, trusted_keys(config))  # type: ignore[arg-type]
         watcher.start()
     server = make_server(node)
     runner = web.ServerRunner(server, handle_signals=False,
@@ -110,7 +115,9 @@ async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload
 
     def reload() -> None:
         try:
-            node.swap_state(load_state(config))
+            new = load_state(config)
+            node.citizen.check_keyring(new.keyring, config.node.keyring)
+            node.swap_state(new)
             node.log.event("reloaded", resources=len(node.state.catalog.resources))
         except ConfigError as exc:
             node.log.event("reload_refused", error=str(exc))
@@ -127,11 +134,12 @@ async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload
     print('{"event":"stopped"}', file=sys.stderr, flush=True)
 
 
-def serve(config: NodeConfig, sock: socket.socket | None = None) -> None:
+def serve(config: NodeConfig, sock: socket.socket | None = None, *, accept_reset: bool = False) -> None:
     """Run a node on uvloop (when available) until a stop signal."""
+    redact_python_logs()
     try:
         import uvloop
 
-        uvloop.run(run_node(config, sock))
+        uvloop.run(run_node(config, sock, accept_reset=accept_reset))
     except ImportError:
-        asyncio.run(run_node(config, sock))
+        asyncio.run(run_node(config, sock, accept_reset=accept_reset))

@@ -327,6 +327,8 @@ def synth_keyring(doc: dict[str, Any], seed: int = 0) -> str:
     lines = [
         "# Benchmark keyring written by `python -m gateway catalog synth --keyring`.",
         f"# Secrets are derived from the public seed {seed}: for benchmarks only, NEVER for real data.",
+        'citizen_key = "' + hmac.new(b"onestop-exchange synthetic keyring", f"{seed}\ncitizen key".encode(),
+                                     hashlib.sha256).hexdigest() + '"',
         "",
     ]
     for sub in doc.get("subsystems", []):

@@ -10,6 +10,8 @@ from typing import TypeVar
 
 import msgspec
 
+from gateway.redact import redact
+
 T = TypeVar("T")
 
 _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
@@ -22,7 +24,7 @@ class ConfigError(Exception):
     def __init__(self, file: str | Path, key: str, reason: str) -> None:
         self.file = str(file)
         self.key = key
-        self.reason = reason
+        self.reason = reason = redact(reason)  # a value quoted back never shows credentials
         where = f"{self.file}: {key}: " if key else f"{self.file}: "
         super().__init__(where + reason)
 

@@ -14,20 +14,26 @@ import sys
 from gateway.config import NodeConfig
 
 
-def _worker(config: NodeConfig) -> None:
+def _worker(config: NodeConfig, accept_reset: bool) -> None:
     from gateway.server import bind_socket, serve
+    from gateway.tomlfile import ConfigError
 
     sock = bind_socket(config.host, config.port, reuse_port=True)
-    serve(config, sock)
+    try:
+        serve(config, sock, accept_reset=accept_reset)
+    except ConfigError as exc:  # e.g. a citizen key the governance store does not know
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
-def serve_workers(config: NodeConfig, workers: int) -> int:
+def serve_workers(config: NodeConfig, workers: int, *, accept_reset: bool = False) -> int:
     """Start ``workers`` processes and wait for them; returns the exit code."""
     if not 1 <= workers <= 256:
         print("error: --workers must be between 1 and 256", file=sys.stderr)
         return 2
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(config,), name=f"gateway-worker-{i}") for i in range(workers)]
+    procs = [ctx.Process(target=_worker, args=(config, accept_reset), name=f"gateway-worker-{i}")
+             for i in range(workers)]
     for p in procs:
         p.start()
 

@@ -203,6 +203,7 @@ def write_city(work: Path, cfg: BenchConfig) -> tuple[Path, Path, str]:
         sample = Path(__file__).resolve().parent.parent / "configs" / "catalog" / "shanghai.toml"
         catalog.write_text(sample.read_text())
         keyring.write_text(dev_keyring_text(list(load_catalog(catalog).subsystems)))
+        os.chmod(keyring, 0o600)  # nodes refuse a keyring that group or others may read
         return catalog, keyring, f"sample catalog {sample.name} (gateway.synth unavailable)"
     doc = synth_catalog(cfg.resources, cfg.members, cfg.seed)
     write_catalog(doc, catalog)

@@ -7,7 +7,8 @@
 #   bash scripts/cluster.sh status  # which recorded processes are alive
 #
 # Configs: configs/cluster/nats-{1,2,3}.conf and node-{1,2,3}.toml. State, logs and the
-# pid list live in var/cluster/. Environment: PY (python, default .venv/bin/python),
+# pid list live in var/cluster/, and so does the operator key that signs the published
+# catalog (var/cluster/operator.key, its public half in operator.key.pub). Environment: PY (python, default .venv/bin/python),
 # NATS_SERVER (the nats-server binary), CATALOG, KEYRING.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,7 @@ PY=${PY:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3
 CATALOG=${CATALOG:-configs/catalog/shanghai.toml}
 KEYRING=${KEYRING:-configs/keyring.dev.toml}
+OPERATOR_KEY=$DIR/operator.key
 NATS_URLS="nats://127.0.0.1:4301 nats://127.0.0.1:4302 nats://127.0.0.1:4303"
 NODE_PORTS="8081 8082 8083"
 
@@ -96,12 +98,18 @@ up() {
   if [ ! -f "$KEYRING" ]; then
     "$PY" -m gateway keys init --catalog "$CATALOG" --out "$KEYRING"
   fi
+  grep -q '^citizen_key' "$KEYRING" ||
+    die "$KEYRING has no citizen_key (cluster nodes share one): rewrite it with" \
+      "'$PY -m gateway keys init --force --out $KEYRING'"
+  # The operator key signs the published catalog; the nodes trust its public half
+  # (operator_keys_file in configs/cluster/node-*.toml).
+  [ -f "$OPERATOR_KEY" ] || "$PY" -m gateway operator-key init --out "$OPERATOR_KEY" >/dev/null
   # The JetStream cluster elects its meta leader within a few seconds; retry until then.
   local ok=0
   for _ in $(seq 1 30); do
     # shellcheck disable=SC2086
     if "$PY" -m gateway catalog publish "$CATALOG" --servers $NATS_URLS --replicas 3 \
-      >"$DIR/publish.log" 2>&1; then
+      --operator-key "$OPERATOR_KEY" >"$DIR/publish.log" 2>&1; then
       ok=1
       break
     fi

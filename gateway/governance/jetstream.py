@@ -7,7 +7,8 @@ Layout (``P`` is the store prefix, ``exg`` by default)::
     stream P_AUDITCIT   subjects P.auditcit.<hash> a copy of each entry naming a citizen
     stream P_AUDIT_CHECKPOINTS  subject P.auditckpt  the nodes' signed checkpoints of the
                                 chain's head (deletes and purges denied; see checkpoints.py)
-    KV     P_consents   id.<consent id> -> consent; u.<user hash>.<consumer hash>.<id> -> ""
+    KV     P_consents   id.<consent id> -> consent; u.<user hash>.<consumer hash>.<id> -> "";
+                        meta.citizen-key -> the fingerprint of the citizen key that hashed them
     KV     P_subs       <subscription id> -> subscription (leases use compare-and-set)
     KV     P_claims     <claim id> -> idempotency claim (create = claim; 24 h TTL)
 
@@ -44,6 +45,7 @@ from nats.js.api import DeliverPolicy, StorageType, StreamConfig
 from gateway.audit import GENESIS, AuditEntry, chain_entry
 from gateway.governance.idempotency import KEEP_S, Claim
 from gateway.governance.model import Consent, Subscription
+from gateway.redact import redact_urls
 from gateway.stores.base import StoreUnavailable
 
 _enc = msgspec.json.Encoder(order="sorted")
@@ -52,6 +54,15 @@ _dec_entry = msgspec.json.Decoder(AuditEntry)
 _dec_consent = msgspec.json.Decoder(Consent)
 _dec_sub = msgspec.json.Decoder(Subscription)
 _dec_claim = msgspec.json.Decoder(Claim)
+
+
+_FINGERPRINT_KEY = "meta.citizen-key"
+
+
+def _mismatch(mine: str, recorded: str, bucket: str) -> str:
+    return (f"refused: this node's citizen_key (fingerprint {mine[:16]}) differs from the key of "
+            f"the cluster (fingerprint {recorded[:16]}, recorded in KV {bucket}); every node needs "
+            "the same citizen_key: restart this node with the cluster's keyring")
 
 
 def _h(text: str) -> str:
@@ -79,6 +90,8 @@ class JetStreamGovernance:
         self._index: dict[str, tuple[int, Subscription]] | None = None  # id -> (revision, sub)
         self._follower: asyncio.Task | None = None
         self._cit_pending: list[tuple[str, bytes]] = []  # citizen copies not yet acknowledged
+        self._fingerprint: str | None = None  # the citizen key's, checked on every connect
+        self.refused: str | None = None  # why this store refuses every call (a key mismatch)
 
     @property
     def audit_stream(self) -> str:
@@ -93,8 +106,10 @@ class JetStreamGovernance:
         return f"{self.prefix}_AUDIT_CHECKPOINTS"
 
     def _need(self, value: Any) -> Any:
+        if self.refused is not None:
+            raise StoreUnavailable(self.refused)
         if value is None:
-            raise StoreUnavailable(f"NATS JetStream is not reachable at {', '.join(self.servers)}")
+            raise StoreUnavailable(f"NATS JetStream is not reachable at {redact_urls(self.servers)}")
         return value
 
     @property
@@ -148,6 +163,12 @@ class JetStreamGovernance:
                 subs = await js.create_key_value(bucket=f"{p}_subs", replicas=r, history=1)
                 claims = await js.create_key_value(bucket=f"{p}_claims", replicas=r, history=1,
                                                    ttl=KEEP_S + 3600)
+                if self._fingerprint is not None:  # asked for while NATS was away: check it now
+                    recorded = await self._claim_fingerprint(consents, self._fingerprint)
+                    if recorded != self._fingerprint:
+                        self.refused = _mismatch(self._fingerprint, recorded, f"{p}_consents")
+                        await nc.close()
+                        return
             except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError):
                 if nc is not None:
                     with contextlib.suppress(Exception):
@@ -173,6 +194,21 @@ class JetStreamGovernance:
             nc, self._conn = self._conn, None
             self._jsctx = self._consents_kv = self._subs_kv = self._claims_kv = None
             await nc.close()
+
+    # -- the citizen key's fingerprint ---------------------------------------------------
+
+    async def key_fingerprint(self, fingerprint: str) -> str:
+        self._fingerprint = fingerprint
+        if self._consents_kv is None:
+            return fingerprint  # checked by _connect before the store serves anything
+        return await self._guard(self._claim_fingerprint(self._consents_kv, fingerprint))
+
+    @staticmethod
+    async def _claim_fingerprint(kv: Any, fingerprint: str) -> str:
+        """Create ``meta.citizen-key`` when missing (the first node wins); the recorded value."""
+        with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
+            await kv.create(_FINGERPRINT_KEY, fingerprint.encode())
+        return (await kv.get(_FINGERPRINT_KEY)).value.decode()
 
     async def _guard(self, coro: Any) -> Any:
         try:

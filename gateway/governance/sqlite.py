@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from gateway.audit import GENESIS, AuditEntry, seal
+from gateway.filemodes import private_file
 from gateway.governance.idempotency import Claim
 from gateway.governance.model import Consent, Subscription
 
@@ -30,6 +31,7 @@ CREATE INDEX IF NOT EXISTS consents_uc ON consents(user, consumer);
 CREATE TABLE IF NOT EXISTS subscriptions (id TEXT PRIMARY KEY, consumer TEXT NOT NULL, doc BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS claims (id TEXT PRIMARY KEY, expires REAL NOT NULL, doc BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS claims_expires ON claims(expires);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _enc = msgspec.json.Encoder(order="sorted")
@@ -71,6 +73,7 @@ class SQLiteGovernance:
     async def open(self) -> None:
         if self._db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            await self._run(private_file, self.path)  # 0600; SQLite's -wal and -shm follow it
             self._db = await self._run(connect, self.path)
             self._rdb = await asyncio.get_running_loop().run_in_executor(self._rpool, connect, self.path)
 
@@ -89,6 +92,17 @@ class SQLiteGovernance:
         if self._db is None:
             raise RuntimeError("governance store is not open")
         return self._db
+
+    # -- the citizen key's fingerprint ---------------------------------------------------
+
+    def _key_fingerprint(self, fingerprint: str) -> str:
+        db = self.db  # autocommit: the insert is one transaction; the first writer wins
+        db.execute("INSERT OR IGNORE INTO meta(name, value) VALUES ('citizen_key_fingerprint', ?)",
+                   (fingerprint,))
+        return db.execute("SELECT value FROM meta WHERE name = 'citizen_key_fingerprint'").fetchone()[0]
+
+    async def key_fingerprint(self, fingerprint: str) -> str:
+        return await self._run(self._key_fingerprint, fingerprint)
 
     # -- audit -------------------------------------------------------------------------
 

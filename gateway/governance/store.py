@@ -25,6 +25,11 @@ class GovernanceStore(Protocol):
 
     async def close(self) -> None: ...
 
+    async def key_fingerprint(self, fingerprint: str) -> str:
+        """Record the citizen key's fingerprint when none is recorded yet; return the recorded
+        one. (JetStream while NATS is away: remembered and checked on connecting; on a
+        mismatch the store then refuses every call.)"""
+
     async def audit_append(self, entries: list[AuditEntry]) -> int:
         """Chain (set seq, prev, hash) and durably store the entries; return the last seq."""
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from gateway.openapi import openapi_document
+from gateway.redact import redact
 from gateway.wire import json_encode
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ async def healthz(call: Call) -> web.Response:
 
 
 async def readyz(call: Call) -> web.Response:
-    """Readiness: store reachable and catalog loaded; 503 otherwise."""
+    """Readiness: store reachable and catalog loaded; 503 with a ``reason`` otherwise."""
     node = call.node
     checks = {"catalog": len(call.state.catalog.resources) > 0, "store": False,
               "draining": node.draining}
@@ -28,9 +29,31 @@ async def readyz(call: Call) -> web.Response:
             checks["store"] = await node.store.ping()
         except Exception:  # noqa: BLE001 - any failure means not ready
             checks["store"] = False
-    ok = checks["catalog"] and checks["store"] and not node.draining
+    refused = getattr(node.governance, "refused", None)  # e.g. another cluster's citizen key
+    if refused:
+        checks["governance"] = False
+    ok = checks["catalog"] and checks["store"] and not node.draining and not refused
+    doc: dict[str, object] = {"status": "ready" if ok else "not ready", "checks": checks}
+    if not ok:
+        doc["reason"] = redact(_reason(call, checks))
     return web.Response(status=200 if ok else 503, content_type="application/json",
-                        body=json_encode({"status": "ready" if ok else "not ready", "checks": checks}))
+                        body=json_encode(doc))
+
+
+def _reason(call: Call, checks: dict[str, bool]) -> str:
+    """Why the node is not ready, for operators (never a credential)."""
+    node = call.node
+    if node.draining:
+        return "the node is draining (shutting down)"
+    if not node.ready:
+        return "the node is starting"
+    if not checks["catalog"]:
+        return "the catalog has no resources"
+    refused = getattr(node.governance, "refused", None)
+    if refused:
+        return refused
+    why = getattr(node.store, "unready_reason", None)
+    return (why() if callable(why) else None) or "the store did not answer"
 
 
 async def metrics(call: Call) -> web.Response:

@@ -212,14 +212,14 @@ def _push_one(nport: int, owner: Any) -> None:
 
 def run(seconds: int, connections: int, work: Path, rounds: int = 3) -> dict[str, Any]:
     """Run every measurement ``rounds`` times, interleaved; best rps and median CPU per request."""
-    from gateway.keyring import dev_keyring_text, load_keyring
+    from gateway.keyring import dev_keyring_text, load_keyring, write_private
     from gateway.signing import Signer
 
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
     bport, on_port, off_port = _free_port(), _free_port(), _free_port()
     (work / "catalog.toml").write_text(CATALOG.replace("BACKEND_PORT", str(bport)))
-    (work / "keyring.toml").write_text(dev_keyring_text([CONSUMER, OWNER, "SH/GOV/hrss/employment"]))
+    write_private(work / "keyring.toml", dev_keyring_text([CONSUMER, OWNER, "SH/GOV/hrss/employment"]))
     for name, port in (("on", on_port), ("off", off_port)):
         (work / f"node-{name}.toml").write_text(
             f'[node]\nlisten = "127.0.0.1:{port}"\ncatalog = "catalog.toml"\nkeyring = "keyring.toml"\n'

@@ -72,15 +72,15 @@ class Notifier:
 
     def bind(self) -> None:
         """Bind this process's socket and publish its marker (blocking: not on the loop)."""
-        os.makedirs(self.directory, exist_ok=True)
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
         recv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         send = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             recv.setblocking(False)
             recv.bind(self._address(self.name))
             send.setblocking(False)
-            with open(os.path.join(self.directory, self.name), "wb"):
-                pass
+            os.close(os.open(os.path.join(self.directory, self.name),
+                             os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         except OSError:
             recv.close()
             send.close()

@@ -380,8 +380,8 @@ class ProcessLock:
         self._main: int | None = None
         self._turnstile: int | None = None
         if fcntl is not None:
-            self._main = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            self._turnstile = os.open(path + "-turnstile", os.O_RDWR | os.O_CREAT, 0o644)
+            self._main = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._turnstile = os.open(path + "-turnstile", os.O_RDWR | os.O_CREAT, 0o600)
 
     def __enter__(self) -> None:
         if self._main is not None and self._turnstile is not None:

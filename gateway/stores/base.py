@@ -11,6 +11,8 @@ from typing import Protocol, runtime_checkable
 
 import msgspec
 
+from gateway.redact import redact
+
 #: Largest batch a store accepts in one append; offsets may be derived as
 #: ``batch_sequence * OFFSET_STRIDE + index`` so that a global sequence gives per-resource order.
 OFFSET_STRIDE = 1024
@@ -52,7 +54,10 @@ class AppendResult(msgspec.Struct, frozen=True):
 
 
 class StoreError(Exception):
-    """Base class of store errors."""
+    """Base class of store errors; a message never carries a URL's credentials."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class StoreUnavailable(StoreError):

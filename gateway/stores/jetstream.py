@@ -32,6 +32,12 @@ duplicate window answers the original sequence instead of appending twice.
 Long-polls subscribe (core NATS) to the resource's record subject while they wait: any
 node's append wakes them. NATS being down never blocks: calls raise
 :class:`StoreUnavailable` at once, and the client reconnects by itself for ever.
+
+A wiped or replaced JetStream would reuse offsets: with ``hwm_path`` the store keeps a
+high-water mark of its streams outside them (:mod:`gateway.stores.hwm`) and, on connecting,
+after every reconnect (nothing is served until the check is done) and on every ping,
+compares the streams with it. On a mismatch every call raises :class:`StoreUnavailable`
+with the reason (``/readyz`` shows it) until a start with ``accept_reset``.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import contextlib
 import functools
 import hashlib
 import logging
+import os
 import re
 import time
 from collections.abc import Awaitable
@@ -56,6 +63,7 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.kv import KeyValue
 
 from fastpath import CorruptBatch, decode_batch, encode_batch
+from gateway.redact import redact, redact_url, redact_urls
 from gateway.stores.base import (
     MAX_BATCH_RECORDS,
     OFFSET_STRIDE,
@@ -67,6 +75,7 @@ from gateway.stores.base import (
     StoreUnavailable,
     check_batch,
 )
+from gateway.stores.hwm import HighWaterMark
 
 __all__ = ["JetStreamStore", "MAX_BATCH_RECORDS", "names"]
 
@@ -192,12 +201,14 @@ class JetStreamStore:
         op_timeout_s: float = 5.0,
         connect_timeout_s: float = 2.0,
         reconnect_wait_s: float = 0.5,
+        hwm_path: str | os.PathLike[str] | None = None,
+        accept_reset: bool = False,
     ) -> None:
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         if not self.servers or not all(
             isinstance(u, str) and u.startswith(("nats://", "tls://")) for u in self.servers
         ):
-            raise ValueError(f"servers must be nats:// URLs, not {servers!r}")
+            raise ValueError(f"servers must be nats:// URLs, not {redact(repr(servers))}")
         if replicas not in (1, 3, 5):
             raise ValueError(f"replicas must be 1, 3 or 5, not {replicas!r}")
         if (
@@ -237,6 +248,12 @@ class JetStreamStore:
         self._idx_pending: dict[str, tuple[int, int, str, bytes]] = {}
         self._idx_waiters: list[asyncio.Future[None]] = []
         self._idx_task: asyncio.Future[None] | None = None
+        self.hwm = HighWaterMark(hwm_path) if hwm_path is not None else None
+        self._accept_reset = accept_reset  # consumed by the first identity check
+        self._verified = False  # the streams were checked against the mark since (re)connecting
+        self.reset_reason: str | None = None  # a wiped or replaced JetStream: refuse everything
+        self._hwm_task: asyncio.Task[None] | None = None
+        self._resetup_task: asyncio.Future[None] | None = None
         self.stats: dict[str, int] = {
             "appends": 0, "records": 0, "replays": 0, "takeovers": 0,
             "index_groups": 0, "index_failures": 0, "bulk_reads": 0,
@@ -253,6 +270,8 @@ class JetStreamStore:
         self._state = "open"
         self._ready = asyncio.Event()
         self._connector = asyncio.get_running_loop().create_task(self._connect_forever())
+        if self.hwm is not None:
+            self._hwm_task = asyncio.get_running_loop().create_task(self._save_marks())
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.connect_timeout_s):
                 await self._ready.wait()
@@ -275,6 +294,13 @@ class JetStreamStore:
             self._connector.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._connector
+        if self._resetup_task is not None:
+            self._resetup_task.cancel()
+        if self._hwm_task is not None:
+            self._hwm_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._hwm_task
+            await self._write_marks()
         nc, self.nc = self.nc, None
         self._subs.clear()
         if nc is not None:
@@ -295,10 +321,17 @@ class JetStreamStore:
         async def quiet(_exc: Exception) -> None:
             return None
 
+        async def disconnected() -> None:
+            if self.hwm is not None:
+                self._verified = False  # the server that answers next may have lost our streams
+
         async def reconnected() -> None:
-            log.info("NATS reconnected to %s", self.nc.connected_url if self.nc else "?")
+            if self.hwm is not None:
+                self._verified = False
+            url = self.nc.connected_url if self.nc else None
+            log.info("NATS reconnected to %s", redact_url(url.geturl()) if url else "?")
             # The servers may have come back without our streams (a wiped R=1 server).
-            asyncio.ensure_future(self._resetup())
+            self._schedule_resetup()
 
         nc = NATS()
         await nc.connect(
@@ -312,6 +345,7 @@ class JetStreamStore:
             pending_size=64 * 1024 * 1024,
             flush_timeout=self.op_timeout_s,
             error_cb=quiet,
+            disconnected_cb=disconnected,
             reconnected_cb=reconnected,
             name=f"gateway-store-{self.prefix}",
         )
@@ -326,10 +360,11 @@ class JetStreamStore:
         while self._state == "open":
             try:
                 await self._setup()
+                await self._check_identity()
                 self._setup_error = None
                 break
             except Exception as exc:  # noqa: BLE001 - keep trying; readiness reports it
-                self._setup_error = f"{type(exc).__name__}: {exc}"
+                self._setup_error = redact(f"{type(exc).__name__}: {exc}")
                 log.warning("JetStream set-up failed, retrying: %s", self._setup_error)
                 await asyncio.sleep(1.0)
         assert self._ready is not None
@@ -361,11 +396,77 @@ class JetStreamStore:
         self._cursors = await self._ensure_kv(n["cursors"], ttl=None)
         self.js = js
 
+    def _schedule_resetup(self) -> None:
+        if self._resetup_task is None or self._resetup_task.done():
+            self._resetup_task = asyncio.ensure_future(self._resetup())
+
     async def _resetup(self) -> None:
-        try:
-            await self._setup()
-        except Exception as exc:  # noqa: BLE001 - calls answer 503 until a later reconnect
-            log.warning("JetStream set-up after reconnect failed: %s", exc)
+        """Set up and check the streams again; retried while connected (calls answer 503 until
+        it succeeds when there is a high-water mark to check)."""
+        while self._state == "open":
+            try:
+                await self._setup()
+                await self._check_identity()
+                return
+            except Exception as exc:  # noqa: BLE001 - e.g. no JetStream leader yet: try again
+                log.warning("JetStream set-up after reconnect failed: %s", redact(str(exc)))
+                if self.nc is None or not self.nc.is_connected:
+                    return  # the next reconnect tries again
+                await asyncio.sleep(1.0)
+
+    # -- the high-water mark (a wiped or replaced JetStream) --------------------------------
+
+    async def _check_identity(self) -> None:
+        """Compare the streams with the mark: on a mismatch set :attr:`reset_reason` (every call
+        then refuses) unless a reset is accepted; then serve again (``_verified``)."""
+        hwm = self.hwm
+        if hwm is None:
+            self._verified = True
+            return
+        problems = []
+        for stream in (self.names["records"], self.names["keys"]):
+            info = await self.js.stream_info(stream)
+            problem = hwm.problem(stream, info.created, info.state.last_seq)
+            if problem is not None and self._accept_reset:
+                log.warning("accepted a JetStream reset (--accept-reset): %s", problem)
+                hwm.reset(stream, info.created, info.state.last_seq)
+            elif problem is not None:
+                problems.append(problem)
+            else:
+                hwm.note_info(stream, info.created, info.state.last_seq)
+        self._accept_reset = False
+        if problems:
+            self.reset_reason = (
+                "; ".join(problems) + ": offsets would be reused (consumers holding `after` would "
+                "miss new records), so this node refuses pushes and reads. If the reset is intended, "
+                f"restart the node with `python -m gateway serve --accept-reset` (it starts {hwm.path} "
+                "over); otherwise restore JetStream's data")
+            log.error("%s", self.reset_reason)
+        else:
+            self.reset_reason = None
+        await self._write_marks()
+        self._verified = True
+
+    async def _write_marks(self) -> None:
+        if self.hwm is None:
+            return
+        text = self.hwm.dump()
+        if text is not None:
+            try:
+                await asyncio.to_thread(self.hwm.write, text)
+            except OSError as exc:
+                self.hwm.dirty = True
+                log.warning("cannot write %s: %s", self.hwm.path, exc)
+
+    async def _save_marks(self) -> None:
+        """Write the mark once a second when it moved (appends and reads raise it)."""
+        while True:
+            await asyncio.sleep(1.0)
+            await self._write_marks()
+
+    def _note(self, stream: str, seq: int) -> None:
+        if self.hwm is not None:
+            self.hwm.note_seq(stream, seq)
 
     async def _ensure_stream(self, config: StreamConfig) -> None:
         try:
@@ -416,11 +517,28 @@ class JetStreamStore:
             raise StoreUnavailable(
                 "the store is closed" if self._state == "closed" else "the store is not open"
             )
+        if self.reset_reason is not None:
+            raise StoreUnavailable(self.reset_reason)
+        if not self._verified and self.connected:
+            raise StoreUnavailable("checking the JetStream streams after a reconnect; retry shortly")
         if not self.connected:
             why = self._setup_error or "no connection"
             raise StoreUnavailable(
-                f"NATS JetStream is not reachable at {', '.join(self.servers)} ({why})"
+                f"NATS JetStream is not reachable at {redact_urls(self.servers)} ({why})"
             )
+
+    def unready_reason(self) -> str | None:
+        """Why the store cannot serve now (for /readyz), None when it can."""
+        if self._state != "open":
+            return "the store is closed" if self._state == "closed" else "the store is not open"
+        if self.reset_reason is not None:
+            return self.reset_reason
+        if not self.connected:
+            why = self._setup_error or "no connection"
+            return f"NATS JetStream is not reachable at {redact_urls(self.servers)} ({why})"
+        if not self._verified:
+            return "checking the JetStream streams after a reconnect"
+        return None
 
     async def _call(self, aw: Awaitable[T]) -> T:
         """Await a NATS operation, mapping transport failures to StoreUnavailable."""
@@ -508,15 +626,27 @@ class JetStreamStore:
         return seq
 
     async def ping(self) -> bool:
-        """True when NATS is connected and JetStream answers (the records stream exists)."""
-        if not self.connected:
+        """True when NATS is connected and JetStream answers (the records stream exists, and
+        is the one of the high-water mark)."""
+        if self.reset_reason is not None and self.connected:
+            self._schedule_resetup()  # restored meanwhile? then the check clears the reason
             return False
+        if not self.connected or not self._verified:
+            return False
+        stream = self.names["records"]
         try:
             async with asyncio.timeout(min(self.op_timeout_s, 2.0)):
-                await self.js.stream_info(self.names["records"])
-            return True
+                info = await self.js.stream_info(stream)
         except Exception:  # noqa: BLE001 - any failure means not ready
             return False
+        if self.hwm is not None:
+            problem = self.hwm.problem(stream, info.created, info.state.last_seq)
+            if problem is not None:  # replaced under a live connection: check everything again
+                self._verified = False
+                self._schedule_resetup()
+                return False
+            self.hwm.note_info(stream, info.created, info.state.last_seq)
+        return True
 
     # -- appends -----------------------------------------------------------------------
 
@@ -654,6 +784,7 @@ class JetStreamStore:
         headers = {"Nats-Msg-Id": msg_id} if msg_id else None
         subject = f"{self.prefix}.rec.{_token(resource)}"
         seq, duplicate = await self._publish_acked(subject, payload, headers)
+        self._note(self.names["records"], seq)
         base = seq * OFFSET_STRIDE
         count = len(records)
         result = AppendResult(base, base + count - 1, count)
@@ -729,12 +860,13 @@ class JetStreamStore:
                 for subject, rec in items[:-1]:
                     await self._call(nc.publish(subject, encode_batch([rec])))
                 subject, rec = items[-1]
-                await self._publish_acked(subject, encode_batch([rec]))
+                seq, _dup = await self._publish_acked(subject, encode_batch([rec]))
+                self._note(self.names["keys"], seq)
             except Exception as exc:  # noqa: BLE001 - the batches are durable; keep the entries
                 # Re-queue (newer entries win) for the next group; the appends still succeed:
                 # their batches were acknowledged, only keyed reads may lag until then.
                 self.stats["index_failures"] += 1
-                log.warning("writing %d key entries failed, re-queued: %s", len(group), exc)
+                log.warning("writing %d key entries failed, re-queued: %s", len(group), redact(str(exc)))
                 for subject, rec in group.items():
                     cur = self._idx_pending.get(subject)
                     if cur is None or cur[0] < rec[0]:
@@ -808,6 +940,7 @@ class JetStreamStore:
             if got is None:
                 break
             mseq, payload = got
+            self._note(stream, mseq)
             self._decode_into(out, resource, mseq, payload, after, limit)
             seq = mseq + 1
         return out
@@ -861,6 +994,7 @@ class JetStreamStore:
                 return
             try:
                 mseq = _ack_stream_seq(m.reply)
+                self._note(stream, mseq)
                 self._decode_into(out, resource, mseq, m.data, after, limit)
             except (StoreError, ValueError, IndexError, AttributeError) as exc:
                 failure.append(exc)
@@ -1004,7 +1138,8 @@ class JetStreamStore:
         return {
             "state": self._state,
             "connected": self.connected,
-            "server": str(nc.connected_url.netloc) if nc is not None and nc.connected_url else None,
+            "server": nc.connected_url.netloc.rpartition("@")[2]
+            if nc is not None and nc.connected_url else None,
             "setup_error": self._setup_error,
             "waiters": sum(len(v) for v in self._waiters.values()),
             **self.stats,

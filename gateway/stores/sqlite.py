@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastpath import CorruptBatch, decode_batch
+from gateway.filemodes import private_file
 from gateway.stores import _notify
 from gateway.stores._sqlite_readers import ReaderPool
 from gateway.stores._sqlite_schema import SYNCHRONOUS_MODES, connect
@@ -121,6 +122,7 @@ class SQLiteStore:
             parent = os.path.dirname(os.path.abspath(self.path))
             try:
                 await asyncio.to_thread(os.makedirs, parent, exist_ok=True)
+                await asyncio.to_thread(private_file, self.path)  # 0600; -wal and -shm follow it
             except OSError as exc:
                 raise StoreUnavailable(f"cannot create the directory {parent!r}: {exc}") from exc
             notifier = _notify.Notifier(self.path) if self._want_notify else None

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.client import ExchangeClient
-from gateway.keyring import dev_keyring_text, load_keyring
+from gateway.keyring import dev_keyring_text, load_keyring, write_private
 from gateway.stores.natsproc import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,9 +53,17 @@ def write_files(folder: Path) -> tuple[Path, Path]:
     cat = folder / "catalog.toml"
     cat.write_text(catalog_text())
     ring = folder / "keyring.toml"
-    if not ring.exists():
-        ring.write_text(dev_keyring_text([OWNER, READER]))
+    if not ring.exists():  # mode 0600 (nodes refuse a keyring others may read), with a citizen_key
+        write_private(ring, dev_keyring_text([OWNER, READER]))
     return cat, ring
+
+
+def operator_key(folder: Path) -> tuple[Path, str]:
+    """An operator key for signing published bundles: (private key file, public key text)."""
+    from gateway.operatorkey import generate
+
+    path = folder / "operator.key"
+    return path, generate(path, force=True)
 
 
 class GatewayNode:
@@ -72,6 +80,7 @@ class GatewayNode:
         replicas: int = 1,
         backend: str = "jetstream",
         workers: int = 1,
+        operator_keys: list[str] | None = None,
     ) -> None:
         self.folder = folder
         self.catalog = catalog
@@ -81,6 +90,7 @@ class GatewayNode:
         self.replicas = replicas
         self.backend = backend
         self.workers = workers
+        self.operator_keys = operator_keys or []  # trusted signers of published bundles
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -98,17 +108,21 @@ class GatewayNode:
         return (
             f'[node]\nlisten = "127.0.0.1:{self.port}"\ncatalog = "{self.catalog}"\n'
             f'keyring = "{self.keyring}"\ndata_dir = "{self.folder / "data"}"\n'
+            f"operator_keys = {json.dumps(self.operator_keys)}\n"
             f"access_log = false\n\n{store}"
         )
 
-    def start(self, wait_for: str = "/healthz", timeout: float = 30.0) -> GatewayNode:
-        """Start and wait until ``wait_for`` answers (any status when it is /readyz)."""
+    def start(self, wait_for: str = "/healthz", timeout: float = 30.0, args: tuple[str, ...] = ()
+              ) -> GatewayNode:
+        """Start (``serve`` with extra ``args``) and wait until ``wait_for`` answers (any status
+        when it is /readyz)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         conf = self.folder / "node.toml"
         conf.write_text(self.config_text())
         cmd = [sys.executable, "-m", "gateway", "serve", "--config", str(conf)]
         if self.workers > 1:
             cmd += ["--workers", str(self.workers)]
+        cmd += list(args)
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         with open(self.folder / "node.log", "ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log,

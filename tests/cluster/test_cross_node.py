@@ -17,6 +17,7 @@ from clusterkit import (
     catalog_text,
     client,
     eventually,
+    operator_key,
     pull_all,
     rec,
     write_files,
@@ -34,8 +35,10 @@ def two_nodes(
 ) -> Iterator[tuple[GatewayNode, GatewayNode, Path, Path]]:
     folder = tmp_path_factory.mktemp("nodes")
     cat, ring = write_files(folder)
+    _key, public = operator_key(folder)  # cat.parent / "operator.key": signs what _publish puts
     nodes = [
-        GatewayNode(folder / name, cat, ring, servers=[nats_server.url], prefix="xnode")
+        GatewayNode(folder / name, cat, ring, servers=[nats_server.url], prefix="xnode",
+                    operator_keys=[public])
         for name in ("a", "b")
     ]
     try:
@@ -101,16 +104,17 @@ async def test_cursor_committed_on_a_is_seen_on_b(two_nodes) -> None:
         assert len((await ra.pull("test.r3")).records) == 5
 
 
-def _publish(path: Path, url: str, prefix: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def _publish(path: Path, url: str, prefix: str, *extra: str, key: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gateway", "catalog", "publish", str(path), "--servers", url,
-         "--prefix", prefix, *extra],
+         "--prefix", prefix, "--operator-key", str(key), *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
 
 
 async def test_catalog_publish_reaches_both_nodes(two_nodes, nats_server, tmp_path) -> None:
-    a, b, _cat, ring = two_nodes
+    a, b, cat, ring = two_nodes
+    key = cat.parent / "operator.key"
     new = tmp_path / "catalog.toml"
     new.write_text(catalog_text(extra=["test.published"]))
     async with client(a.url, ring) as ca, client(b.url, ring) as cb:
@@ -121,11 +125,11 @@ async def test_catalog_publish_reaches_both_nodes(two_nodes, nats_server, tmp_pa
 
         bad = tmp_path / "bad.toml"
         bad.write_text(catalog_text(extra=["test.published"]).replace('sharing = "open"', 'sharing = "everyone"', 1))
-        refused = _publish(bad, nats_server.url, "xnode")
+        refused = _publish(bad, nats_server.url, "xnode", key=key)
         assert refused.returncode == 2
         assert "sharing" in refused.stderr and "nothing published" in refused.stderr
 
-        done = _publish(new, nats_server.url, "xnode", "--keyring", str(ring))
+        done = _publish(new, nats_server.url, "xnode", "--keyring", str(ring), key=key)
         assert done.returncode == 0, done.stderr
 
         async def visible_on(c) -> bool:
@@ -147,10 +151,10 @@ async def test_bad_bucket_value_is_ignored_and_logged(two_nodes, nats_server, tm
 
     from gateway.publish import BUNDLE_KEY, bucket_name
 
-    a, b, _cat, ring = two_nodes
+    a, b, cat, ring = two_nodes
     new = tmp_path / "catalog.toml"
     new.write_text(catalog_text(extra=["test.before-garbage"]))
-    assert _publish(new, nats_server.url, "xnode").returncode == 0
+    assert _publish(new, nats_server.url, "xnode", key=cat.parent / "operator.key").returncode == 0
     async with client(a.url, ring) as ca, client(b.url, ring) as cb:
 
         async def visible(c, rid: str) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from clusterkit import OWNER, catalog_text, write_files
+from clusterkit import OWNER, catalog_text, operator_key, write_files
 
 from gateway.keyring import dev_keyring_text
 from gateway.publish import Bundle, build_bundle, decode_bundle, encode_bundle, main
@@ -55,7 +55,23 @@ def test_bad_inputs_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert code == 2 and "unknown subsystem" in err
 
     code, err = run(capsys, str(cat), "--servers", url, "--timeout", "1")
+    assert code == 2 and "--operator-key FILE is required" in err and "nothing published" in err
+
+    key, _public = operator_key(tmp_path)
+    code, err = run(capsys, str(cat), "--servers", url, "--timeout", "1", "--operator-key", str(key))
     assert code == 1 and "cannot publish" in err and url in err
+
+    key.chmod(0o644)
+    code, err = run(capsys, str(cat), "--servers", url, "--operator-key", str(key))
+    assert code == 2 and f"run `chmod 600 {key}`" in err and "nothing published" in err
+    key.chmod(0o600)
+    code, err = run(capsys, str(cat), "--servers", url, "--operator-key", str(tmp_path / "none.key"))
+    assert code == 2 and "none.key: file not found" in err and "operator-key init" in err
+
+    bare = tmp_path / "bare-keyring.toml"
+    bare.write_text("\n".join(x for x in ring.read_text().splitlines() if not x.startswith("citizen_key")))
+    code, err = run(capsys, str(cat), "--servers", url, "--keyring", str(bare), "--operator-key", str(key))
+    assert code == 2 and f"{bare}: citizen_key: missing" in err
 
 
 def test_bundle_round_trip_and_garbage(tmp_path: Path) -> None:

@@ -45,6 +45,8 @@ def _cases(tmp: Path, keyring: Path) -> list[tuple[str, str, str, str]]:
     )
     short_keyring = tmp / "short-keyring.toml"
     short_keyring.write_text('[[keys]]\nid = "k1"\nclient = "SH/GOV/psb/hukou"\nsecret = "abc"\n')
+    for ring in (bad_keyring, short_keyring):
+        ring.chmod(0o600)  # (a keyring others may read is refused before its content is looked at)
     bad_catalog = tmp / "bad-catalog.toml"
     bad_catalog.write_text(
         CATALOG.read_text().replace('owner = "SH/GOV/psb/hukou"', 'owner = "SH/GOV/psb/nobody"', 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import socket
 import subprocess
 import sys
@@ -31,12 +32,10 @@ def prefix() -> str:
 
 async def test_two_nodes_share_governance_state(tmp_path: Path, prefix: str) -> None:
     store = f'[store]\nbackend = "jetstream"\nservers = ["nats://127.0.0.1:4222"]\nprefix = "{prefix}"\n'
+    citizen_key = secrets.token_hex(32)  # every node of a cluster has the keyring's citizen_key
     try:
-        async with running_node(tmp_path / "a", store=store) as a:
-            # both nodes need the same citizen-hash key (shared through the deployment, like the keyring)
-            (tmp_path / "b" / "data").mkdir(parents=True)
-            (tmp_path / "b" / "data" / "audit.key").write_bytes((tmp_path / "a" / "data" / "audit.key").read_bytes())
-            async with running_node(tmp_path / "b", store=store, keys=a.keys) as b:
+        async with running_node(tmp_path / "a", store=store, citizen_key=citizen_key) as a:  # noqa: SIM117
+            async with running_node(tmp_path / "b", store=store, keys=a.keys, citizen_key=citizen_key) as b:
                 await a.push("psb.id-card", [CARD])
                 r = await a.request(PORTAL, "POST", "/v1/consents", json_body={
                     "user_id": ID, "consumer": CONSUMER, "resources": ["psb.id-card"], "purpose": "p",

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from gateway.app import Node, make_server
 from gateway.config import load_node_config
+from gateway.keyring import write_private
 from gateway.server import load_state
 from gateway.signing import Signer
 from gateway.stores import open_store
@@ -113,10 +114,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_keyring(path: Path, clients: list[str] | None = None) -> dict[str, tuple[str, str]]:
-    keys = {c: ("k-" + c.replace("/", "-").lower(), secrets.token_hex(32)) for c in clients or SUBSYSTEMS}
-    lines = [f'[[keys]]\nid = "{kid}"\nclient = "{c}"\nsecret = "{sec}"\n' for c, (kid, sec) in keys.items()]
-    path.write_text("\n".join(lines))
+def write_keyring(path: Path, clients: list[str] | None = None, *, citizen_key: str | None = None,
+                  keys: dict[str, tuple[str, str]] | None = None) -> dict[str, tuple[str, str]]:
+    """A keyring file (mode 0600, as nodes require) with fresh keys, or ``keys``, and, when
+    given, the cluster's ``citizen_key``."""
+    if keys is None:
+        keys = {c: ("k-" + c.replace("/", "-").lower(), secrets.token_hex(32)) for c in clients or SUBSYSTEMS}
+    lines = [f'citizen_key = "{citizen_key}"\n'] if citizen_key else []
+    lines += [f'[[keys]]\nid = "{kid}"\nclient = "{c}"\nsecret = "{sec}"\n' for c, (kid, sec) in keys.items()]
+    write_private(path, "\n".join(lines))
     return keys
 
 
@@ -180,18 +186,15 @@ class RunningNode:
 async def running_node(tmp: Path, extra_catalog: str = "", *, audit: bool = True,
                        audit_queue: int | None = None, base: str = BASE_CATALOG,
                        store: str = '[store]\nsynchronous = "NORMAL"\n', keys: dict | None = None,
-                       **deliverer: Any) -> AsyncIterator[RunningNode]:
-    """Start a node (sqlite store in ``tmp``) with ``base`` (BASE_CATALOG) + ``extra_catalog``."""
+                       citizen_key: str | None = None, **deliverer: Any) -> AsyncIterator[RunningNode]:
+    """Start a node (sqlite store in ``tmp``) with ``base`` (BASE_CATALOG) + ``extra_catalog``;
+    ``citizen_key`` (hex) goes into its keyring (nodes on one JetStream need the same one)."""
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "catalog.toml").write_text(base + extra_catalog)
     import tomllib
 
     clients = [s["id"] for s in tomllib.loads(base + extra_catalog).get("subsystems", [])]
-    if keys is None:
-        keys = write_keyring(tmp / "keyring.toml", clients)
-    else:
-        lines = [f'[[keys]]\nid = "{kid}"\nclient = "{c}"\nsecret = "{sec}"\n' for c, (kid, sec) in keys.items()]
-        (tmp / "keyring.toml").write_text("\n".join(lines))
+    keys = write_keyring(tmp / "keyring.toml", clients, citizen_key=citizen_key, keys=keys)
     port = free_port()
     (tmp / "node.toml").write_text(
         f'[node]\nlisten = "127.0.0.1:{port}"\ncatalog = "catalog.toml"\nkeyring = "keyring.toml"\n'

@@ -1,0 +1,65 @@
+"""Keep credentials out of answers and logs: URLs are shown without their userinfo.
+
+``nats://user:pass@host:4222`` is shown as ``nats://host:4222``. :func:`redact_url` is for
+one URL, :func:`redact` for any text that may quote URLs (exception messages, reasons,
+the ``repr`` of a parsed URL). Every problem detail, log line, readiness reason and CLI
+message that can carry a URL goes through one of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from urllib.parse import urlsplit, urlunsplit
+
+# scheme://userinfo@  (userinfo: anything but white space, '/', '?' or '#', up to the last '@')
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#@'\"<>]*(?:@[^\s/?#@'\"<>]*)*@")
+# netloc='user:pass@host' in the repr of urllib's SplitResult / ParseResult (nats-py logs them)
+_NETLOC = re.compile(r"(?P<pre>netloc=['\"])[^'\"]*@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the userinfo of every URL in it removed."""
+    if "@" not in text:
+        return text
+    text = _USERINFO.sub(r"\g<scheme>", text)
+    return _NETLOC.sub(r"\g<pre>", text)
+
+
+def redact_url(url: str) -> str:
+    """One URL without its userinfo (``nats://u:p@h:4222`` -> ``nats://h:4222``)."""
+    if "@" not in url:
+        return url
+    try:
+        u = urlsplit(url)
+        netloc = u.netloc.rpartition("@")[2]
+        return urlunsplit((u.scheme, netloc, u.path, u.query, u.fragment))
+    except ValueError:
+        return redact(url)
+
+
+def redact_urls(urls: Iterable[str]) -> str:
+    """URLs for a message: without userinfo, comma-separated."""
+    return ", ".join(redact_url(u) for u in urls)
+
+
+class RedactingFormatter(logging.Formatter):
+    """A log formatter whose whole output (message, traceback) goes through :func:`redact`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def redact_python_logs() -> None:
+    """Send Python ``logging`` records (nats-py's, the stores') to stderr through
+    :class:`RedactingFormatter`, warnings and above (the node's own lines are JSON from
+    :mod:`gateway.logs`); an embedding application's own handlers are left alone."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(name)s: %(levelname)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
