@@ -22,7 +22,7 @@ import fastpath
 from fastpath import CATALOG_ITEM, CURSOR, RECORD, RECORDS, SERVICE, RouteTable
 from gateway import signing
 from gateway.admission import read_body_unslotted, unqueued
-from gateway.audit import AuditEntry, AuditLog, citizen_hash
+from gateway.audit import AuditEntry, AuditLog
 from gateway.auth import check_head, verify
 from gateway.catalog import Access, Catalog, ResourceEntry
 from gateway.citizenkey import CitizenKey
@@ -41,6 +41,7 @@ from gateway.handlers import webhooks as webhook_handlers
 from gateway.keyring import Keyring
 from gateway.logs import AccessLog
 from gateway.metrics import Metrics
+from gateway.release import Releaser
 from gateway.services.proxy import ServiceRegistry
 from gateway.stores.base import Store, StoreError, StoreUnavailable
 from gateway.wire import PROBLEM
@@ -117,6 +118,7 @@ ROUTES: dict[int, Route] = {
                                               "DELETE": webhook_handlers.unsubscribe}),
     NODE_KEYS: Route("node_keys", {"GET": webhook_handlers.node_keys}, signed=False),
 }
+RELEASES = frozenset({"pull", "read"})  # audit operations that hand records to the caller
 KNOWN_METHODS = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}
 
 
@@ -197,6 +199,7 @@ class Node:
                               ) if audit else None
         self.services = ServiceRegistry(self.metrics.registry)
         self.limiter = RateLimiter()
+        self.releaser = Releaser(self.citizen_key)  # minimisation and the citizens released
         self.webhooks = Deliverer(self)
         self.log = AccessLog(enabled=config.node.access_log)
         self.inflight = 0
@@ -261,6 +264,10 @@ class Node:
         call = Call(self, request, request_id, self.state)
         try:
             route_name, resp = await self._dispatch(call)
+            if call.citizens and call.audit_op in RELEASES and self.audit is not None:
+                # personal data leaves only once its release is durably in the audit log
+                await self.audit.record(self.audit_entry(call, resp.status))
+                call.audit_op = None
             status = resp.status
         except Problem as p:
             status = p.status
@@ -284,7 +291,7 @@ class Node:
             self.inflight -= 1
             self._finish(request, request_id, call.client, call.route, method, status, t0)
             if call.audit_op is not None and call.client is not None and self.audit is not None:
-                self._audit(call, status)
+                self.submit_audit(self.audit_entry(call, status), request_id)
         if not resp.prepared:
             resp.headers["X-Exchange-Request-Id"] = request_id
         return resp
@@ -388,31 +395,23 @@ class Node:
             path = "/v1/citizens/{user}/access-log"
         self.log.access(request_id, client, method, path, status, dt)
 
-    def _audit(self, call: Call, status: int) -> None:
-        headers = call.request.headers
-        citizens = call.citizens
-        if citizens is None:
-            user = headers.get("X-Exchange-UserId")
-            citizens = [citizen_hash(self.citizen_key, user)] if user else []
-        entry = AuditEntry(ts=time.time(), request_id=call.request_id, client=call.client or "",
-                           op=call.audit_op or "", target=call.target or "", status=status,
-                           count=call.count, citizens=citizens,
-                           purpose=call.purpose or headers.get("X-Exchange-Purpose"),
-                           consent=call.consent or headers.get("X-Exchange-Consent"))
-        self.submit_audit(entry, call.request_id)
+    def audit_entry(self, call: Call, status: int) -> AuditEntry:
+        """The audit entry of a call: the citizens are those whose records it released (or the
+        governance act named), the purpose and consent those the consent rule accepted;
+        nothing comes from an unchecked header."""
+        return AuditEntry(ts=time.time(), request_id=call.request_id, client=call.client or "",
+                          op=call.audit_op or "", target=call.target or "", status=status,
+                          count=call.count, citizens=call.citizens or [], purpose=call.purpose,
+                          consent=call.consent)
 
     def audit_step(self, call: Call, op: str, target: str, status: int, *, count: int = 1,
                    detail: str | None = None) -> None:
         """Audit one part of a call (a composite step) under the call's request id."""
         if self.audit is None:
             return
-        headers = call.request.headers
-        user = headers.get("X-Exchange-UserId")
         self.submit_audit(AuditEntry(
             ts=time.time(), request_id=call.request_id, client=call.client or "", op=op, target=target,
-            status=status, count=count, citizens=[citizen_hash(self.citizen_key, user)] if user else [],
-            purpose=headers.get("X-Exchange-Purpose"), consent=headers.get("X-Exchange-Consent"),
-            detail=detail), call.request_id)
+            status=status, count=count, purpose=call.purpose, detail=detail), call.request_id)
 
     def submit_audit(self, entry: AuditEntry, request_id: str = "") -> None:
         """Queue an audit entry (the guard made room before the access)."""

@@ -56,6 +56,11 @@ def check_head(keyring: Keyring, subsystems: Mapping[str, object], headers: Mapp
     client = headers.get("X-Exchange-Client")
     date = headers.get("X-Exchange-Date")
     auth = headers.get("Authorization")
+    getall = getattr(headers, "getall", None)
+    if getall is not None:
+        for name in ("X-Exchange-Client", "X-Exchange-Date", "Authorization"):
+            if len(getall(name, ())) > 1:
+                raise _unauth(f"{name} is given more than once")
     if not client:
         raise _unauth("missing X-Exchange-Client header")
     if not date:

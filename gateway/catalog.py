@@ -102,6 +102,7 @@ class Access:
     fields: tuple[str, ...] | None  # None = every field
     plan: Any  # fastpath projection plan
     grant: Grant | None = None
+    key_clear: bool = True  # False: record keys leave as per-consumer pseudonyms (gateway.release)
 
 
 @dataclass(slots=True)
@@ -167,8 +168,13 @@ class Catalog:
         for g in doc.grants:
             fields = None if g.fields == ["*"] else tuple(g.fields)
             masks = {k: (v[0], v[1]) for k, v in g.masks.items()}
+            key_field = self.by_id[g.resource].spec.key
+            # The key leaves in clear only when the grant releases its field in clear.
+            key_clear = (fields is None and not masks) or (
+                key_field is not None and (fields is None or key_field in fields) and key_field not in masks)
             self.grants[(g.consumer, g.resource)] = Access(
-                owner=False, fields=fields, plan=compile_plan(fields, masks or None), grant=g
+                owner=False, fields=fields, plan=compile_plan(fields, masks or None), grant=g,
+                key_clear=key_clear,
             )
         self._owner_access = {}
         self.services: ServiceIndex = check_services(

@@ -24,6 +24,14 @@ RETRY_STATUSES = {502, 503, 504}
 NO_AUTO = ("Content-Type",)  # aiohttp would add an unsigned one to a bytes body
 
 
+def purpose_header(purpose: str) -> str:
+    """``X-Exchange-Purpose``: the purpose as UTF-8, percent-encoded where not printable ASCII."""
+    return quote(purpose, safe=_PURPOSE_SAFE)
+
+
+_PURPOSE_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
 class ExchangeError(Exception):
     """A problem+json answer (or a transport failure when ``status`` is 0)."""
 
@@ -165,8 +173,11 @@ class ExchangeClient:
 
     async def get(self, resource: str, key: str, *, user_id: str | None = None,
                   purpose: str | None = None, consent: str | None = None) -> dict[str, Any] | None:
-        """The latest record for ``key`` (projected to the caller's grant), or None."""
-        headers = {k: v for k, v in (("X-Exchange-UserId", user_id), ("X-Exchange-Purpose", purpose),
+        """The latest record for ``key`` (projected to the caller's grant), or None. A keyed
+        read of a personal resource names the citizen (``user_id``) and the purpose, which
+        must be the purpose of the citizen's consent (or of a legal-basis grant)."""
+        headers = {k: v for k, v in (("X-Exchange-UserId", user_id),
+                                     ("X-Exchange-Purpose", purpose_header(purpose) if purpose else None),
                                      ("X-Exchange-Consent", consent)) if v}
         return await self.request("GET", f"/v1/resources/{resource}/records/{quote(key, safe='')}",
                                   headers=headers, ok404=True)

@@ -15,6 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import msgspec
 
@@ -110,44 +111,69 @@ def _iso(ts: float) -> str:
 
 @dataclass(slots=True)
 class Decision:
-    """Why a personal read was allowed: the citizen's hash, the consent used, the basis."""
+    """Why a personal read was allowed: its basis, the consent used and the purpose that the
+    audit records (the consent's or the grant's, never a header). ``user`` is the citizen
+    the caller named, who must be the record's citizen (None: any record may be read)."""
 
-    citizen: str | None
+    basis: str
     consent: str | None = None
-    basis: str | None = None
+    purpose: str | None = None
+    user: str | None = None
+
+
+def stated_purpose(headers: Any) -> str | None:
+    """The signed ``X-Exchange-Purpose``: UTF-8, percent-encoded where not printable ASCII."""
+    raw = headers.get("X-Exchange-Purpose")
+    if raw is None:
+        return None
+    try:
+        text = unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise Problem("client.bad_request", "X-Exchange-Purpose is not percent-encoded UTF-8") from None
+    if not 1 <= len(text) <= 500 or not text.isprintable():
+        raise Problem("client.bad_request", "X-Exchange-Purpose must be 1 to 500 printable characters")
+    return text
 
 
 async def authorize_personal_read(store: GovernanceStore, catalog: Catalog, key: bytes, client: str,
-                                  entry: ResourceEntry, access: Access, record_citizen: str,
-                                  headers: Any, now: float | None = None) -> Decision:
-    """Apply the consent rule to a keyed read of a personal record of ``record_citizen``."""
-    user = headers.get("X-Exchange-UserId")
+                                  entry: ResourceEntry, access: Access, headers: Any,
+                                  now: float | None = None) -> Decision:
+    """Apply the consent rule to a keyed read of a personal resource, before any record is
+    read (so that the answer does not depend on whether the key exists)."""
     spec = entry.spec
     if client == spec.owner:
-        return Decision(citizen_hash(key, record_citizen), basis="owner")
+        return Decision("owner")
     grant = access.grant
+    purpose = stated_purpose(headers)
     if grant is not None and grant.legal_basis:
-        return Decision(citizen_hash(key, record_citizen), basis=grant.legal_basis)
+        if grant.purpose and purpose != grant.purpose:
+            raise Problem("client.access_denied",
+                          f"{spec.id} is read under the legal basis of {client}'s grant: "
+                          "state the grant's purpose in X-Exchange-Purpose")
+        return Decision(grant.legal_basis, purpose=grant.purpose or grant.legal_basis)
+    user = headers.get("X-Exchange-UserId")
     if not user:
         raise Problem("client.access_denied",
                       f"{spec.id} is personal: name the citizen in X-Exchange-UserId")
-    if user != record_citizen:
-        raise Problem("client.access_denied",
-                      "X-Exchange-UserId does not name the citizen of this record")
-    h = citizen_hash(key, user)
+    if not USER_RE.match(user):
+        raise Problem("client.bad_request", "X-Exchange-UserId must be 1-128 of A-Z a-z 0-9 . _ : @ -")
     if client in catalog.portals:
-        return Decision(h, basis="citizen")
-    now = time.time() if now is None else now
+        return Decision("citizen", user=user)
     wanted = headers.get("X-Exchange-Consent")
     if wanted is not None and not CONSENT_RE.match(wanted):
         raise Problem("client.bad_request", "X-Exchange-Consent must be a consent id c-<32 hex>")
-    for c in await store.consents_for(h, client):
+    if purpose is None:
+        raise Problem("client.access_denied",
+                      f"{spec.id} is personal: state the purpose of the read in X-Exchange-Purpose")
+    now = time.time() if now is None else now
+    for c in await store.consents_for(citizen_hash(key, user), client):
         if wanted is not None and c.id != wanted:
             continue
-        if spec.id in c.resources and c.valid(now):
-            return Decision(h, consent=c.id)
+        if spec.id in c.resources and c.valid(now) and c.purpose == purpose:
+            return Decision("consent", consent=c.id, purpose=c.purpose, user=user)
     if wanted is not None:
         raise Problem("client.access_denied",
-                      f"consent {wanted} is not valid for {client} reading {spec.id} (unknown, expired or revoked)")
+                      f"consent {wanted} does not let {client} read {spec.id} for this purpose "
+                      "(unknown, expired, revoked or given for another purpose)")
     raise Problem("client.access_denied",
-                  f"no valid consent of this citizen lets {client} read {spec.id}")
+                  f"no valid consent of this citizen lets {client} read {spec.id} for this purpose")

@@ -28,7 +28,7 @@ import random
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import Counter, Gauge
 
 from gateway.audit import AuditEntry
+from gateway.errors import Problem
 from gateway.governance.egress import (
     GuardedResolver,
     allowed,
@@ -50,19 +51,11 @@ from gateway.governance.model import Subscription
 from gateway.governance.targets import match, parse_url
 from gateway.signing import body_digest, format_date
 from gateway.tomlfile import ConfigError
-from gateway.wire import iso_ms
 
 if TYPE_CHECKING:
     from gateway.app import Node
 
 _enc = msgspec.json.Encoder()
-
-
-class _Out(msgspec.Struct):
-    offset: int
-    key: str
-    ts: str
-    data: Any
 
 
 KEY_FILE = "node-signing.key"
@@ -284,11 +277,16 @@ class Deliverer:
             return False
         now = time.time()
         self.lag[sub.id] = max(0.0, now - recs[0].ts_ms / 1000)
-        from fastpath import project
-
-        out = [_Out(r.offset, r.key, iso_ms(r.ts_ms),
-                    msgspec.Raw(r.data) if access.plan.is_identity else project(access.plan, msgspec.json.decode(r.data)))
-               for r in recs]
+        out, citizens = node.releaser.release(sub.consumer, entry, access, recs)
+        delivery = f"delivery-{sub.id}-{recs[0].offset}"
+        if citizens and node.audit is not None:  # personal data leaves only once durably audited
+            try:
+                await node.audit.record(AuditEntry(ts=now, request_id=delivery, client=sub.consumer,
+                                                   op="deliver", target=sub.resource, status=0,
+                                                   count=len(recs), citizens=citizens, detail="sending"))
+            except Problem:
+                await asyncio.sleep(0.5)  # the audit log cannot write: deliver nothing
+                return False
         body = _enc.encode({"subscription": sub.id, "resource": sub.resource, "records": out,
                             "next": recs[-1].offset})
         u = urlsplit(sub.url)
@@ -308,8 +306,8 @@ class Deliverer:
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 error = failure_class(exc)
                 node.log.event("webhook_failed", subscription=sub.id, error=error, exception=type(exc).__name__)
-        node.submit_audit(AuditEntry(ts=time.time(), request_id=f"delivery-{sub.id}-{recs[0].offset}",
-                                     client=sub.consumer, op="deliver", target=sub.resource,
+        node.submit_audit(AuditEntry(ts=time.time(), request_id=delivery, client=sub.consumer,
+                                     op="deliver", target=sub.resource,
                                      status=status, count=len(recs) if not error else 0,
                                      detail=error or None))
         if error:

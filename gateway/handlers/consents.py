@@ -21,7 +21,7 @@ from gateway.governance.consents import (
 )
 from gateway.governance.idempotency import once
 from gateway.handlers import records
-from gateway.wire import int_param, respond, wants_msgpack
+from gateway.wire import int_param, respond
 
 if TYPE_CHECKING:
     from gateway.app import Call
@@ -111,23 +111,21 @@ async def access_log(call: Call) -> web.Response:
 
 
 async def personal_read(call: Call) -> web.Response:
-    """GET /v1/resources/{rid}/records/{key} of a personal resource: the consent rule first."""
+    """GET /v1/resources/{rid}/records/{key} of a personal resource: the consent rule first,
+    then the record, answered alike for unknown keys and other citizens' records."""
     node, entry, access = call.node, call.entry, call.access
     assert entry is not None and access is not None and call.key is not None
+    d = await authorize_personal_read(node.governance, call.state.catalog, node.citizen_key,
+                                      call.client or "", entry, access, call.request.headers)
+    call.consent, call.purpose = d.consent, d.purpose
     spec = entry.spec
-    cat = call.state.catalog
-    if spec.citizen is None or spec.citizen == spec.key:
-        d = await authorize_personal_read(node.governance, cat, node.citizen_key, call.client or "",
-                                          entry, access, call.key, call.request.headers)
-        call.citizens, call.consent = [d.citizen] if d.citizen else [], d.consent
-        call.purpose = call.purpose or (d.basis if d.basis not in (None, "owner", "citizen") else None)
-        return await records.get_by_key(call)
+    if d.user is not None and (spec.citizen is None or spec.citizen == spec.key) and d.user != call.key:
+        raise Problem("client.access_denied", "X-Exchange-UserId does not name the citizen of this record")
     rec = await node.store.latest(entry.id, call.key)
+    if rec is not None and d.user is not None and spec.citizen not in (None, spec.key) and \
+            node.releaser.citizen_of(entry, rec.key, msgspec.json.decode(rec.data)) != \
+            citizen_hash(node.citizen_key, d.user):
+        rec = None  # another citizen's record: answered as if there were none
     if rec is None:
-        raise Problem("client.not_found", f"no record with key {call.key[:128]!r} in {entry.id}")
-    citizen = msgspec.json.decode(rec.data).get(spec.citizen)
-    d = await authorize_personal_read(node.governance, cat, node.citizen_key, call.client or "",
-                                      entry, access, str(citizen), call.request.headers)
-    call.citizens, call.consent = [d.citizen] if d.citizen else [], d.consent
-    call.count = 1
-    return respond(call.request, 200, records._out(call, [rec], wants_msgpack(call.request))[0])
+        raise Problem("client.not_found", f"no record with this key in {entry.id}")
+    return records.answer_record(call, rec)

@@ -10,23 +10,16 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from aiohttp import web
 
-from fastpath import project
 from gateway.errors import Problem
+from gateway.release import OutRecord
 from gateway.stores.base import CursorConflict, IdempotencyConflict, Record
 from gateway.validation import decode_push
-from gateway.wire import MSGPACK, body_format, int_param, iso_ms, respond, wants_msgpack
+from gateway.wire import MSGPACK, body_format, int_param, respond, wants_msgpack
 
 if TYPE_CHECKING:
     from gateway.app import Call
 
 MAX_OFFSET = 2**62
-
-
-class OutRecord(msgspec.Struct):
-    offset: int
-    key: str
-    ts: str
-    data: object
 
 
 class _Cursor(msgspec.Struct, forbid_unknown_fields=True):
@@ -37,15 +30,15 @@ class _Cursor(msgspec.Struct, forbid_unknown_fields=True):
 _cursor_json = msgspec.json.Decoder(_Cursor)
 _cursor_msgpack = msgspec.msgpack.Decoder(_Cursor)
 _encode_data = msgspec.json.Encoder().encode
-_decode_data = msgspec.json.decode
 
 
-def _out(call: Call, recs: list[Record], msgpack: bool) -> list[OutRecord]:
-    """Project each record to the caller's fields; pass raw JSON through when nothing is cut."""
-    plan = call.access.plan
-    if plan.is_identity and not msgpack:
-        return [OutRecord(r.offset, r.key, iso_ms(r.ts_ms), msgspec.Raw(r.data)) for r in recs]
-    return [OutRecord(r.offset, r.key, iso_ms(r.ts_ms), project(plan, _decode_data(r.data))) for r in recs]
+def _release(call: Call, recs: list[Record], msgpack: bool) -> list[OutRecord]:
+    """What the caller may receive of ``recs``; the citizens they concern go to the audit."""
+    out, citizens = call.node.releaser.release(call.client or "", call.entry, call.access, recs,
+                                               raw_ok=not msgpack)
+    if citizens:
+        call.citizens = citizens
+    return out
 
 
 async def push(call: Call) -> web.Response:
@@ -86,8 +79,7 @@ async def pull(call: Call) -> web.Response:
     recs = await node.store.read(call.entry.id, after, limit)
     if not recs and wait and await _wait_unless_draining(node, node.store.wait(call.entry.id, after, float(wait))):
         recs = await node.store.read(call.entry.id, after, limit)
-    msgpack = wants_msgpack(call.request)
-    out = _out(call, recs, msgpack)
+    out = _release(call, recs, wants_msgpack(call.request))
     node.metrics.records_pulled.inc(len(out))
     call.count = len(out)
     return respond(call.request, 200, {"records": out, "next": recs[-1].offset if recs else after})
@@ -132,10 +124,14 @@ async def get_by_key(call: Call) -> web.Response:
     """GET /v1/resources/{rid}/records/{key}: the latest record for a key, projected."""
     rec = await call.node.store.latest(call.entry.id, call.key)
     if rec is None:
-        raise Problem("client.not_found", f"no record with key {call.key[:128]!r} in {call.entry.id}")
+        raise Problem("client.not_found", f"no record with this key in {call.entry.id}")
+    return answer_record(call, rec)
+
+
+def answer_record(call: Call, rec: Record) -> web.Response:
+    """The answer to a keyed read: one released record."""
     call.count = 1
-    out = _out(call, [rec], wants_msgpack(call.request))[0]
-    return respond(call.request, 200, out)
+    return respond(call.request, 200, _release(call, [rec], wants_msgpack(call.request))[0])
 
 
 __all__ = ["push", "pull", "commit_cursor", "get_by_key", "MSGPACK"]

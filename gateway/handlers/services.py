@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from gateway.errors import Problem
+from gateway.governance.consents import stated_purpose
 from gateway.governance.idempotency import REPLAY_WINDOW_S, forward_once, once
 from gateway.wire import PROBLEM, json_encode, respond
 
@@ -39,6 +40,7 @@ async def call_service(call: Call) -> web.StreamResponse:
         raise Problem("server.unavailable", f"service {sid} is being reloaded; retry",
                       headers={"Retry-After": "1"})
     call.audit_op, call.count = "call", 1
+    call.purpose = stated_purpose(request.headers)  # signed; passed to the backend as sent
     node.audit_guard()
     if request.method not in SAFE_METHODS:  # forwarded at most once: a replay never reaches it
         key = call.idempotency_key or f"sig:{call.signature}"
@@ -59,6 +61,7 @@ async def run_composite(call: Call) -> web.Response:
     if call.client not in comp.consumers:
         raise Problem("client.access_denied", f"{call.client} may not run {comp.id}")
     call.audit_op, call.count = "composite", len(comp.steps)
+    call.purpose = stated_purpose(call.request.headers)
     call.node.audit_guard(len(comp.steps) + 1)
     status, doc, replayed = await once(call.node.governance, f"composite:{comp.id}", call.client or "",
                                        call.idempotency_key or "", call.body_sha256,

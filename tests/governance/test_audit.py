@@ -40,7 +40,8 @@ async def test_every_exchange_is_audited_with_hashed_citizens(tmp_path: Path) ->
         assert r.status == 201, r.body
         cid = r.json()["id"]
         r = await n.request(CONSUMER, "GET", f"/v1/resources/psb.id-card/records/{CARD['key']}",
-                            headers={"X-Exchange-UserId": CARD["key"], "X-Exchange-Purpose": "registration"})
+                            headers={"X-Exchange-UserId": CARD["key"],
+                                     "X-Exchange-Purpose": "flexible employment registration"})
         assert r.status == 200, r.body
         assert (await n.request(PORTAL, "GET", f"/v1/services/{SID}/echo")).status == 200
         assert (await n.request(PORTAL, "DELETE", f"/v1/consents/{cid}")).status == 200
@@ -51,7 +52,9 @@ async def test_every_exchange_is_audited_with_hashed_citizens(tmp_path: Path) ->
                        ("call", PORTAL, SID, 200), ("consent-revoke", PORTAL, "psb.id-card", 200)]
         read = log[3]
         h = citizen_hash(n.node.citizen_key, CARD["key"])
-        assert read.citizens == [h] and read.consent == cid and read.purpose == "registration"
+        assert read.citizens == [h] and read.consent == cid
+        assert read.purpose == "flexible employment registration"  # the consent's
+        assert log[1].citizens == [h]  # the pull released that citizen's record too
         assert read.count == 1 and read.request_id
         assert [e.seq for e in log] == list(range(1, 7))
         db = (n.dir / "data" / "governance.db").read_bytes()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import socket
 import subprocess
 import sys
@@ -53,8 +54,9 @@ async def verify(*args: str) -> subprocess.CompletedProcess[str]:
 
 async def test_cluster_checkpoints_witness_the_shared_chain(tmp_path: Path, prefix: str) -> None:
     store = f'[store]\nbackend = "jetstream"\nservers = ["{SERVER}"]\nprefix = "{prefix}"\n'
-    async with running_node(tmp_path / "a", store=store) as a, \
-            running_node(tmp_path / "b", store=store, keys=a.keys) as b:
+    citizen_key = secrets.token_hex(32)  # one per cluster
+    async with running_node(tmp_path / "a", store=store, citizen_key=citizen_key) as a, \
+            running_node(tmp_path / "b", store=store, keys=a.keys, citizen_key=citizen_key) as b:
         for i in range(3):
             for n in (a, b):
                 await n.push("psb.stations", [{"key": f"s{i}", "data": {"code": f"s{i}", "name": "x"}}])

@@ -194,6 +194,8 @@ async def running_node(tmp: Path, extra_catalog: str = "", *, audit: bool = True
     import tomllib
 
     clients = [s["id"] for s in tomllib.loads(base + extra_catalog).get("subsystems", [])]
+    if citizen_key is None and "jetstream" in store:
+        citizen_key = secrets.token_hex(32)  # cluster mode needs one in the keyring
     keys = write_keyring(tmp / "keyring.toml", clients, citizen_key=citizen_key, keys=keys)
     port = free_port()
     (tmp / "node.toml").write_text(

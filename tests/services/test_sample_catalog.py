@@ -84,14 +84,19 @@ async def test_consented_personal_read_and_access_log(sample) -> None:  # noqa: 
     with pytest.raises(ExchangeError) as e:
         await emp.get("psb.id-card", ID, user_id=ID)
     assert e.value.status == 403
-    consent = await portal.grant_consent(ID, EMPLOYMENT, ["psb.id-card"], "flexible employment", "2030-01-01")
-    rec = await emp.get("psb.id-card", ID, user_id=ID, purpose="flexible employment registration")
+    purpose = "flexible employment registration (灵活就业登记)"
+    consent = await portal.grant_consent(ID, EMPLOYMENT, ["psb.id-card"], purpose, "2030-01-01")
+    with pytest.raises(ExchangeError) as e:  # a consent is for its purpose only
+        await emp.get("psb.id-card", ID, user_id=ID, purpose="marketing")
+    assert e.value.status == 403
+    rec = await emp.get("psb.id-card", ID, user_id=ID, purpose=purpose)
     assert rec["data"] == {"id_number": ID, "name": "Wang Fang"}
     log = await portal.access_log(ID)
     assert log[0]["client"] == EMPLOYMENT and log[0]["consent"] == consent["id"]
+    assert log[0]["purpose"] == purpose and log[0]["operation"] == "read"
     await portal.revoke_consent(consent["id"])
     with pytest.raises(ExchangeError):
-        await emp.get("psb.id-card", ID, user_id=ID)
+        await emp.get("psb.id-card", ID, user_id=ID, purpose=purpose)
 
 
 async def test_webhook_subscription_with_sdk_verification(sample) -> None:  # noqa: ANN001
