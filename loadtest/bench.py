@@ -31,7 +31,7 @@ import msgspec
 
 from loadtest.errors import LoadTestError
 from loadtest.openmodel import OpenStats, raw_request, run_open_model_sync
-from loadtest.population import City, ReadTarget, load_city, make_record
+from loadtest.population import City, Credential, ReadTarget, load_city, make_record
 from loadtest.servers import child_env, free_port, python_cmd, server_process
 from loadtest.wrk import WrkResult, find_wrk, lua_script, run_wrk
 
@@ -43,6 +43,7 @@ KEYS = (
     "push_baseline_records_per_s",
     "push_ratio",
     "pull_records_per_s",
+    "personal_query_rps",
     "p99_ms_at_half_load",
     "hello_p99_ms_at_half_load",
 )
@@ -260,6 +261,48 @@ async def _seed(url: str, target: ReadTarget, fields: dict[str, str], key: str |
         return len(page.records)
 
 
+def pick_personal_target(city: City) -> tuple[ReadTarget, Credential, str] | None:
+    """A personal resource read under the citizens' consent (no legal basis): the target,
+    the portal that records consents, and the grant's purpose."""
+    portals = [c for c in (city.credential(p) for p in sorted(city.catalog.portals)) if c]
+    if not portals:
+        return None
+    for t in city.read_targets(include_personal=True):
+        acc = city.catalog.grants.get((t.reader.client, t.resource))
+        if t.personal and t.granted and acc is not None and acc.grant is not None \
+                and not acc.grant.legal_basis and t.reader.client not in city.catalog.portals:
+            return t, portals[0], acc.grant.purpose or "bench"
+    return None
+
+
+async def _seed_consents(url: str, host: str, city: City, target: ReadTarget, portal: Credential,
+                         purpose: str) -> list[bytes]:
+    """Records of READ_KEYS citizens, each citizen's consent for the reader, and one signed
+    consented keyed read per citizen."""
+    from gateway.client import ExchangeClient, purpose_header
+    from gateway.signing import Signer
+
+    fields, key = city.fields_of(target.resource)
+    recs = [make_record(fields, key, i) for i in range(READ_KEYS)]
+    spec = city.catalog.by_id[target.resource].spec
+    o = target.owner
+    async with ExchangeClient(url, o.key_id, o.secret, o.client) as c:
+        await c.push(target.resource, recs, idempotency_key="bench-personal-seed")
+    citizens = [str(r["data"].get(spec.citizen or spec.key, r["key"])) for r in recs]
+    async with ExchangeClient(url, portal.key_id, portal.secret, portal.client) as c:
+        for start in range(0, len(citizens), 50):
+            await asyncio.gather(*(c.grant_consent(u, target.reader.client, [target.resource], purpose,
+                                                   "2030-12-31") for u in citizens[start:start + 50]))
+    reader = Signer(target.reader.key_id, target.reader.secret, target.reader.client)
+    out = []
+    for rec, user in zip(recs, citizens, strict=True):
+        path = f"/v1/resources/{target.resource}/records/{quote(rec['key'], safe='')}"
+        headers = reader.headers("GET", path, headers={"X-Exchange-UserId": user,
+                                                       "X-Exchange-Purpose": purpose_header(purpose)})
+        out.append(raw_request("GET", path, host, headers))
+    return out
+
+
 def signed_push(signer: Any, host: str, path: str, body: bytes, idempotency_key: str) -> bytes:
     """A raw signed push (v2: Content-Type and Idempotency-Key signed)."""
     headers = signer.headers("POST", path, "", body, headers={
@@ -343,6 +386,15 @@ def bench_gateway(
                 cfg, f"http://{host}/", _write_script(gw / "pull.lua", [pull]), "gateway_pull"
             )
             out["pull_records_per_s"] = res.rps * per_pull
+            personal = pick_personal_target(city)
+            if personal is None:
+                cfg.details["personal_query"] = "the catalog has no consented personal read to measure"
+            else:
+                reads = asyncio.run(_seed_consents(f"http://{host}", host, city, *personal))
+                res = _wrk(cfg, f"http://{host}/", _write_script(gw / "personal.lua", reads),
+                           "gateway_personal_query")
+                cfg.details["gateway_personal_query"]["resource"] = personal[0].resource
+                out["personal_query_rps"] = res.rps
             cfg.details["pull_records_per_response"] = per_pull
     return out
 
@@ -392,6 +444,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                 result.update(_bench_services(cfg, work))
     if result["query_rps"] and result["hello_rps"]:
         result["query_ratio"] = result["query_rps"] / result["hello_rps"]
+    if result.get("personal_query_rps") and result["query_rps"]:
+        result["personal_query_ratio"] = result["personal_query_rps"] / result["query_rps"]
     if result["push_records_per_s"] and result["push_baseline_records_per_s"]:
         result["push_ratio"] = result["push_records_per_s"] / result["push_baseline_records_per_s"]
     result = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.items()}
@@ -444,6 +498,7 @@ TARGETS = {
     "cluster_push_ratio": ">= 0.5",
     "proxy_ratio": ">= 0.5",
     "audit_cost": "<= 0.10",
+    "personal_query_ratio": ">= 0.7",
     "p99_ms_at_half_load": "<= 3 x hello p99",
 }
 

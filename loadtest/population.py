@@ -84,6 +84,7 @@ class ReadTarget:
     key_type: str
     personal: bool
     granted: bool  # True when the read goes through a conditional grant
+    purpose: str | None = None  # the purpose a personal read must state (its grant's)
 
 
 @dataclass(frozen=True)
@@ -129,9 +130,11 @@ class City:
                 continue
             reader, owner = self.credential(consumer), self.credential(spec.owner)
             if reader and owner:
+                purpose = (g.purpose or None) if g is not None and spec.personal else None
                 granted.append(
                     ReadTarget(
-                        rid, reader, owner, spec.key, spec.fields[spec.key], spec.personal, True
+                        rid, reader, owner, spec.key, spec.fields[spec.key], spec.personal, True,
+                        purpose,
                     )
                 )
         opened: list[ReadTarget] = []

@@ -30,6 +30,7 @@ from gevent.pool import Pool
 from locust import constant, task
 from locust.contrib.fasthttp import FastHttpUser
 
+from gateway.client import purpose_header
 from gateway.signing import Signer
 from loadtest import collect
 from loadtest.population import (
@@ -111,6 +112,14 @@ def _owned() -> list[tuple[str, Credential]]:
 _counter = itertools.count()
 
 
+def _reading_for(t: ReadTarget, i: int) -> dict[str, str]:
+    """The citizen and, for a personal read, the purpose its grant states."""
+    headers = {"X-Exchange-UserId": citizen_id(i)}
+    if t.purpose:
+        headers["X-Exchange-Purpose"] = purpose_header(t.purpose)
+    return headers
+
+
 class _Exchange:
     """Signed request helpers shared by the users (mixed into FastHttpUser subclasses)."""
 
@@ -168,7 +177,7 @@ class _Exchange:
             t.reader,
             "GET",
             path,
-            extra={"X-Exchange-UserId": citizen_id(i), "X-Exchange-Purpose": "one-stop service"},
+            extra=_reading_for(t, i),
             intended=intended,
         )
 

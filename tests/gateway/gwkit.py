@@ -369,6 +369,16 @@ class Raw:
             after = doc["next"]
 
 
+async def unchanged(raw: Raw, rid: str = ID_CARD) -> Callable[[], Any]:
+    """Snapshot a resource now; the returned coroutine function asserts it is the same."""
+    before = await raw.snapshot(rid)
+
+    async def check() -> None:
+        assert await raw.snapshot(rid) == before
+
+    return check
+
+
 def assert_problem(reply: Reply, status: int, code: str) -> dict[str, Any]:
     """The reply is an RFC 9457 problem with this status and code (and its request id)."""
     assert reply.status == status, (reply.status, reply.body[:500])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from gwkit import OWNER, NodeProcess, id_card, write_keyring
-from test_citizen_key import serve_fails, with_citizen_key
+from test_node_citizen_key import serve_fails, with_citizen_key
 
 from gateway.client import ExchangeClient
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -32,10 +33,24 @@ from gateway.keyring import Keyring
 
 ATTACKER = "127.0.0.2"
 RECORDS = f"/v1/resources/{ID_CARD}/records"
-STALLED_POST = (
+UNSIGNED_POST = (
     f"POST {RECORDS} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     "Content-Length: 100\r\n\r\n"
 ).encode()
+
+
+def signed_head(raw: Raw, body: bytes, length: int | None = None) -> bytes:
+    """A POST head whose signature headers pass the checks made before the body is read
+    (client, date, key id, signed headers): what an attacker knowing a key id can send."""
+    h = raw.sign("POST", RECORDS, "", body, headers={"Content-Type": "application/json",
+                                                      "Idempotency-Key": uuid.uuid4().hex})
+    return (f"POST {RECORDS} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body) if length is None else length}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in h.items()) + "\r\n").encode()
+
+
+def stalled_post(raw: Raw) -> bytes:
+    """The head of a POST whose 100-byte body never comes."""
+    return signed_head(raw, b"x" * 100)
 CLOSED_WITHIN_S = 15.0  # generous bound for "the node closed it" (timeouts here are 1 to 5 s)
 
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -119,7 +134,7 @@ async def test_stalled_bodies_hold_no_slot_and_ops_routes_answer(
     /healthz, /readyz, /metrics and signed requests are answered while they stall."""
     n = make_node(limits={"max_inflight": 32})
     raw = Raw(session, n.url, keyring)
-    async with sockets(n.port, 64, STALLED_POST):
+    async with sockets(n.port, 64, stalled_post(raw)):
         await wait_until(lambda: node_is_full_or_reading(raw, 64), timeout=20)
         for path in ("/healthz", "/readyz", "/metrics"):
             r = await raw.request("GET", path, signed=False)
@@ -137,7 +152,7 @@ async def test_a_thousand_stalled_bodies_do_not_fail_health_checks(
     (body_timeout_s is raised so that no stalled body is answered while the test runs.)"""
     n = make_node(limits={"body_timeout_s": 120.0})
     raw = Raw(session, n.url, keyring)
-    async with sockets(n.port, 1024, STALLED_POST) as conns:
+    async with sockets(n.port, 1024, stalled_post(raw)) as conns:
         await wait_until(lambda: node_is_full_or_reading(raw, 256), timeout=30)
         for path in ("/healthz", "/readyz"):
             r = await raw.request("GET", path, signed=False)
@@ -153,11 +168,7 @@ async def test_stalled_body_is_answered_400_within_body_timeout(node: NodeProces
     """On default limits a body that stops coming is answered after body_timeout_s (5 s),
     not client_timeout_s (30 s), and the connection is then closed."""
     body = json.dumps({"records": [{"key": "1", "data": {}}]}).encode()
-    h = raw.sign("POST", RECORDS, "", body)
-    head = (
-        f"POST {RECORDS} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items()) + "\r\n"
-    ).encode()
+    head = signed_head(raw, body)
     reader, writer = await connect(node.port, "127.0.0.1")
     try:
         t0 = time.monotonic()
@@ -173,15 +184,27 @@ async def test_stalled_body_is_answered_400_within_body_timeout(node: NodeProces
 
 
 async def test_deprecated_client_timeout_is_logged_and_does_not_extend_the_body_deadline(
-    make_node: Callable[..., NodeProcess],
+    make_node: Callable[..., NodeProcess], keyring: Keyring, session: aiohttp.ClientSession
 ) -> None:
     n = make_node(limits={"client_timeout_s": 30.0, "body_timeout_s": 1.0})
     assert '"config_deprecated"' in n.log_text() and "limits.client_timeout_s" in n.log_text()
     reader, writer = await connect(n.port, "127.0.0.1")
     try:
-        writer.write(STALLED_POST + b"{")
+        writer.write(stalled_post(Raw(session, n.url, keyring)) + b"{")
         status, reply = await read_response(reader, within=CLOSED_WITHIN_S)
         assert status == 400 and "within 1 s" in json.loads(reply)["detail"], reply
+    finally:
+        writer.close()
+
+
+async def test_an_unsigned_head_is_refused_before_its_body(node: NodeProcess) -> None:
+    """Without valid signature headers a POST costs no body read: 401 at once, though its
+    body has not come (signature headers are checked first)."""
+    reader, writer = await connect(node.port, "127.0.0.1")
+    try:
+        writer.write(UNSIGNED_POST)
+        status, reply = await read_response(reader, within=3)
+        assert status == 401 and json.loads(reply)["code"] == "client.unauthenticated", reply
     finally:
         writer.close()
 
@@ -303,11 +326,7 @@ async def test_slow_body_is_a_body_timeout_not_a_header_timeout(
     """A complete head with a body trickling past header_timeout_s is answered 400 once
     body_timeout_s (3 s) has passed; the header timer does not cut it silently."""
     body = json.dumps({"records": [id_card()]}).encode()
-    h = head_raw.sign("POST", RECORDS, "", body)
-    head = (
-        f"POST {RECORDS} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items()) + "\r\n"
-    ).encode()
+    head = signed_head(head_raw, body)
     reader, writer = await connect(head_node.port)
 
     async def trickle() -> None:
@@ -388,11 +407,14 @@ async def test_header_value_not_latin1_is_400_naming_it(
 
     async def send(purpose: bytes) -> tuple[int, dict[str, str], bytes]:
         body = json.dumps({"records": [id_card()]}).encode() if method == "POST" else b""
-        signed = "".join(f"{k}: {v}\r\n" for k, v in raw.sign(method, path, "", body, client=OWNER).items())
-        head = (
-            f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n{signed}"
-        ).encode() + b"X-Exchange-Purpose: " + purpose + b"\r\n\r\n"
+        extra = {"Content-Type": "application/json", "Idempotency-Key": uuid.uuid4().hex,
+                 "X-Exchange-Purpose": purpose.decode("utf-8", "replace")}  # as the node reads it
+        h = raw.sign(method, path, "", body, client=OWNER, headers=extra)
+        purpose_line = b"X-Exchange-Purpose: " + purpose + b"\r\n"
+        h.pop("X-Exchange-Purpose")
+        signed = "".join(f"{k}: {v}\r\n" for k, v in h.items())
+        head = (f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{signed}"
+                ).encode() + purpose_line + b"\r\n"
         return await raw_http(node.port, head + body)
 
     status, headers, reply = await send(BAD_VALUES[value])

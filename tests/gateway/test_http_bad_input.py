@@ -28,10 +28,12 @@ from gwkit import (
     raw_http,
     record_for,
     today,
+    unchanged,
     wait_until,
 )
 
 from gateway.catalog import Catalog
+from gateway.client import purpose_header
 from gateway.keyring import Keyring
 
 RECORDS = f"/v1/resources/{ID_CARD}/records"
@@ -50,16 +52,6 @@ def small_node(make_node: Callable[..., NodeProcess]) -> NodeProcess:
 async def small(small_node: NodeProcess, keyring: Keyring) -> AsyncIterator[Raw]:
     async with aiohttp.ClientSession() as session:
         yield Raw(session, small_node.url, keyring)
-
-
-async def unchanged(raw: Raw, rid: str = ID_CARD) -> Callable[[], Any]:
-    """Snapshot a resource now; the returned coroutine function asserts it is the same."""
-    before = await raw.snapshot(rid)
-
-    async def check() -> None:
-        assert await raw.snapshot(rid) == before
-
-    return check
 
 
 # -- resources and access ---------------------------------------------------------------
@@ -146,7 +138,8 @@ async def test_projection_never_leaks_a_field_outside_the_grant(raw: Raw, catalo
         keyed = not catalog.by_id[g.resource].spec.personal or bool(g.legal_basis)
         key = (
             await raw.request(
-                "GET", f"/v1/resources/{g.resource}/records/{rec['key']}", client=g.consumer
+                "GET", f"/v1/resources/{g.resource}/records/{rec['key']}", client=g.consumer,
+                headers={"X-Exchange-Purpose": purpose_header(g.purpose)} if g.purpose else None,
             )
             if keyed
             else pull
@@ -676,7 +669,8 @@ async def test_no_secret_or_record_data_in_logs(
     await raw.push(ID_CARD, [rec])
     # Keyed reads name a citizen in the path; the access log must not carry the id number.
     for client in (OWNER, "SH/GOV/sicenter/pension"):
-        r = await raw.request("GET", f"{RECORDS}/{rec['key']}", client=client)
+        r = await raw.request("GET", f"{RECORDS}/{rec['key']}", client=client,
+                              headers={"X-Exchange-Purpose": "pension eligibility (retirement age)"})
         assert r.status == 200
     r = await raw.request("GET", f"{RECORDS}/{rec['key']}x", client=OWNER)
     assert r.status == 404

@@ -36,6 +36,7 @@ def node(request: pytest.FixtureRequest) -> NodeProcess:
     return request.getfixturevalue("node" if request.param == "sqlite" else "jetstream_node")
 
 
+PENSION_PURPOSE = "pension eligibility (retirement age)"  # its grant's: a legal-basis read states it
 PENSION = (
     "SH/GOV/sicenter/pension"  # psb.id-card: id_number, name, gender, birth_date (legal basis)
 )
@@ -101,7 +102,7 @@ async def test_keyed_read_returns_latest_projected(sdk) -> None:
 
     # A keyed read of a personal record by a consumer: this grant names a legal basis, so no
     # citizen consent is needed; the answer holds the grant's fields only.
-    pension = await sdk(PENSION).get(ID_CARD, first["key"])
+    pension = await sdk(PENSION).get(ID_CARD, first["key"], purpose=PENSION_PURPOSE)
     assert pension["data"] == {
         k: second["data"][k] for k in ("id_number", "name", "gender", "birth_date")
     }
@@ -208,7 +209,7 @@ async def test_msgpack_request_and_response(raw: Raw) -> None:
         "GET",
         f"/v1/resources/{ID_CARD}/records/{rec['key']}",
         client=PENSION,
-        headers={"Accept": "application/msgpack"},
+        headers={"Accept": "application/msgpack", "X-Exchange-Purpose": PENSION_PURPOSE},
     )
     assert msgspec.msgpack.decode(r.body)["data"]["name"] == rec["data"]["name"]
 

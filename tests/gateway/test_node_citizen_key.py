@@ -42,7 +42,7 @@ async def _consented_read(url: str, ring: Path, user: str, *, grant: bool) -> di
             async with ExchangeClient.from_keyring(url, str(ring), PORTAL, retries=0) as portal:
                 await portal.grant_consent(user, GRANTED, ["psb.id-card"], purpose="employment",
                                            expires="2030-12-31")
-        return await reader.get("psb.id-card", user, user_id=user)
+        return await reader.get("psb.id-card", user, user_id=user, purpose="employment")
 
 
 async def test_keyring_citizen_key_hashes_citizens(tmp_path: Path) -> None:
