@@ -358,11 +358,17 @@ class Node:
         return route.name, await handler(call)
 
     def audit_guard(self, reserve: int = 1) -> None:
-        """Refuse (503) an exchange that the audit queue might not have room to record."""
+        """Refuse (503) an exchange that the audit log might not record: its queue is nearly
+        full, or the governance store refuses every write (e.g. another cluster's citizen key)."""
         audit = self.audit
-        if audit is not None and not audit.room(self.inflight + reserve):
+        if audit is None:
+            return
+        if not audit.room(self.inflight + reserve):
             raise Problem("server.unavailable", "audit log is saturated; retry shortly",
                           headers={"Retry-After": "1"})
+        if self.governance.refused is not None:
+            raise Problem("server.unavailable", "the audit log cannot be written; see /readyz",
+                          headers={"Retry-After": "5"})
 
     def _check_mtls(self, call: Call) -> None:
         if not self.config.node.client_ca:

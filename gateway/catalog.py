@@ -168,10 +168,12 @@ class Catalog:
         for g in doc.grants:
             fields = None if g.fields == ["*"] else tuple(g.fields)
             masks = {k: (v[0], v[1]) for k, v in g.masks.items()}
-            key_field = self.by_id[g.resource].spec.key
-            # The key leaves in clear only when the grant releases its field in clear.
-            key_clear = (fields is None and not masks) or (
-                key_field is not None and (fields is None or key_field in fields) and key_field not in masks)
+            spec = self.by_id[g.resource].spec
+            every = fields is None or set(spec.fields) <= set(fields)
+            # The key leaves in clear only when the grant releases its field in clear (or,
+            # without a key field, every field in clear).
+            key_clear = (every and not masks) or (
+                spec.key is not None and (fields is None or spec.key in fields) and spec.key not in masks)
             self.grants[(g.consumer, g.resource)] = Access(
                 owner=False, fields=fields, plan=compile_plan(fields, masks or None), grant=g,
                 key_clear=key_clear,

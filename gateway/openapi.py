@@ -1,4 +1,4 @@
-"""OpenAPI 3.1 description of wire contract v1."""
+"""OpenAPI 3.1 description of wire contract v2 (DESIGN.md, "Signing, v2")."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ from typing import Any
 
 SIGNED = [{"exgSignature": []}]
 PROBLEM_REF = {"$ref": "#/components/responses/Problem"}
+IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": True,
+                   "description": "signed (named in SignedHeaders); a replay is answered as the original "
+                                  "with Idempotent-Replayed: true",
+                   "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}}
 RID = {"name": "rid", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9.-]*$"}}
 
 
@@ -32,12 +36,14 @@ def openapi_document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "OneStop Exchange gateway", "version": "1",
                  "description": "Signed push/pull exchange of data resources between agencies. "
-                                "Every /v1 request is signed with EXG-HMAC-SHA256 (see README)."},
+                                "Every /v1 request is signed with EXG-HMAC-SHA256, wire contract v2 (see README)."},
         "components": {
             "securitySchemes": {"exgSignature": {
                 "type": "apiKey", "in": "header", "name": "Authorization",
-                "description": "EXG-HMAC-SHA256 Credential=<key id>, Signature=<hex>, with "
-                               "X-Exchange-Client and X-Exchange-Date headers"}},
+                "description": "EXG-HMAC-SHA256 Credential=<key id>, SignedHeaders=<h1;h2;...>, "
+                               "Signature=<hex>, with X-Exchange-Client and X-Exchange-Date headers; "
+                               "Content-Type, Idempotency-Key and every other X-Exchange-* header "
+                               "must be named in SignedHeaders"}},
             "responses": {"Problem": {"description": "RFC 9457 problem", "content": {
                 "application/problem+json": {"schema": {"type": "object", "required": [
                     "type", "title", "status", "detail", "code", "request_id"], "properties": {
@@ -53,8 +59,7 @@ def openapi_document() -> dict[str, Any]:
                 "parameters": [RID],
                 "post": {"summary": "Push a batch (owner only); answered once durable",
                          "security": SIGNED,
-                         "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                                         "schema": {"type": "string", "maxLength": 255}}],
+                         "parameters": [IDEMPOTENCY_KEY],
                          "requestBody": {"required": True, **_json({"type": "object", "required": ["records"],
                                          "properties": {"records": {"type": "array", "minItems": 1, "items": {
                                              "type": "object", "required": ["key", "data"],
@@ -111,8 +116,10 @@ def _governance_paths() -> dict[str, Any]:
     def op(summary: str, ok: str, *codes: int, body: dict[str, Any] | None = None) -> dict[str, Any]:
         doc: dict[str, Any] = {"summary": summary, "security": SIGNED,
                                "responses": {ok: {"description": summary}, **_errors(401, 429, *codes)}}
-        if body is not None:
+        if body is not None:  # every POST here creates state: a signed Idempotency-Key
             doc["requestBody"] = {"required": True, **_json(body)}
+            doc["parameters"] = [IDEMPOTENCY_KEY]
+            doc["responses"].update(_errors(400, 409))
         return doc
 
     pid = lambda name: {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}  # noqa: E731

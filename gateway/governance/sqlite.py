@@ -61,6 +61,7 @@ class SQLiteGovernance:
         self._rpool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="governance-read")
         self._db: sqlite3.Connection | None = None
         self._rdb: sqlite3.Connection | None = None
+        self.refused: str | None = None  # a key mismatch refuses the start instead
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)

@@ -21,6 +21,8 @@ from gateway.governance.model import Consent, Subscription
 class GovernanceStore(Protocol):
     """Async storage of governance state; safe to call concurrently from one event loop."""
 
+    refused: str | None  # why every call is refused (a citizen-key mismatch found late), or None
+
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...

@@ -202,7 +202,7 @@ async def run_world(tmp: Path, world: dict[str, Any]) -> None:
                         assert not set(keys[a]) & set(keys[b])
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(world=worlds())
 def test_no_withheld_value_reaches_a_consumer(tmp_path_factory: Any, world: dict[str, Any]) -> None:
