@@ -17,7 +17,6 @@ from types import ModuleType
 from typing import Any
 
 from fastpath._errors import CorruptBatch
-from fastpath._kinds import CATALOG_ITEM, CURSOR, NO_MATCH, RECORD, RECORDS, SERVICE, STATIC_MIN
 
 __all__ = [
     "IMPLEMENTATION",
@@ -25,13 +24,6 @@ __all__ = [
     "Implementation",
     "implementation",
     "CorruptBatch",
-    "NO_MATCH",
-    "RECORDS",
-    "RECORD",
-    "CURSOR",
-    "CATALOG_ITEM",
-    "SERVICE",
-    "STATIC_MIN",
     "RouteTable",
     "encode_batch",
     "decode_batch",
@@ -73,13 +65,6 @@ class Implementation:
     project: Any
     project_many: Any
     CorruptBatch: type[CorruptBatch] = CorruptBatch
-    NO_MATCH: int = NO_MATCH
-    RECORDS: int = RECORDS
-    RECORD: int = RECORD
-    CURSOR: int = CURSOR
-    CATALOG_ITEM: int = CATALOG_ITEM
-    SERVICE: int = SERVICE
-    STATIC_MIN: int = STATIC_MIN
 
 
 _cache: dict[str, Implementation] = {}

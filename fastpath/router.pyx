@@ -1,10 +1,11 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Compiled route table; ``fastpath._router_py`` is its specification (same names, same answers).
 
-The path is scanned once at C level over the ASCII buffer of the ``str`` (no split, no
-intermediate lists); only the returned identifiers are created as new strings. Resource
-ids are looked up in a C hash table and service ids in a dict, both built once when the
-table is constructed.
+The templates compile into a small tree of nodes whose literal segments are compared with
+``memcmp`` against the path's ASCII buffer. The path is scanned once at C level (its
+characters and segment boundaries; no split, no intermediate lists); only the returned
+parameters are created as new strings. Resource ids are looked up in a C hash table and
+service ids in a dict, both built once when the table is constructed.
 """
 
 from cpython.dict cimport PyDict_GetItem
@@ -13,7 +14,7 @@ from cpython.object cimport PyObject
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
 
-from fastpath._router_py import _check_static, _index, _valid_rid, _valid_service_id
+from fastpath._router_py import PARAM_TYPES, _index, _valid_rid, _valid_service_id, parse_template
 
 __all__ = ["RouteTable"]
 
@@ -25,16 +26,19 @@ cdef extern from "Python.h":
     object PyUnicode_DecodeUTF8(const char* s, Py_ssize_t size, const char* errors)
 
 cdef enum:
-    K_RECORDS = 1
-    K_RECORD = 2
-    K_CURSOR = 3
-    K_CATALOG_ITEM = 4
-    K_SERVICE = 5
     MAX_ID = 128
+    MAX_SEGMENTS = 256
+    P_RID = 0      # the order of PARAM_TYPES: the order parameters are tried in
+    P_KEY = 1
+    P_ID = 2
+    P_SERVICE = 3
+    P_TAIL = 4
+    N_PARAMS = 5
 
 cdef unsigned char PATH_OK[256]
 cdef unsigned char RID_OK[256]
 cdef unsigned char SVC_OK[256]
+cdef unsigned char ID_OK[256]
 cdef signed char HEX[256]
 
 
@@ -44,10 +48,12 @@ cdef void _init_tables():
                        b"-._~!$&'()*+,;=:@%/")
     cdef bytes rid = b"abcdefghijklmnopqrstuvwxyz0123456789.-"
     cdef bytes svc = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+    cdef bytes ident = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:@-"
     for c in range(256):
         PATH_OK[c] = 0
         RID_OK[c] = 0
         SVC_OK[c] = 0
+        ID_OK[c] = 0
         HEX[c] = -1
     for c in path:
         PATH_OK[c] = 1
@@ -55,6 +61,8 @@ cdef void _init_tables():
         RID_OK[c] = 1
     for c in svc:
         SVC_OK[c] = 1
+    for c in ident:
+        ID_OK[c] = 1
     for c in range(10):
         HEX[48 + c] = c
     for c in range(6):
@@ -85,6 +93,18 @@ cdef inline bint _is_service_part(const unsigned char* s, Py_ssize_t a, Py_ssize
         return False
     for i in range(a, b):
         if not SVC_OK[s[i]]:
+            return False
+    if s[a] == 46 and (b - a == 1 or (b - a == 2 and s[a + 1] == 46)):
+        return False
+    return True
+
+
+cdef inline bint _is_id(const unsigned char* s, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    cdef Py_ssize_t i
+    if b <= a or b - a > MAX_ID:
+        return False
+    for i in range(a, b):
+        if not ID_OK[s[i]]:
             return False
     if s[a] == 46 and (b - a == 1 or (b - a == 2 and s[a + 1] == 46)):
         return False
@@ -163,24 +183,6 @@ cdef object _decode_segment(const unsigned char* s, Py_ssize_t a, Py_ssize_t b):
         PyMem_Free(buf)
 
 
-cdef inline bint _eq(const unsigned char* s, Py_ssize_t n, Py_ssize_t pos,
-                     const char* lit, Py_ssize_t k) noexcept nogil:
-    """s[pos:n] == lit exactly."""
-    return n - pos == k and memcmp(s + pos, lit, k) == 0
-
-
-cdef inline bint _starts(const unsigned char* s, Py_ssize_t n, Py_ssize_t pos,
-                         const char* lit, Py_ssize_t k) noexcept nogil:
-    return n - pos >= k and memcmp(s + pos, lit, k) == 0
-
-
-cdef inline Py_ssize_t _find_slash(const unsigned char* s, Py_ssize_t a,
-                                   Py_ssize_t n) noexcept nogil:
-    while a < n and s[a] != 47:
-        a += 1
-    return a
-
-
 cdef inline uint64_t _hash(const unsigned char* s, Py_ssize_t n) noexcept nogil:
     """A fast 64-bit hash of a short id, eight bytes at a time (ids come from the catalog)."""
     cdef uint64_t h = 0x9E3779B97F4A7C15ULL ^ <uint64_t>n
@@ -201,8 +203,37 @@ cdef inline uint64_t _hash(const unsigned char* s, Py_ssize_t n) noexcept nogil:
     return h
 
 
+cdef class _Node:
+    """A position in the compiled templates: literal children, parameter children, a route."""
+
+    cdef list lits        # [(bytes literal, _Node)]
+    cdef list params      # [_Node or None] * N_PARAMS, by parameter type
+    cdef int route        # the template ending here, or -1
+
+    def __cinit__(self):
+        self.lits = []
+        self.params = [None] * N_PARAMS
+        self.route = -1
+
+    cdef _Node literal(self, bytes lit):
+        cdef _Node child
+        for entry in self.lits:
+            if entry[0] == lit:
+                return entry[1]
+        child = _Node()
+        self.lits.append((lit, child))
+        return child
+
+    cdef _Node param(self, int ptype):
+        cdef _Node child = self.params[ptype]
+        if child is None:
+            child = _Node()
+            self.params[ptype] = child
+        return child
+
+
 cdef class RouteTable:
-    """An immutable route table over resource ids, service ids and static paths.
+    """An immutable route table compiled from path templates over resource and service ids.
 
     Resource ids are also held in a compact C open-addressing table: 8-byte slots (a hash
     tag and an offset) pointing into one contiguous arena of ``index, length, bytes``
@@ -213,6 +244,7 @@ cdef class RouteTable:
     cdef dict _rids
     cdef dict _services
     cdef dict _static
+    cdef _Node _root
     cdef Py_ssize_t _max_path
     cdef bytes _static_lengths  # _static_lengths[n] == 1 when a static path has length n
     cdef Py_ssize_t _static_max
@@ -289,18 +321,31 @@ cdef class RouteTable:
                     return index
             j = (j + 1) & self._mask
 
-    cdef inline tuple _resource(self, int kind, object raw_path, const unsigned char* s,
-                                Py_ssize_t a, Py_ssize_t b, object extra):
-        cdef Py_ssize_t i = self._find_rid(s, a, b)
-        return (kind, i, PyUnicode_Substring(raw_path, a, b), extra)
-
-    def __init__(self, resource_ids, service_ids=(), static=None, max_path=2048):
+    def __init__(self, templates, resource_ids=(), service_ids=(), max_path=2048):
+        cdef _Node node
         if type(max_path) is not int or max_path < 1:
             raise ValueError(f"max_path must be a positive int, not {max_path!r}")
+        if isinstance(templates, str):
+            raise TypeError("templates must be a sequence of path templates, not a str")
+        self._static = {}
+        self._root = _Node()
+        for r, template in enumerate(templates):
+            segments = parse_template(template)
+            if all(k == "lit" for k, _ in segments):
+                if template in self._static:
+                    raise ValueError(f"route template {template!r} appears twice")
+                self._static[template] = r
+                continue
+            node = self._root
+            for kind, text in segments:
+                node = node.literal(text.encode("ascii")) if kind == "lit" else node.param(
+                    PARAM_TYPES.index(text))
+            if node.route >= 0:
+                raise ValueError(f"route template {template!r} matches the same paths as route #{node.route}")
+            node.route = r
         self._rids = _index(resource_ids, "resource id", _valid_rid)
         self._build_slots(list(self._rids))
         self._services = _index(service_ids, "service id", _valid_service_id)
-        self._static = _check_static(static)
         self._max_path = min(max_path, 1 << 62)
         self._static_max = max((len(p) for p in self._static), default=-1)
         lengths = bytearray(self._static_max + 1)
@@ -316,19 +361,13 @@ cdef class RouteTable:
     def __len__(self):
         return len(self._rids)
 
-    cdef inline object _index_of(self, dict table, object ident):
-        cdef PyObject* hit = PyDict_GetItem(table, ident)
-        if hit == NULL:
-            return -1
-        return <object>hit
-
-    def match(self, method, raw_path):
-        """Return ``(kind, index, ident, extra)`` for ``raw_path`` (no query), or None."""
+    def match(self, raw_path):
+        """``(route, index, first, second)`` for ``raw_path`` (no query), or None."""
         cdef PyObject* hit
-        cdef Py_ssize_t n, i, pos, end, part_start, seg_start
+        cdef Py_ssize_t n, i, count
         cdef const unsigned char* s
-        cdef int scan
-        cdef object key, sid, tail
+        cdef Py_ssize_t starts[MAX_SEGMENTS]
+        cdef Py_ssize_t ends[MAX_SEGMENTS]
         if type(raw_path) is not str:
             if not isinstance(raw_path, str):
                 return None
@@ -338,74 +377,121 @@ cdef class RouteTable:
             hit = PyDict_GetItem(self._static, raw_path)
             if hit != NULL:
                 return (<object>hit, -1, None, None)
-        if n < 4 or n > self._max_path or not PyUnicode_IS_ASCII(raw_path):
+        if n < 2 or n > self._max_path or not PyUnicode_IS_ASCII(raw_path):
             return None
         s = <const unsigned char*>PyUnicode_DATA(raw_path)
-        for i in range(n):
+        if s[0] != 47:
+            return None
+        count = 0
+        starts[0] = 1
+        for i in range(1, n):
             if not PATH_OK[s[i]]:
                 return None
-        if memcmp(s, b"/v1/", 4) != 0:
-            return None
+            if s[i] == 47:
+                if i == starts[count] or count + 1 >= MAX_SEGMENTS:
+                    return None  # an empty segment, or too many
+                ends[count] = i
+                count += 1
+                starts[count] = i + 1
+        if starts[count] == n:
+            return None  # a trailing slash (or "/")
+        ends[count] = n
+        count += 1
+        return self._walk(self._root, raw_path, s, starts, ends, count, 0, -1, None, None, 0)
 
-        if _starts(s, n, 4, b"resources/", 10):
-            pos = 14
-            end = _find_slash(s, pos, n)
-            if end == n or not _is_rid(s, pos, end):
+    cdef object _walk(self, _Node node, object raw_path, const unsigned char* s,
+                      Py_ssize_t* starts, Py_ssize_t* ends, Py_ssize_t count, Py_ssize_t i,
+                      Py_ssize_t index, object first, object second, int nvalues):
+        cdef _Node child
+        cdef bytes lit
+        cdef Py_ssize_t a, b, k
+        cdef object found
+        cdef int p
+        if i == count:
+            if node.route >= 0:
+                return (node.route, index, first, second)
+            child = node.params[P_TAIL]
+            if child is not None and child.route >= 0:
+                return self._answer(child.route, index, first, second, nvalues, "")
+            return None
+        a = starts[i]
+        b = ends[i]
+        for entry in node.lits:
+            lit = <bytes>(<tuple>entry)[0]
+            k = len(lit)
+            if k == b - a and memcmp(s + a, <const char*>lit, k) == 0:
+                found = self._walk(<_Node>(<tuple>entry)[1], raw_path, s, starts, ends, count, i + 1,
+                                   index, first, second, nvalues)
+                if found is not None:
+                    return found
+                break
+        for p in range(N_PARAMS):
+            child = node.params[p]
+            if child is None:
+                continue
+            found = self._param(p, child, raw_path, s, starts, ends, count, i, index, first, second,
+                                nvalues)
+            if found is not None:
+                return found
+        return None
+
+    cdef inline object _answer(self, int route, Py_ssize_t index, object first, object second,
+                               int nvalues, object value):
+        if nvalues == 0:
+            return (route, index, value, None)
+        return (route, index, first, value)
+
+    cdef object _param(self, int p, _Node child, object raw_path, const unsigned char* s,
+                       Py_ssize_t* starts, Py_ssize_t* ends, Py_ssize_t count, Py_ssize_t i,
+                       Py_ssize_t index, object first, object second, int nvalues):
+        cdef Py_ssize_t a = starts[i]
+        cdef Py_ssize_t b = ends[i]
+        cdef Py_ssize_t j
+        cdef int scan
+        cdef object value
+        cdef PyObject* hit
+        if p == P_RID:
+            if not _is_rid(s, a, b):
                 return None
-            if _eq(s, n, end + 1, b"records", 7):
-                return self._resource(K_RECORDS, raw_path, s, pos, end, None)
-            if _eq(s, n, end + 1, b"cursor", 6):
-                return self._resource(K_CURSOR, raw_path, s, pos, end, None)
-            if _starts(s, n, end + 1, b"records/", 8):
-                seg_start = end + 9
-                if _find_slash(s, seg_start, n) != n:
+            index = self._find_rid(s, a, b)
+            value = PyUnicode_Substring(raw_path, a, b)
+        elif p == P_ID:
+            if not _is_id(s, a, b):
+                return None
+            value = PyUnicode_Substring(raw_path, a, b)
+        elif p == P_KEY:
+            scan = _scan_segment(s, a, b, False)
+            if scan == SEG_BAD:
+                return None
+            if scan == SEG_PLAIN:
+                value = PyUnicode_Substring(raw_path, a, b)
+            else:
+                value = _decode_segment(s, a, b)
+                if value is None:
                     return None
-                scan = _scan_segment(s, seg_start, n, False)
+        elif p == P_SERVICE:
+            if count - i < 5:
+                return None
+            for j in range(i, i + 5):
+                if not _is_service_part(s, starts[j], ends[j]):
+                    return None
+            value = PyUnicode_Substring(raw_path, a, ends[i + 4])
+            hit = PyDict_GetItem(self._services, value)
+            index = -1 if hit == NULL else <object>hit
+            return self._walk(child, raw_path, s, starts, ends, count, i + 5, index,
+                              value if nvalues == 0 else first, value if nvalues == 1 else second,
+                              nvalues + 1)
+        else:  # P_TAIL: every remaining segment, answered as written
+            if child.route < 0:
+                return None
+            for j in range(i, count):
+                scan = _scan_segment(s, starts[j], ends[j], True)
                 if scan == SEG_BAD:
                     return None
-                if scan == SEG_PLAIN:
-                    key = PyUnicode_Substring(raw_path, seg_start, n)
-                else:
-                    key = _decode_segment(s, seg_start, n)
-                    if key is None:
-                        return None
-                return self._resource(K_RECORD, raw_path, s, pos, end, key)
-            return None
-
-        if _starts(s, n, 4, b"catalog/", 8):
-            pos = 12
-            if _find_slash(s, pos, n) != n or not _is_rid(s, pos, n):
-                return None
-            return self._resource(K_CATALOG_ITEM, raw_path, s, pos, n, None)
-
-        if _starts(s, n, 4, b"services/", 9):
-            part_start = 13
-            pos = part_start
-            end = pos
-            for i in range(5):
-                end = _find_slash(s, pos, n)
-                if not _is_service_part(s, pos, end):
+                if scan == SEG_UTF8 and _decode_segment(s, starts[j], ends[j]) is None:
                     return None
-                if i < 4:
-                    if end == n:
-                        return None
-                    pos = end + 1
-            # end: just after the service code, at n or at the '/' starting the tail
-            sid = PyUnicode_Substring(raw_path, part_start, end)
-            if end == n:
-                tail = ""
-            else:
-                seg_start = end + 1
-                while True:
-                    pos = _find_slash(s, seg_start, n)
-                    scan = _scan_segment(s, seg_start, pos, True)
-                    if scan == SEG_BAD:
-                        return None
-                    if scan == SEG_UTF8 and _decode_segment(s, seg_start, pos) is None:
-                        return None
-                    if pos == n:
-                        break
-                    seg_start = pos + 1
-                tail = PyUnicode_Substring(raw_path, end, n)
-            return (K_SERVICE, self._index_of(self._services, sid), sid, tail)
-        return None
+            return self._answer(child.route, index, first, second, nvalues,
+                                PyUnicode_Substring(raw_path, a - 1, ends[count - 1]))
+        return self._walk(child, raw_path, s, starts, ends, count, i + 1, index,
+                          value if nvalues == 0 else first, value if nvalues == 1 else second,
+                          nvalues + 1)

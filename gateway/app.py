@@ -1,8 +1,13 @@
-"""The node: one request's way from aiohttp to the store and back.
+"""The pipeline: one request's way from aiohttp to a handler and back, in one direction.
 
-aiohttp parses -> the fast-path route table picks route and resource -> auth verifies
-signature and client -> the catalog decides access and projection -> the handler calls
-the store -> projection and encoding -> audit entry and metrics -> response.
+request id and admission (``max_inflight``) -> the fast-path route table picks the route
+(``gateway.routes``) and its path parameters -> the signature's headers are checked before
+the body costs anything -> the body is read (without holding a slot) and the signature
+verified -> mutual TLS and quota -> the endpoint's access policy (owner, reader and, for a
+personal keyed read, the consent rule; portal; member) -> the handler, given an
+:class:`~gateway.exchange.Exchange`, answers and names the audit facts -> a release of
+personal data is durably audited -> the answer is encoded -> audit entry, metrics and
+access log. Handlers never see the node; the node never parses a path.
 """
 
 from __future__ import annotations
@@ -10,116 +15,39 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import re
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-import fastpath
-from fastpath import CATALOG_ITEM, CURSOR, RECORD, RECORDS, SERVICE, RouteTable
+from fastpath import RouteTable
 from gateway import signing
 from gateway.admission import read_body_unslotted, unqueued
 from gateway.audit import AuditEntry, AuditLog
 from gateway.auth import check_head, verify
-from gateway.catalog import Access, Catalog, ResourceEntry
+from gateway.catalog import Catalog
 from gateway.citizenkey import CitizenKey
 from gateway.config import NodeConfig
 from gateway.errors import Problem
+from gateway.exchange import Answer, Backends, Exchange, Status
 from gateway.filemodes import check_private, private_dir
 from gateway.governance import GovernanceStore, open_governance
 from gateway.governance.checkpoints import node_checkpointer
+from gateway.governance.consents import authorize_personal_read
 from gateway.governance.quotas import RateLimiter
 from gateway.governance.webhooks import KEY_FILE, Deliverer, load_node_key
-from gateway.handlers import catalog as catalog_handlers
-from gateway.handlers import consents as consent_handlers
-from gateway.handlers import ops, records
-from gateway.handlers import services as service_handlers
-from gateway.handlers import webhooks as webhook_handlers
 from gateway.keyring import Keyring
 from gateway.logs import AccessLog
 from gateway.metrics import Metrics
 from gateway.release import Releaser
+from gateway.routes import RELEASES, ROUTES, Access, Endpoint, Route
 from gateway.services.proxy import ServiceRegistry
 from gateway.stores.base import Store, StoreError, StoreUnavailable
-from gateway.wire import PROBLEM
+from gateway.wire import PROBLEM, respond
 
-# Static routes (kinds >= fastpath.STATIC_MIN).
-HEALTHZ, READYZ, METRICS, OPENAPI, CATALOG = range(fastpath.STATIC_MIN, fastpath.STATIC_MIN + 5)
-# Services and governance routes (static, or matched by _match_extra: not on the hot path).
-(SERVICES, CONSENTS, CONSENT_ITEM, ACCESS_LOG, SUBSCRIPTIONS, SUBSCRIPTION_ITEM, MY_SUBSCRIPTIONS,
- COMPOSITE) = range(fastpath.STATIC_MIN + 5, fastpath.STATIC_MIN + 13)
-NODE_KEYS = fastpath.STATIC_MIN + 13  # unsigned: the node's webhook-signing public key
-STATIC = {"/healthz": HEALTHZ, "/readyz": READYZ, "/metrics": METRICS,
-          "/openapi.json": OPENAPI, "/v1/catalog": CATALOG, "/v1/services": SERVICES,
-          "/v1/consents": CONSENTS, "/v1/subscriptions": MY_SUBSCRIPTIONS, "/v1/node-keys": NODE_KEYS}
-_SEGMENT = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
-
-
-def _match_extra(path: str) -> tuple[int, int, str | None, str | None] | None:
-    """Governance routes with an id in the path (consents, citizens, subscriptions, composites)."""
-    parts = path.split("/")
-    n = len(parts)
-    if n < 4 or parts[1] != "v1" or not all(_SEGMENT.match(p) for p in parts[2:]):
-        return None
-    section = parts[2]
-    if n == 4 and section == "consents":
-        return (CONSENT_ITEM, -1, parts[3], None)
-    if n == 4 and section == "subscriptions":
-        return (SUBSCRIPTION_ITEM, -1, parts[3], None)
-    if n == 4 and section == "composites":
-        return (COMPOSITE, -1, parts[3], None)
-    if n == 5 and section == "citizens" and parts[4] == "access-log":
-        return (ACCESS_LOG, -1, parts[3], None)
-    if n == 5 and section == "resources" and parts[4] == "subscriptions":
-        return (SUBSCRIPTIONS, -1, parts[3], None)
-    return None
-
-Handler = Callable[["Call"], Awaitable[web.StreamResponse]]
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """How one route kind is served: its name for metrics and its handler per method."""
-
-    name: str
-    methods: dict[str, Handler]
-    signed: bool = True
-    audit_op: dict[str, str] = field(default_factory=dict)
-    keyed: frozenset[str] = frozenset()  # methods that must carry a signed Idempotency-Key
-
-
-ROUTES: dict[int, Route] = {
-    RECORDS: Route("records", {"POST": records.push, "GET": records.pull},
-                   audit_op={"POST": "push", "GET": "pull"}, keyed=frozenset({"POST"})),
-    RECORD: Route("record", {"GET": records.get_by_key}, audit_op={"GET": "read"}),
-    CURSOR: Route("cursor", {"PUT": records.commit_cursor}, audit_op={"PUT": "cursor"}),
-    CATALOG: Route("catalog", {"GET": catalog_handlers.list_catalog}),
-    CATALOG_ITEM: Route("catalog_item", {"GET": catalog_handlers.get_entry}),
-    HEALTHZ: Route("healthz", {"GET": ops.healthz}, signed=False),
-    READYZ: Route("readyz", {"GET": ops.readyz}, signed=False),
-    METRICS: Route("metrics", {"GET": ops.metrics}, signed=False),
-    OPENAPI: Route("openapi", {"GET": ops.openapi}, signed=False),
-    SERVICE: Route("service", dict.fromkeys(("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"),
-                                            service_handlers.call_service)),
-    SERVICES: Route("services", {"GET": service_handlers.list_services}),
-    COMPOSITE: Route("composite", {"POST": service_handlers.run_composite}, keyed=frozenset({"POST"})),
-    CONSENTS: Route("consents", {"POST": consent_handlers.create_consent}, keyed=frozenset({"POST"})),
-    CONSENT_ITEM: Route("consent", {"GET": consent_handlers.get_consent,
-                                    "DELETE": consent_handlers.revoke_consent}),
-    ACCESS_LOG: Route("access_log", {"GET": consent_handlers.access_log}),
-    SUBSCRIPTIONS: Route("subscriptions", {"POST": webhook_handlers.subscribe,
-                                           "GET": webhook_handlers.list_for_resource},
-                         keyed=frozenset({"POST"})),
-    MY_SUBSCRIPTIONS: Route("subscriptions", {"GET": webhook_handlers.list_mine}),
-    SUBSCRIPTION_ITEM: Route("subscription", {"GET": webhook_handlers.get_subscription,
-                                              "DELETE": webhook_handlers.unsubscribe}),
-    NODE_KEYS: Route("node_keys", {"GET": webhook_handlers.node_keys}, signed=False),
-}
-RELEASES = frozenset({"pull", "read"})  # audit operations that hand records to the caller
 KNOWN_METHODS = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}
+TEMPLATES = tuple(r.path for r in ROUTES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,36 +56,7 @@ class State:
 
     catalog: Catalog
     keyring: Keyring
-    routes: Any  # fastpath RouteTable
-
-
-class Call:
-    """One request on its way through the node."""
-
-    __slots__ = ("node", "request", "request_id", "client", "entry", "access", "key",
-                 "body", "body_sha256", "count", "state", "target", "audit_op", "citizens",
-                 "consent", "purpose", "route", "idempotency_key", "signature")
-
-    def __init__(self, node: Node, request: web.BaseRequest, request_id: str, state: State) -> None:
-        self.node = node
-        self.request = request
-        self.request_id = request_id
-        self.state = state
-        self.client: str | None = None
-        self.entry: ResourceEntry | None = None
-        self.access: Access | None = None
-        self.key: str | None = None
-        self.body = b""
-        self.body_sha256 = signing.EMPTY_SHA256
-        self.count = 0
-        self.target: str | None = None  # resource, service, consent ... named by the path
-        self.audit_op: str | None = None  # set when the exchange is audited
-        self.citizens: list[str] | None = None  # keyed hashes; None = from X-Exchange-UserId
-        self.consent: str | None = None
-        self.purpose: str | None = None
-        self.route = "unmatched"  # the route kind's name once matched (metrics, access log)
-        self.idempotency_key: str | None = None  # signed (the signature covers it)
-        self.signature = ""  # the request's signature: names a signed request once
+    routes: Any  # fastpath RouteTable compiled from gateway.routes
 
 
 def idempotency_key(headers: Any, required: bool) -> str | None:
@@ -176,11 +75,11 @@ def idempotency_key(headers: Any, required: bool) -> str | None:
 def build_state(catalog: Catalog, keyring: Keyring) -> State:
     """Check that keys name declared subsystems and compile the route table."""
     keyring.check_clients(set(catalog.subsystems))
-    return State(catalog, keyring, RouteTable(catalog.resource_ids, catalog.services.ids, STATIC))
+    return State(catalog, keyring, RouteTable(TEMPLATES, catalog.resource_ids, catalog.services.ids))
 
 
 class Node:
-    """A gateway node: holds the state and serves requests through :meth:`handle`."""
+    """A gateway node: holds the state and the backends, serves requests through :meth:`handle`."""
 
     def __init__(self, config: NodeConfig, state: State, store: Store, *, audit: bool = True,
                  governance: GovernanceStore | None = None) -> None:
@@ -200,16 +99,34 @@ class Node:
         self.services = ServiceRegistry(self.metrics.registry)
         self.limiter = RateLimiter()
         self.releaser = Releaser(self.citizen_key)  # minimisation and the citizens released
-        self.webhooks = Deliverer(self)
         self.log = AccessLog(enabled=config.node.access_log)
+        self.webhooks = Deliverer(store=store, governance=self.governance, releaser=self.releaser,
+                                  audit=self.audit, node_key=self.node_key, log=self.log,
+                                  catalog=lambda: self.state.catalog, registry=self.metrics.registry)
         self.inflight = 0
         self.max_inflight = config.limits.max_inflight
         self.metrics.inflight.set_function(lambda: self.inflight)  # read at scrape time only
-        self.ready = False
-        self.draining = False
+        self.status = Status()
         self.drained = asyncio.Event()  # set when draining starts: long-polls answer at once
+        self.backends = Backends(store=store, governance=self.governance, releaser=self.releaser,
+                                 services=self.services, webhooks=self.webhooks, audit=self.audit,
+                                 metrics=self.metrics, limits=config.limits, citizen_key=self.citizen_key,
+                                 node_key=self.node_key, status=self.status, drained=self.drained)
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
+
+    @property
+    def ready(self) -> bool:
+        return self.status.ready
+
+    @property
+    def draining(self) -> bool:
+        return self.status.draining
+
+    def drain(self) -> None:
+        """Start draining: not ready any more, long-polls answer at once."""
+        self.status.draining = True
+        self.drained.set()
 
     def new_request_id(self) -> str:
         """A request id unique to this node process (``X-Exchange-Request-Id``)."""
@@ -219,7 +136,7 @@ class Node:
         """Atomically replace catalog, keys and route table (one reference assignment)."""
         self.state = state
         self.metrics.catalog_resources.set(len(state.catalog.resources))
-        if self.ready:
+        if self.status.ready:
             self.services.update(state.catalog.services.services)
 
     async def start(self) -> None:
@@ -232,10 +149,10 @@ class Node:
         self.services.start()
         self.webhooks.start()
         self.log.start()
-        self.ready = True
+        self.status.ready = True
 
     async def stop(self) -> None:
-        self.ready = False
+        self.status.ready = False
         await self.webhooks.stop()
         await self.services.close()
         if self.audit:
@@ -251,23 +168,20 @@ class Node:
         t0 = time.perf_counter()
         request_id = f"{self._id_prefix}-{next(self._ids):x}"
         method = request.method
-        route_name = "unmatched"
-        status = 500
         if self.inflight >= self.max_inflight and not unqueued(request):
             self.metrics.rejected.inc()
             resp = self._problem(Problem("server.unavailable", "node is at max_inflight; retry shortly",
                                          headers={"Retry-After": "1"}), request_id)
-            self._finish(request, request_id, None, "overload", method, 503, t0)
-            resp.headers["X-Exchange-Request-Id"] = request_id
+            self._finish(request, request_id, "", None, method, 503, t0)
             return resp
         self.inflight += 1
-        call = Call(self, request, request_id, self.state)
+        x = Exchange(request, request_id, self.state.catalog, self.backends)
+        route: Route | None = None
+        endpoint: Endpoint | None = None
+        status = 500
         try:
-            route_name, resp = await self._dispatch(call)
-            if call.citizens and call.audit_op in RELEASES and self.audit is not None:
-                # personal data leaves only once its release is durably in the audit log
-                await self.audit.record(self.audit_entry(call, resp.status))
-                call.audit_op = None
+            route, endpoint = self._route(x)
+            resp = await self._serve(x, route, endpoint)
             status = resp.status
         except Problem as p:
             status = p.status
@@ -289,73 +203,97 @@ class Node:
             resp = self._problem(Problem("server.internal", "internal error; see the node's log"), request_id)
         finally:
             self.inflight -= 1
-            self._finish(request, request_id, call.client, call.route, method, status, t0)
-            if call.audit_op is not None and call.client is not None and self.audit is not None:
-                self.submit_audit(self.audit_entry(call, status), request_id)
+            self._finish(request, request_id, x.client, route, method, status, t0)
+            op = x.facts.op or (endpoint.audit if endpoint is not None else None)
+            if op is not None and x.client and self.audit is not None and not x.facts.recorded:
+                self.submit_audit(self.audit_entry(x, op, status), request_id)
         if not resp.prepared:
             resp.headers["X-Exchange-Request-Id"] = request_id
         return resp
 
-    async def _dispatch(self, call: Call) -> tuple[str, web.StreamResponse]:
-        request = call.request
-        raw_path = request.raw_path
-        qpos = raw_path.find("?")
-        path = raw_path if qpos < 0 else raw_path[:qpos]
-        query = "" if qpos < 0 else raw_path[qpos + 1:]
-        state = call.state
-        m = state.routes.match(request.method, path)
-        if m is None:
-            m = _match_extra(path)
+    def _route(self, x: Exchange) -> tuple[Route, Endpoint]:
+        """The route and endpoint of the request, with its path parameters on ``x``."""
+        request = x.request
+        path = request.raw_path.partition("?")[0]
+        m = self.state.routes.match(path)
         if m is None:
             if len(path) > 2048 or "%" in path or "/./" in path or "/../" in path or "//" in path:
                 raise Problem("client.bad_request", "malformed request path")
             raise Problem("client.not_found", f"no route for {path[:200]!r}")
-        kind, index, ident, extra = m
-        route = ROUTES.get(kind)
-        if route is None:
-            raise Problem("client.not_found", f"no route for {path[:200]!r}")
-        call.route = route.name
-        handler = route.methods.get(request.method)
-        if handler is None:
+        route = ROUTES[m[0]]
+        x.index, x.first, x.second = m[1], m[2], m[3]
+        endpoint = route.methods.get(request.method)
+        if endpoint is None:
             raise Problem("client.method_not_allowed",
-                          f"{request.method} is not allowed on {route.name}; use {', '.join(route.methods)}",
-                          headers={"Allow": ", ".join(route.methods)})
-        if not route.signed:
-            return route.name, await handler(call)
+                          f"{request.method} is not allowed on {route.name}; use {route.allow()}",
+                          headers={"Allow": route.allow()})
+        return route, endpoint
+
+    async def _serve(self, x: Exchange, route: Route, endpoint: Endpoint) -> web.StreamResponse:
+        request = x.request
+        if endpoint.access is Access.ANYONE:
+            return self._respond(request, await endpoint.handler(x))
+        state = self.state
         head = check_head(state.keyring, state.catalog.subsystems, request.headers)
-        call.idempotency_key = idempotency_key(request.headers, request.method in route.keyed)
-        call.signature = head.signature
-        call.body = await read_body_unslotted(self, request)
-        call.body_sha256 = signing.body_digest(call.body)
-        call.client = verify(head, request.method, path, query, call.body_sha256)
-        self._check_mtls(call)
+        x.idempotency_key = idempotency_key(request.headers, endpoint.idempotent)
+        x.signature = head.signature
+        x.body = await read_body_unslotted(self, request)
+        x.body_sha256 = signing.body_digest(x.body)
+        raw_path, _, query = request.raw_path.partition("?")
+        x.client = verify(head, request.method, raw_path, query, x.body_sha256)
+        self._check_mtls(x)
         if state.catalog.quotas:
-            self.limiter.check(call.client, state.catalog.quotas)
-        if kind == SERVICE:
-            call.target, call.key = ident, extra
-            return route.name, await handler(call)
-        if kind >= SERVICES:
-            call.target = ident
-            return route.name, await handler(call)
-        if ident is not None and kind in (RECORDS, RECORD, CURSOR, CATALOG_ITEM):
-            if index < 0:
-                raise Problem("client.not_found", f"unknown resource {ident!r}")
-            entry = state.catalog.resources[index]
-            call.entry = entry
-            if kind == CATALOG_ITEM:
-                return route.name, await handler(call)
-            call.key = extra
-            call.target = entry.id
-            call.audit_op = route.audit_op.get(request.method)
+            self.limiter.check(x.client, state.catalog.quotas)
+        if route.resource:
+            if x.index < 0:
+                raise Problem("client.not_found", f"unknown resource {x.first!r}")
+            x.entry = state.catalog.resources[x.index]
+            x.facts.target = x.entry.id
+        if endpoint.audit is not None:
             self.audit_guard()
-            if not (kind == RECORDS and request.method == "POST"):
-                access = state.catalog.access(call.client, entry)
-                if access is None:
-                    raise Problem("client.access_denied", f"{call.client} has no read access to {entry.id}")
-                call.access = access
-                if kind == RECORD and entry.spec.personal:
-                    return route.name, await consent_handlers.personal_read(call)
-        return route.name, await handler(call)
+        await self._authorize(x, endpoint)
+        answer = await endpoint.handler(x)
+        op = x.facts.op or endpoint.audit
+        if x.facts.citizens and op in RELEASES and self.audit is not None and answer.status < 300:
+            # personal data leaves only once its release is durably in the audit log
+            await self.audit.record(self.audit_entry(x, op, answer.status))
+            x.facts.recorded = True
+        return self._respond(request, answer)
+
+    async def _authorize(self, x: Exchange, endpoint: Endpoint) -> None:
+        """The endpoint's access policy (and, for a personal keyed read, the consent rule)."""
+        access = endpoint.access
+        if access is Access.MEMBER:
+            return
+        catalog = x.catalog
+        if access is Access.PORTAL:
+            if x.client not in catalog.portals:
+                raise Problem("client.access_denied", f"{x.client} is not a portal acting for citizens")
+            return
+        entry = x.entry
+        assert entry is not None  # the route has a {rid}
+        if access is Access.OWNER:
+            if x.client != entry.spec.owner:
+                raise Problem("client.access_denied",
+                              f"only the owner {entry.spec.owner} may push to {entry.id}")
+            return
+        x.access = catalog.access(x.client, entry)
+        if x.access is None:
+            raise Problem("client.access_denied", f"{x.client} has no read access to {entry.id}")
+        if endpoint.consent and entry.spec.personal:
+            d = await authorize_personal_read(self.governance, catalog, self.citizen_key, x.client,
+                                              entry, x.access, x.request.headers)
+            x.decision = d
+            x.facts.consent, x.facts.purpose = d.consent, d.purpose
+
+    def _respond(self, request: web.BaseRequest, answer: Answer) -> web.StreamResponse:
+        if answer.response is not None:
+            return answer.response
+        if answer.content_type is not None:  # already encoded
+            resp = web.Response(status=answer.status, body=answer.doc, headers=answer.headers)
+            resp.headers["Content-Type"] = answer.content_type
+            return resp
+        return respond(request, answer.status, answer.doc, answer.headers)
 
     def audit_guard(self, reserve: int = 1) -> None:
         """Refuse (503) an exchange that the audit log might not record: its queue is nearly
@@ -370,10 +308,10 @@ class Node:
             raise Problem("server.unavailable", "the audit log cannot be written; see /readyz",
                           headers={"Retry-After": "5"})
 
-    def _check_mtls(self, call: Call) -> None:
+    def _check_mtls(self, x: Exchange) -> None:
         if not self.config.node.client_ca:
             return
-        transport = call.request.transport
+        transport = x.request.transport
         cert = transport.get_extra_info("peercert") if transport else None
         names = set()
         for rdn in (cert or {}).get("subject", ()):
@@ -383,41 +321,31 @@ class Node:
         for k, v in (cert or {}).get("subjectAltName", ()):
             if k == "URI":
                 names.add(v.removeprefix("urn:exchange:"))
-        if call.client not in names:
+        if x.client not in names:
             raise Problem("client.unauthenticated",
                           "the TLS client certificate does not name the subsystem in X-Exchange-Client")
 
     def _problem(self, p: Problem, request_id: str) -> web.Response:
-        return web.Response(status=p.status, body=p.body(request_id), content_type=PROBLEM, headers=p.headers)
+        return web.Response(status=p.status, body=p.body(request_id), content_type=PROBLEM,
+                            headers={**p.headers, "X-Exchange-Request-Id": request_id})
 
-    def _finish(self, request: web.BaseRequest, request_id: str, client: str | None,
-                route: str, method: str, status: int, t0: float) -> None:
+    def _finish(self, request: web.BaseRequest, request_id: str, client: str, route: Route | None,
+                method: str, status: int, t0: float) -> None:
         dt = time.perf_counter() - t0
-        self.metrics.observe(route, method if method in KNOWN_METHODS else "OTHER", status, dt)
-        path = request.path
-        if route == "record":  # record keys and citizen ids are personal data: not in the log
-            path = path.rpartition("/")[0] + "/{key}"
-        elif route == "access_log":
-            path = "/v1/citizens/{user}/access-log"
-        self.log.access(request_id, client, method, path, status, dt)
+        name = route.name if route is not None else ("overload" if status == 503 else "unmatched")
+        self.metrics.observe(name, method if method in KNOWN_METHODS else "OTHER", status, dt)
+        # record keys and citizen ids are personal data: such paths are logged as their template
+        path = route.path if route is not None and route.private else request.path
+        self.log.access(request_id, client or None, method, path, status, dt)
 
-    def audit_entry(self, call: Call, status: int) -> AuditEntry:
-        """The audit entry of a call: the citizens are those whose records it released (or the
-        governance act named), the purpose and consent those the consent rule accepted;
-        nothing comes from an unchecked header."""
-        return AuditEntry(ts=time.time(), request_id=call.request_id, client=call.client or "",
-                          op=call.audit_op or "", target=call.target or "", status=status,
-                          count=call.count, citizens=call.citizens or [], purpose=call.purpose,
-                          consent=call.consent)
-
-    def audit_step(self, call: Call, op: str, target: str, status: int, *, count: int = 1,
-                   detail: str | None = None) -> None:
-        """Audit one part of a call (a composite step) under the call's request id."""
-        if self.audit is None:
-            return
-        self.submit_audit(AuditEntry(
-            ts=time.time(), request_id=call.request_id, client=call.client or "", op=op, target=target,
-            status=status, count=count, purpose=call.purpose, detail=detail), call.request_id)
+    def audit_entry(self, x: Exchange, op: str, status: int) -> AuditEntry:
+        """The audit entry of an exchange: the citizens are those whose records it released
+        (or the governance act named), the purpose and consent those the consent rule
+        accepted; nothing comes from an unchecked header."""
+        f = x.facts
+        return AuditEntry(ts=time.time(), request_id=x.request_id, client=x.client, op=op,
+                          target=f.target or "", status=status, count=f.count, citizens=f.citizens or [],
+                          purpose=f.purpose, consent=f.consent)
 
     def submit_audit(self, entry: AuditEntry, request_id: str = "") -> None:
         """Queue an audit entry (the guard made room before the access)."""

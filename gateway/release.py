@@ -29,18 +29,10 @@ from gateway.audit import citizen_hash
 from gateway.catalog import Access, ResourceEntry
 from gateway.stores.base import Record
 from gateway.wire import iso_ms
+from gateway.wiremodel import OutRecord
 
 PSEUDONYM_PREFIX = "~"
 _decode = msgspec.json.decode
-
-
-class OutRecord(msgspec.Struct):
-    """One record as a consumer receives it (pull pages, keyed reads, webhook batches)."""
-
-    offset: int
-    key: str
-    ts: str
-    data: Any
 
 
 class Releaser:
@@ -76,6 +68,10 @@ class Releaser:
             body = msgspec.Raw(r.data) if passthrough else project(plan, data)
             out.append(OutRecord(r.offset, key, iso_ms(r.ts_ms), body))
         return out, sorted(citizens)
+
+    def citizen_of_user(self, user_id: str) -> str:
+        """The keyed hash of a citizen named by id."""
+        return citizen_hash(self._citizen_secret, user_id)
 
     def citizen_of(self, entry: ResourceEntry, key: str, data: Any) -> str:
         """The keyed hash of the citizen a personal record concerns."""

@@ -124,8 +124,7 @@ async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     await stop.wait()
-    node.draining = True
-    node.drained.set()  # answer long-polls now instead of cutting them at shutdown_timeout_s
+    node.drain()  # not ready; long-polls answer now instead of being cut at shutdown_timeout_s
     node.log.event("draining", inflight=node.inflight)
     await runner.cleanup()  # stops accepting, waits for in-flight requests up to shutdown_timeout
     if watcher is not None:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
 
 from gateway.errors import Problem
+from gateway.nesting import too_deep
 
 JSON = "application/json"
 MSGPACK = "application/msgpack"
 PROBLEM = "application/problem+json"
+
+T = TypeVar("T")
 
 json_encode = msgspec.json.Encoder().encode
 msgpack_encode = msgspec.msgpack.Encoder().encode
@@ -148,3 +151,22 @@ def iso_ms(ts_ms: int) -> str:
             _ts_cache.clear()
         base = _ts_cache[sec] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
     return f"{base}.{ms:03d}Z"
+
+
+_decoders: dict[Any, tuple[Any, Any]] = {}
+
+
+def decode_body(request: web.BaseRequest, body: bytes, typ: type[T], what: str) -> T:
+    """Decode a request body as ``typ``, JSON or msgpack by its Content-Type: 422 naming the
+    field when it does not fit, 400 when it is not JSON/msgpack at all (or nested too deep)."""
+    decoders = _decoders.get(typ)
+    if decoders is None:
+        decoders = _decoders[typ] = (msgspec.json.Decoder(typ), msgspec.msgpack.Decoder(typ))
+    try:
+        return decoders[body_format(request)].decode(body)
+    except msgspec.ValidationError as exc:
+        raise Problem("client.validation_failed", f"invalid {what}: {exc}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise Problem("client.bad_request", f"malformed {what} body: {exc}") from None
+    except RecursionError:
+        raise too_deep(f"the {what}") from None

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-import msgspec
-
 from gateway.audit import citizen_hash
 from gateway.errors import Problem
 from gateway.governance.model import Consent
+from gateway.wiremodel import ConsentBody, ConsentDoc
 
 if TYPE_CHECKING:
     from gateway.catalog import Access, Catalog, ResourceEntry
@@ -30,19 +29,6 @@ if TYPE_CHECKING:
 USER_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 CONSENT_RE = re.compile(r"^c-[0-9a-f]{32}$")
 MAX_DAYS = 3660
-
-
-class ConsentBody(msgspec.Struct, forbid_unknown_fields=True):
-    """POST /v1/consents body."""
-
-    user_id: str
-    consumer: str
-    resources: list[str]
-    purpose: str
-    expires: str  # YYYY-MM-DD (valid through that UTC day) or RFC 3339 with a zone
-
-
-_decode_body = msgspec.json.Decoder(ConsentBody)
 
 
 def _expiry(value: str) -> float:
@@ -59,15 +45,9 @@ def _expiry(value: str) -> float:
     return t.timestamp()
 
 
-def parse_consent(body: bytes, portal: str, catalog: Catalog, key: bytes,
+def parse_consent(b: ConsentBody, portal: str, catalog: Catalog, key: bytes,
                   now: float | None = None) -> tuple[Consent, str]:
-    """Validate a consent request; return the consent and the citizen's raw user id."""
-    try:
-        b = _decode_body.decode(body)
-    except msgspec.ValidationError as exc:
-        raise Problem("client.validation_failed", f"invalid consent: {exc}") from None
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise Problem("client.bad_request", f"malformed consent body: {exc}") from None
+    """Check a consent request; return the consent and the citizen's raw user id."""
     now = time.time() if now is None else now
     if not USER_RE.match(b.user_id):
         raise Problem("client.validation_failed", "user_id must be 1-128 of A-Z a-z 0-9 . _ : @ -")
@@ -94,18 +74,15 @@ def parse_consent(body: bytes, portal: str, catalog: Catalog, key: bytes,
     return c, b.user_id
 
 
-def consent_doc(c: Consent, user_id: str | None = None) -> dict[str, Any]:
+def consent_doc(c: Consent, user_id: str | None = None) -> ConsentDoc:
     """The public view of a consent (the user id only when the caller gave it)."""
-    doc: dict[str, Any] = {"id": c.id, "consumer": c.consumer, "resources": c.resources,
-                           "purpose": c.purpose, "portal": c.portal,
-                           "created": _iso(c.created), "expires": _iso(c.expires),
-                           "revoked": _iso(c.revoked) if c.revoked else None}
-    if user_id is not None:
-        doc["user_id"] = user_id
-    return doc
+    return ConsentDoc(id=c.id, consumer=c.consumer, resources=c.resources, purpose=c.purpose,
+                      portal=c.portal, created=iso(c.created), expires=iso(c.expires),
+                      revoked=iso(c.revoked) if c.revoked else None, user_id=user_id)
 
 
-def _iso(ts: float) -> str:
+def iso(ts: float) -> str:
+    """A UNIX time as RFC 3339 UTC, whole seconds."""
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

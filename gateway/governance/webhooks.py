@@ -26,7 +26,7 @@ import hashlib
 import os
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -51,9 +51,17 @@ from gateway.governance.model import Subscription
 from gateway.governance.targets import match, parse_url
 from gateway.signing import body_digest, format_date
 from gateway.tomlfile import ConfigError
+from gateway.wiremodel import WebhookBatch
 
 if TYPE_CHECKING:
-    from gateway.app import Node
+    from prometheus_client import CollectorRegistry
+
+    from gateway.audit import AuditLog
+    from gateway.catalog import Catalog
+    from gateway.governance.store import GovernanceStore
+    from gateway.logs import AccessLog
+    from gateway.release import Releaser
+    from gateway.stores.base import Store
 
 _enc = msgspec.json.Encoder()
 
@@ -140,9 +148,18 @@ def load_node_key(path: str | Path) -> NodeKey:
 class Deliverer:
     """Runs the deliveries of every active subscription this node holds a lease on."""
 
-    def __init__(self, node: Node, *, scan_s: float = 1.0, lease_s: float = 30.0, max_attempts: int = 8,
-                 base_s: float = 0.5, cap_s: float = 300.0, timeout_s: float = 10.0) -> None:
-        self.node = node
+    def __init__(self, *, store: Store, governance: GovernanceStore, releaser: Releaser,
+                 audit: AuditLog | None, node_key: NodeKey, log: AccessLog, catalog: Callable[[], Catalog],
+                 registry: CollectorRegistry, scan_s: float = 1.0, lease_s: float = 30.0,
+                 max_attempts: int = 8, base_s: float = 0.5, cap_s: float = 300.0,
+                 timeout_s: float = 10.0) -> None:
+        self.store = store
+        self.governance = governance
+        self.releaser = releaser
+        self.audit = audit
+        self.node_key = node_key
+        self.log = log
+        self.catalog = catalog  # the node's current catalog (it changes on reload)
         self.scan_s = scan_s
         self.lease_s = lease_s
         self.max_attempts = max_attempts
@@ -156,7 +173,7 @@ class Deliverer:
         self._sessions: dict[bool, aiohttp.ClientSession] = {}  # by allow_private
         self._admission: dict[str, asyncio.Lock] = {}
         self._kick = asyncio.Event()
-        r = node.metrics.registry
+        r = registry
         self.m_deliveries = Counter("exchange_webhook_deliveries", "Webhook batches by outcome",
                                     ["outcome"], registry=r)
         self.m_records = Counter("exchange_webhook_records_delivered", "Records delivered by webhooks",
@@ -197,7 +214,7 @@ class Deliverer:
         now = time.time()
         for sid in held:  # hand the leases back so another node takes over at once
             with contextlib.suppress(Exception):
-                await self.node.governance.sub_claim(sid, self.owner, 0.0, now)
+                await self.governance.sub_claim(sid, self.owner, 0.0, now)
         self._task = None
         sessions, self._sessions = list(self._sessions.values()), {}
         for session in sessions:
@@ -210,7 +227,7 @@ class Deliverer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep scanning; report
-                self.node.log.error("webhooks", "subscription scan failed", exc)
+                self.log.error("webhooks", "subscription scan failed", exc)
             self._kick.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.scan_s):
@@ -218,14 +235,14 @@ class Deliverer:
 
     async def _scan(self) -> None:
         now = time.time()
-        subs, dead = await self.node.governance.sub_due(self.owner, now)  # cheap: no full listing
+        subs, dead = await self.governance.sub_due(self.owner, now)  # cheap: no full listing
         self.m_dead.set(dead)
         for s in subs:
             if s.state != "active" or s.id in self.workers:
                 continue
             if s.lease_owner not in ("", self.owner) and s.lease_until > now:
                 continue
-            claimed = await self.node.governance.sub_claim(s.id, self.owner, now + self.lease_s, now)
+            claimed = await self.governance.sub_claim(s.id, self.owner, now + self.lease_s, now)
             if claimed is None:
                 continue
             t = asyncio.get_running_loop().create_task(self._deliver_forever(s.id))
@@ -242,7 +259,7 @@ class Deliverer:
         return min(self.cap_s, self.base_s * 2 ** max(0, attempts - 1)) * (0.75 + random.random() / 2)
 
     async def _deliver_forever(self, sid: str) -> None:
-        gov = self.node.governance
+        gov = self.governance
         while True:
             now = time.time()
             sub = await gov.sub_claim(sid, self.owner, now + self.lease_s, now)
@@ -255,42 +272,41 @@ class Deliverer:
 
     async def deliver_once(self, sub: Subscription) -> bool:
         """Deliver one batch (waiting briefly for records); True when something was delivered."""
-        node = self.node
-        state = node.state
-        entry = state.catalog.by_id.get(sub.resource)
-        access = state.catalog.access(sub.consumer, entry) if entry is not None else None
+        catalog = self.catalog()
+        entry = catalog.by_id.get(sub.resource)
+        access = catalog.access(sub.consumer, entry) if entry is not None else None
         if access is None:
             await self._failed(sub, "access_revoked", final=True)
             return False
         url = parse_url(sub.url)
-        target = None if isinstance(url, str) else match(state.catalog.webhook_targets, sub.consumer, url)
+        target = None if isinstance(url, str) else match(catalog.webhook_targets, sub.consumer, url)
         if target is None:  # the catalog no longer allows this URL (or never did)
             await self._failed(sub, "url_not_allowed", final=True)
             return False
-        recs = await node.store.read(sub.resource, sub.cursor, sub.batch)
+        recs = await self.store.read(sub.resource, sub.cursor, sub.batch)
         if not recs:
             self.lag[sub.id] = 0.0
-            await node.store.wait(sub.resource, sub.cursor, min(5.0, self.lease_s / 3))
+            await self.store.wait(sub.resource, sub.cursor, min(5.0, self.lease_s / 3))
             return False
-        if node.audit is not None and not node.audit.room(node.inflight + 1):
+        if self.audit is not None and not self.audit.room(1):
             await asyncio.sleep(0.1)  # never an unaudited delivery
             return False
         now = time.time()
         self.lag[sub.id] = max(0.0, now - recs[0].ts_ms / 1000)
-        out, citizens = node.releaser.release(sub.consumer, entry, access, recs)
+        out, citizens = self.releaser.release(sub.consumer, entry, access, recs)
         delivery = f"delivery-{sub.id}-{recs[0].offset}"
-        if citizens and node.audit is not None:  # personal data leaves only once durably audited
+        if citizens and self.audit is not None:  # personal data leaves only once durably audited
             try:
-                await node.audit.record(AuditEntry(ts=now, request_id=delivery, client=sub.consumer,
+                await self.audit.record(AuditEntry(ts=now, request_id=delivery, client=sub.consumer,
                                                    op="deliver", target=sub.resource, status=0,
                                                    count=len(recs), citizens=citizens, detail="sending"))
             except Problem:
                 await asyncio.sleep(0.5)  # the audit log cannot write: deliver nothing
                 return False
-        body = _enc.encode({"subscription": sub.id, "resource": sub.resource, "records": out,
-                            "next": recs[-1].offset})
+        body = _enc.encode(WebhookBatch(subscription=sub.id, resource=sub.resource, records=out,
+                                        next=recs[-1].offset))
         u = urlsplit(sub.url)
-        headers = node.node_key.delivery_headers(sub.consumer, sub.id, u.path or "/", u.query, body)
+        headers = self.node_key.delivery_headers(sub.consumer, sub.id, u.path or "/", u.query, body)
         headers.update({"Content-Type": "application/json", "X-Exchange-Delivery": f"{sub.id}-{recs[0].offset}"})
         status, error = 0, ""
         host = url.raw_host or ""
@@ -305,8 +321,8 @@ class Deliverer:
                     error = status_class(status)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 error = failure_class(exc)
-                node.log.event("webhook_failed", subscription=sub.id, error=error, exception=type(exc).__name__)
-        node.submit_audit(AuditEntry(ts=time.time(), request_id=delivery, client=sub.consumer,
+                self.log.event("webhook_failed", subscription=sub.id, error=error, exception=type(exc).__name__)
+        self._submit(AuditEntry(ts=time.time(), request_id=delivery, client=sub.consumer,
                                      op="deliver", target=sub.resource,
                                      status=status, count=len(recs) if not error else 0,
                                      detail=error or None))
@@ -316,10 +332,15 @@ class Deliverer:
         sub.cursor = recs[-1].offset
         sub.attempts, sub.next_attempt, sub.last_error = 0, 0.0, ""
         sub.delivered += len(recs)
-        await node.governance.sub_put(sub)
+        await self.governance.sub_put(sub)
         self.m_deliveries.labels("ok").inc()
         self.m_records.inc(len(recs))
         return True
+
+    def _submit(self, entry: AuditEntry) -> None:
+        if self.audit is not None:
+            with contextlib.suppress(Problem):  # full: deliveries wait for room before they go
+                self.audit.submit(entry)
 
     async def _failed(self, sub: Subscription, error: str, final: bool = False) -> None:
         sub.attempts += 1
@@ -330,4 +351,4 @@ class Deliverer:
         else:
             sub.next_attempt = time.time() + self.backoff(sub.attempts)
             self.m_deliveries.labels("failed").inc()
-        await self.node.governance.sub_put(sub)
+        await self.governance.sub_put(sub)

@@ -1,77 +1,75 @@
-"""Operational endpoints (unsigned): liveness, readiness, metrics, OpenAPI."""
+"""Operational endpoints (unsigned): liveness, readiness, metrics, OpenAPI, the node's keys."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from aiohttp import web
-
+from gateway.exchange import Answer, Backends, Exchange
 from gateway.openapi import openapi_document
 from gateway.redact import redact
-from gateway.wire import json_encode
+from gateway.wire import JSON, json_encode
+from gateway.wiremodel import Health, NodeKey, NodeKeys, Readiness
 
-if TYPE_CHECKING:
-    from gateway.app import Call
+_OK = Answer(200, json_encode(Health(status="ok")), content_type=JSON)
 
 
-async def healthz(call: Call) -> web.Response:
+async def healthz(x: Exchange) -> Answer:
     """Liveness: the process answers."""
-    return web.Response(body=b'{"status":"ok"}', content_type="application/json")
+    return _OK
 
 
-async def readyz(call: Call) -> web.Response:
+async def readyz(x: Exchange) -> Answer:
     """Readiness: store reachable and catalog loaded; 503 with a ``reason`` otherwise."""
-    node = call.node
-    checks = {"catalog": len(call.state.catalog.resources) > 0, "store": False,
-              "draining": node.draining}
-    if node.ready and not node.draining:
+    b = x.backends
+    checks = {"catalog": len(x.catalog.resources) > 0, "store": False, "draining": b.status.draining}
+    if b.status.ready and not b.status.draining:
         try:
-            checks["store"] = await node.store.ping()
+            checks["store"] = await b.store.ping()
         except Exception:  # noqa: BLE001 - any failure means not ready
             checks["store"] = False
-    refused = getattr(node.governance, "refused", None)  # e.g. another cluster's citizen key
+    refused = b.governance.refused  # e.g. another cluster's citizen key
     if refused:
         checks["governance"] = False
-    ok = checks["catalog"] and checks["store"] and not node.draining and not refused
-    doc: dict[str, object] = {"status": "ready" if ok else "not ready", "checks": checks}
-    if not ok:
-        doc["reason"] = redact(_reason(call, checks))
-    return web.Response(status=200 if ok else 503, content_type="application/json",
-                        body=json_encode(doc))
+    ok = checks["catalog"] and checks["store"] and not b.status.draining and not refused
+    doc = Readiness(status="ready" if ok else "not ready", checks=checks,
+                    reason=None if ok else redact(_reason(b, checks)))
+    return Answer(200 if ok else 503, json_encode(doc), content_type=JSON)
 
 
-def _reason(call: Call, checks: dict[str, bool]) -> str:
+def _reason(b: Backends, checks: dict[str, bool]) -> str:
     """Why the node is not ready, for operators (never a credential)."""
-    node = call.node
-    if node.draining:
+    if b.status.draining:
         return "the node is draining (shutting down)"
-    if not node.ready:
+    if not b.status.ready:
         return "the node is starting"
     if not checks["catalog"]:
         return "the catalog has no resources"
-    refused = getattr(node.governance, "refused", None)
-    if refused:
-        return refused
-    why = getattr(node.store, "unready_reason", None)
+    if b.governance.refused:
+        return b.governance.refused
+    why = getattr(b.store, "unready_reason", None)
     return (why() if callable(why) else None) or "the store did not answer"
 
 
-async def metrics(call: Call) -> web.Response:
+async def metrics(x: Exchange) -> Answer:
     """Prometheus text exposition."""
-    m = call.node.metrics
-    if call.node.audit is not None:
-        m.audit_queue.set(call.node.audit.queue.qsize())
-    resp = web.Response(body=m.render())
-    resp.headers["Content-Type"] = m.content_type
-    return resp
+    b = x.backends
+    if b.audit is not None:
+        b.metrics.audit_queue.set(b.audit.queue.qsize())
+    return Answer(200, b.metrics.render(), content_type=b.metrics.content_type)
 
 
 _openapi_cache: bytes | None = None
 
 
-async def openapi(call: Call) -> web.Response:
+async def openapi(x: Exchange) -> Answer:
     """OpenAPI 3.1 of the wire contract."""
     global _openapi_cache
     if _openapi_cache is None:
         _openapi_cache = json_encode(openapi_document())
-    return web.Response(body=_openapi_cache, content_type="application/json")
+    return Answer(200, _openapi_cache, content_type=JSON)
+
+
+async def node_keys(x: Exchange) -> Answer:
+    """GET /v1/node-keys (unsigned): the public key this node signs webhook deliveries with.
+
+    In cluster mode every node has its own key; a delivery's ``keyid`` says which node's
+    ``/v1/node-keys`` lists it."""
+    return Answer(200, NodeKeys(keys=[NodeKey(**x.backends.node_key.public_doc())]))

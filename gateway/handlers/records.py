@@ -1,97 +1,92 @@
-"""Records: push a batch, pull after an offset (long-poll), commit a cursor, read by key."""
+"""Records: push a batch, pull after an offset (long-poll), commit a cursor, read by key.
+
+The pipeline has checked the caller (owner for a push, reader otherwise) and, for a
+personal keyed read, the consent rule; these handlers only talk to the store and release
+what the caller may see (:mod:`gateway.release`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
-from aiohttp import web
 
 from gateway.errors import Problem
+from gateway.exchange import Answer, Exchange
 from gateway.release import OutRecord
 from gateway.stores.base import CursorConflict, IdempotencyConflict, Record
 from gateway.validation import decode_push
-from gateway.wire import MSGPACK, body_format, int_param, respond, wants_msgpack
-
-if TYPE_CHECKING:
-    from gateway.app import Call
+from gateway.wire import body_format, int_param, wants_msgpack
+from gateway.wiremodel import Cursor, PullPage, PushResult
 
 MAX_OFFSET = 2**62
 
-
-class _Cursor(msgspec.Struct, forbid_unknown_fields=True):
-    offset: int
-    force: bool = False
-
-
-_cursor_json = msgspec.json.Decoder(_Cursor)
-_cursor_msgpack = msgspec.msgpack.Decoder(_Cursor)
+_cursor_json = msgspec.json.Decoder(Cursor)
+_cursor_msgpack = msgspec.msgpack.Decoder(Cursor)
 _encode_data = msgspec.json.Encoder().encode
 
 
-def _release(call: Call, recs: list[Record], msgpack: bool) -> list[OutRecord]:
+def _release(x: Exchange, recs: list[Record]) -> list[OutRecord]:
     """What the caller may receive of ``recs``; the citizens they concern go to the audit."""
-    out, citizens = call.node.releaser.release(call.client or "", call.entry, call.access, recs,
-                                               raw_ok=not msgpack)
+    assert x.entry is not None and x.access is not None
+    out, citizens = x.backends.releaser.release(x.client, x.entry, x.access, recs,
+                                                raw_ok=not wants_msgpack(x.request))
     if citizens:
-        call.citizens = citizens
+        x.facts.citizens = citizens
     return out
 
 
-async def push(call: Call) -> web.Response:
-    """POST /v1/resources/{rid}/records: owner appends a validated batch, answered once durable."""
-    node, entry = call.node, call.entry
-    if call.client != entry.spec.owner:
-        raise Problem("client.access_denied", f"only the owner {entry.spec.owner} may push to {entry.id}")
-    msgpack = body_format(call.request)
-    idem = call.idempotency_key
-    records = decode_push(entry, call.body, msgpack, node.config.limits.max_batch_records)
+async def push(x: Exchange) -> Answer:
+    """POST /v1/resources/{rid}/records: the owner appends a validated batch, answered once durable."""
+    entry, b = x.entry, x.backends
+    assert entry is not None
+    records = decode_push(entry, x.body, body_format(x.request), b.limits.max_batch_records)
     items = [(r.key, _encode_data(r.data)) for r in records]
     t0 = time.perf_counter()
     try:
-        res = await node.store.append(entry.id, items, client=call.client,
-                                      idempotency_key=idem, body_hash=call.body_sha256)
+        res = await b.store.append(entry.id, items, client=x.client,
+                                   idempotency_key=x.idempotency_key, body_hash=x.body_sha256)
     except IdempotencyConflict:
         raise Problem("client.conflict",
                       "this Idempotency-Key was used with a different body for this resource") from None
-    m = node.metrics
+    m = b.metrics
     m.store_commit.observe(time.perf_counter() - t0)
     if not res.replayed:
         m.records_pushed.inc(res.count)
         m.batch_size.observe(res.count)
-    call.count = res.count
-    return respond(call.request, 200, {"first": res.first, "last": res.last,
-                                       "count": res.count, "replayed": res.replayed})
+    x.facts.count = res.count
+    return Answer(200, PushResult(first=res.first, last=res.last, count=res.count, replayed=res.replayed))
 
 
-async def pull(call: Call) -> web.Response:
+async def pull(x: Exchange) -> Answer:
     """GET /v1/resources/{rid}/records: records after an offset, long-polling when none."""
-    node, q = call.node, call.request.rel_url.query
+    entry, b, q = x.entry, x.backends, x.query
+    assert entry is not None
     after = int_param(q, "after", None, 0, MAX_OFFSET)
     limit = int_param(q, "limit", 100, 1, 1000)
     wait = int_param(q, "wait", 0, 0, 30)
     assert limit is not None and wait is not None
     if after is None:
-        after = await node.store.get_cursor(call.client, call.entry.id)
-    recs = await node.store.read(call.entry.id, after, limit)
-    if not recs and wait and await _wait_unless_draining(node, node.store.wait(call.entry.id, after, float(wait))):
-        recs = await node.store.read(call.entry.id, after, limit)
-    out = _release(call, recs, wants_msgpack(call.request))
-    node.metrics.records_pulled.inc(len(out))
-    call.count = len(out)
-    return respond(call.request, 200, {"records": out, "next": recs[-1].offset if recs else after})
+        after = await b.store.get_cursor(x.client, entry.id)
+    recs = await b.store.read(entry.id, after, limit)
+    if not recs and wait and await _wait_unless_draining(b.drained, b.store.wait(entry.id, after, float(wait))):
+        recs = await b.store.read(entry.id, after, limit)
+    out = _release(x, recs)
+    b.metrics.records_pulled.inc(len(out))
+    x.facts.count = len(out)
+    return Answer(200, PullPage(records=out, next=recs[-1].offset if recs else after))
 
 
-async def _wait_unless_draining(node: Any, waiting: Coroutine[Any, Any, bool]) -> bool:
+async def _wait_unless_draining(drained: asyncio.Event, waiting: Coroutine[Any, Any, bool]) -> bool:
     """The store's long-poll wait, cut short (False: no records) when the node starts draining."""
-    if node.drained.is_set():
+    if drained.is_set():
         waiting.close()
         return False
     wait_task = asyncio.ensure_future(waiting)
-    drain_task = asyncio.ensure_future(node.drained.wait())
+    drain_task = asyncio.ensure_future(drained.wait())
     try:
         await asyncio.wait((wait_task, drain_task), return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -101,11 +96,12 @@ async def _wait_unless_draining(node: Any, waiting: Coroutine[Any, Any, bool]) -
     return wait_task.result() if wait_task.done() and not wait_task.cancelled() else False
 
 
-async def commit_cursor(call: Call) -> web.Response:
+async def commit_cursor(x: Exchange) -> Answer:
     """PUT /v1/resources/{rid}/cursor: commit the caller's offset (409 backwards unless force)."""
-    msgpack = body_format(call.request)
+    assert x.entry is not None
+    msgpack = body_format(x.request)
     try:
-        body = (_cursor_msgpack if msgpack else _cursor_json).decode(call.body)
+        body = (_cursor_msgpack if msgpack else _cursor_json).decode(x.body)
     except msgspec.ValidationError as exc:
         raise Problem("client.bad_request", f"invalid cursor body: {exc}") from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
@@ -113,25 +109,32 @@ async def commit_cursor(call: Call) -> web.Response:
     if not 0 <= body.offset <= MAX_OFFSET:
         raise Problem("client.bad_request", f"offset must be between 0 and {MAX_OFFSET}")
     try:
-        offset = await call.node.store.set_cursor(call.client, call.entry.id, body.offset, body.force)
+        offset = await x.backends.store.set_cursor(x.client, x.entry.id, body.offset, body.force)
     except CursorConflict as exc:
         raise Problem("client.conflict",
                       f"cursor is at {exc.current}; moving it back to {exc.requested} needs \"force\": true") from None
-    return respond(call.request, 200, {"offset": offset})
+    return Answer(200, Cursor(offset=offset))
 
 
-async def get_by_key(call: Call) -> web.Response:
-    """GET /v1/resources/{rid}/records/{key}: the latest record for a key, projected."""
-    rec = await call.node.store.latest(call.entry.id, call.key)
+async def get_by_key(x: Exchange) -> Answer:
+    """GET /v1/resources/{rid}/records/{key}: the latest record for a key, projected.
+
+    For a personal resource the pipeline has applied the consent rule (``x.decision``)
+    before any record was read; here the record must be the named citizen's, and another
+    citizen's record answers as a missing one."""
+    entry, key, b = x.entry, x.second, x.backends
+    assert entry is not None and key is not None
+    d = x.decision
+    spec = entry.spec
+    if d is not None and d.user is not None and (spec.citizen is None or spec.citizen == spec.key) \
+            and d.user != key:
+        raise Problem("client.access_denied", "X-Exchange-UserId does not name the citizen of this record")
+    rec = await b.store.latest(entry.id, key)
+    if rec is not None and d is not None and d.user is not None and spec.citizen not in (None, spec.key) \
+            and b.releaser.citizen_of(entry, rec.key, msgspec.json.decode(rec.data)) != \
+            b.releaser.citizen_of_user(d.user):
+        rec = None  # another citizen's record: answered as if there were none
     if rec is None:
-        raise Problem("client.not_found", f"no record with this key in {call.entry.id}")
-    return answer_record(call, rec)
-
-
-def answer_record(call: Call, rec: Record) -> web.Response:
-    """The answer to a keyed read: one released record."""
-    call.count = 1
-    return respond(call.request, 200, _release(call, [rec], wants_msgpack(call.request))[0])
-
-
-__all__ = ["push", "pull", "commit_cursor", "get_by_key", "MSGPACK"]
+        raise Problem("client.not_found", f"no record with this key in {entry.id}")
+    x.facts.count = 1
+    return Answer(200, _release(x, [rec])[0])

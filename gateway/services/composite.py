@@ -11,19 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 from multidict import CIMultiDict
 
 from gateway.errors import PROBLEM_TYPE, Problem
-from gateway.nesting import MAX_DEPTH, deeper_than, too_deep
-from gateway.services.spec import Composite, Step
+from gateway.nesting import MAX_DEPTH, deeper_than
+from gateway.services.spec import Composite, ServiceIndex, Step
 
 if TYPE_CHECKING:
-    from gateway.app import Call
+    from gateway.services.proxy import ServiceRegistry
 
 PASS_HEADERS = ("X-Exchange-Id", "X-Exchange-UserId", "X-Exchange-Purpose", "X-Exchange-Consent")
+
+#: ``on_step(service, http_status, detail)``: called once per step as it ends (the audit).
+StepHook = Callable[[str, int, str], None]
 
 
 class MissingRef(Exception):
@@ -79,31 +83,49 @@ def _decode(body: bytes) -> Any:
     return doc
 
 
-async def run(call: Call, comp: Composite) -> tuple[int, dict[str, Any]]:
-    """Run the composite for ``call``; return (HTTP status, answer document)."""
-    node, client = call.node, call.client or ""
-    try:
-        doc = msgspec.json.decode(call.body) if call.body else {}
-    except msgspec.DecodeError as exc:
-        raise Problem("client.bad_request", f"malformed JSON body: {exc}") from None
-    except RecursionError:
-        raise too_deep("the composite input") from None
-    if not isinstance(doc, dict) or set(doc) - {"input"}:
-        raise Problem("client.bad_request", 'the body must be {"input": {...}}')
-    inp = doc.get("input", {})
+def missing_input(comp: Composite, inp: Any) -> list[str]:
+    """The ``$input...`` references of the composite's steps that ``inp`` does not hold."""
+    missing = []
+    for step in comp.steps:
+        for ref in _input_refs(step.body):
+            try:
+                render(ref, inp, {})
+            except MissingRef:
+                missing.append(ref)
+    return sorted(set(missing))
+
+
+def _input_refs(obj: Any) -> list[str]:
+    if isinstance(obj, str):
+        return [obj] if obj == "$input" or obj.startswith("$input.") else []
+    if isinstance(obj, dict):
+        return [r for v in obj.values() for r in _input_refs(v)]
+    if isinstance(obj, list):
+        return [r for v in obj for r in _input_refs(v)]
+    return []
+
+
+async def run(comp: Composite, inp: Any, *, client: str, request_id: str, headers: Mapping[str, str],
+              index: ServiceIndex, pools: ServiceRegistry, on_step: StepHook) -> tuple[int, dict[str, Any]]:
+    """Run the composite for ``client`` on input ``inp``; return (HTTP status, answer document).
+
+    ``headers`` are the caller's request headers (the ``PASS_HEADERS`` go to every step),
+    ``index`` and ``pools`` the catalog's services and their backends."""
     if deeper_than(inp, MAX_DEPTH):
-        raise too_deep("the composite input")
-    index = call.state.catalog.services
+        raise Problem("client.bad_request", f"the composite input is nested deeper than {MAX_DEPTH} levels (the limit)")
+    missing = missing_input(comp, inp)
+    if missing:
+        raise Problem("client.validation_failed", f"composite {comp.id} needs {', '.join(missing)} in its input")
     results: dict[str, dict[str, Any]] = {s.name: {"name": s.name, "service": s.service, "status": "pending"}
                                           for s in comp.steps}
     data: dict[str, dict[str, Any]] = {}
     done: dict[str, asyncio.Event] = {s.name: asyncio.Event() for s in comp.steps}
     base_headers: CIMultiDict[str] = CIMultiDict()
     for h in PASS_HEADERS:
-        v = call.request.headers.get(h)
+        v = headers.get(h)
         if v is not None:
             base_headers[h] = v
-    base_headers.update({"X-Exchange-Client": client, "X-Exchange-Request-Id": call.request_id,
+    base_headers.update({"X-Exchange-Client": client, "X-Exchange-Request-Id": request_id,
                          "X-Exchange-Composite": comp.id, "Content-Type": "application/json"})
 
     async def one(step: Step) -> None:
@@ -121,7 +143,7 @@ async def run(call: Call, comp: Composite) -> tuple[int, dict[str, Any]]:
                 res.update(status="failed", http_status=403,
                            error=f"{client} may not {step.method} {step.path} on {step.service}")
                 return
-            pool = node.services.get(step.service)
+            pool = pools.get(step.service)
             if pool is None:
                 res.update(status="failed", http_status=503, error="service is being reloaded")
                 return
@@ -151,8 +173,7 @@ async def run(call: Call, comp: Composite) -> tuple[int, dict[str, Any]]:
         finally:
             res["ms"] = round((time.perf_counter() - t0) * 1000, 1)
             done[step.name].set()
-            node.audit_step(call, "composite-step", step.service, res.get("http_status", 0),
-                            detail=f"{comp.id}/{step.name}:{res['status']}")
+            on_step(step.service, res.get("http_status", 0), f"{comp.id}/{step.name}:{res['status']}")
 
     tasks = [asyncio.ensure_future(one(s)) for s in comp.steps]
     try:
@@ -165,9 +186,9 @@ async def run(call: Call, comp: Composite) -> tuple[int, dict[str, Any]]:
     steps = [results[s.name] for s in comp.steps]
     bad = [s["name"] for s in steps if s["status"] != "ok"]
     if not bad:
-        return 200, {"composite": comp.id, "request_id": call.request_id, "status": "completed",
+        return 200, {"composite": comp.id, "request_id": request_id, "status": "completed",
                      "steps": steps}
     return 502, {"type": PROBLEM_TYPE + "server.upstream_failed", "title": "Upstream failed", "status": 502,
                  "detail": f"composite {comp.id}: step(s) {', '.join(bad)} did not succeed",
-                 "code": "server.upstream_failed", "request_id": call.request_id,
+                 "code": "server.upstream_failed", "request_id": request_id,
                  "composite": comp.id, "steps": steps}

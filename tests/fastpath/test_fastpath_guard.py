@@ -72,12 +72,6 @@ def test_corrupt_batch_is_one_class(impl: fastpath.Implementation) -> None:
         impl.decode_batch(b"nope")
 
 
-def test_kinds_are_shared() -> None:
-    assert (fastpath.NO_MATCH, fastpath.RECORDS, fastpath.RECORD) == (0, 1, 2)
-    assert (fastpath.CURSOR, fastpath.CATALOG_ITEM, fastpath.SERVICE) == (3, 4, 5)
-    assert fastpath.STATIC_MIN == 100
-
-
 def test_missing_compiled_module_fails_the_suite_instead_of_skipping(tmp_path: Path) -> None:
     """With a compiled module unimportable, the guard fails and the cython param errors."""
     if fastpath.NO_EXTENSIONS:

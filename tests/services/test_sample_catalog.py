@@ -71,10 +71,9 @@ async def test_service_call_and_composite(sample) -> None:  # noqa: ANN001
     steps = {s["name"]: s for s in doc["steps"]}
     reg = steps["register"]["body"]["registration_id"]
     assert steps["pension"]["body"]["registration"] == reg == steps["medical"]["body"]["registration"]
-    with pytest.raises(ExchangeError) as e:
-        await portal.run_composite("flexible-employment", {"id_number": ID})  # no name: steps fail
-    first = e.value.problem["steps"][0]
-    assert e.value.status == 502 and first["status"] == "failed" and "$input.name" in first["error"]
+    with pytest.raises(ExchangeError) as e:  # no name: a caller error, no backend is called
+        await portal.run_composite("flexible-employment", {"id_number": ID})
+    assert e.value.status == 422 and "$input.name" in e.value.detail
 
 
 async def test_consented_personal_read_and_access_log(sample) -> None:  # noqa: ANN001
