@@ -6,7 +6,8 @@ A table is compiled from path templates (the gateway's route declarations). A te
 * ``rid``: a resource id ``[a-z0-9][a-z0-9.-]*`` (at most 128 characters), looked up in the
   table's resource ids;
 * ``key``: one segment, percent-decoded strictly (below);
-* ``id``: one segment of ``[A-Za-z0-9._:@-]`` (1 to 128 characters, not ``.`` or ``..``);
+* ``id``: one segment that, percent-decoded strictly, is 1 to 128 of ``[A-Za-z0-9._:@-]`` (not
+  ``.`` or ``..``);
 * ``service``: five segments of ``[A-Za-z0-9._-]`` (each 1 to 128 characters, not ``.`` or
   ``..``) joined by ``/``, looked up in the table's service ids;
 * ``tail``: the rest of the path (possibly nothing), last in its template; each of its
@@ -234,7 +235,10 @@ class RouteTable:
                 return None
             return self._walk(child, parts, i + 1, self._rids.get(seg, -1), [*values, seg])
         if ptype == "id":
-            return self._walk(child, parts, i + 1, index, [*values, seg]) if _valid_id(seg) else None
+            ident = _decode_segment(seg, tail=False)
+            if ident is None or not _valid_id(ident):
+                return None
+            return self._walk(child, parts, i + 1, index, [*values, ident])
         if ptype == "key":
             key = _decode_segment(seg, tail=False)
             return None if key is None else self._walk(child, parts, i + 1, index, [*values, key])

@@ -14,7 +14,7 @@ from cpython.object cimport PyObject
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
 
-from fastpath._router_py import PARAM_TYPES, _index, _valid_rid, _valid_service_id, parse_template
+from fastpath._router_py import PARAM_TYPES, _index, _valid_id, _valid_rid, _valid_service_id, parse_template
 
 __all__ = ["RouteTable"]
 
@@ -456,9 +456,17 @@ cdef class RouteTable:
             index = self._find_rid(s, a, b)
             value = PyUnicode_Substring(raw_path, a, b)
         elif p == P_ID:
-            if not _is_id(s, a, b):
+            scan = _scan_segment(s, a, b, False)
+            if scan == SEG_PLAIN:
+                if not _is_id(s, a, b):
+                    return None
+                value = PyUnicode_Substring(raw_path, a, b)
+            elif scan == SEG_BAD:
                 return None
-            value = PyUnicode_Substring(raw_path, a, b)
+            else:  # percent-encoded (e.g. %40 for @): decode, then the same rule
+                value = _decode_segment(s, a, b)
+                if value is None or not _valid_id(value):
+                    return None
         elif p == P_KEY:
             scan = _scan_segment(s, a, b, False)
             if scan == SEG_BAD:

@@ -40,14 +40,16 @@ from gateway.governance.webhooks import KEY_FILE, Deliverer, load_node_key
 from gateway.keyring import Keyring
 from gateway.logs import AccessLog
 from gateway.metrics import Metrics
+from gateway.openapi import openapi_document
 from gateway.release import Releaser
 from gateway.routes import RELEASES, ROUTES, Access, Endpoint, Route
 from gateway.services.proxy import ServiceRegistry
 from gateway.stores.base import Store, StoreError, StoreUnavailable
-from gateway.wire import PROBLEM, respond
+from gateway.wire import PROBLEM, int_param, json_encode, respond
 
 KNOWN_METHODS = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}
 TEMPLATES = tuple(r.path for r in ROUTES)
+OPENAPI = json_encode(openapi_document(ROUTES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +113,8 @@ class Node:
         self.backends = Backends(store=store, governance=self.governance, releaser=self.releaser,
                                  services=self.services, webhooks=self.webhooks, audit=self.audit,
                                  metrics=self.metrics, limits=config.limits, citizen_key=self.citizen_key,
-                                 node_key=self.node_key, status=self.status, drained=self.drained)
+                                 node_key=self.node_key, status=self.status, drained=self.drained,
+                                 openapi=OPENAPI)
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
 
@@ -249,6 +252,9 @@ class Node:
                 raise Problem("client.not_found", f"unknown resource {x.first!r}")
             x.entry = state.catalog.resources[x.index]
             x.facts.target = x.entry.id
+        if endpoint.query:
+            q = request.rel_url.query
+            x.args = {p.name: int_param(q, p.name, p.default, p.lo, p.hi) for p in endpoint.query}
         if endpoint.audit is not None:
             self.audit_guard()
         await self._authorize(x, endpoint)

@@ -52,6 +52,7 @@ class Backends:
     citizen_key: bytes
     node_key: NodeKey  # signs webhook deliveries and audit checkpoints
     status: Status
+    openapi: bytes  # the OpenAPI document of the node's routes, encoded once
     drained: asyncio.Event  # set when the node starts draining: long-polls answer at once
 
 
@@ -85,7 +86,7 @@ class Exchange:
 
     __slots__ = ("request", "request_id", "catalog", "backends", "client", "entry", "access",
                  "first", "second", "index", "body", "body_sha256", "idempotency_key",
-                 "signature", "decision", "facts")
+                 "signature", "decision", "facts", "args")
 
     def __init__(self, request: web.BaseRequest, request_id: str, catalog: Catalog,
                  backends: Backends) -> None:
@@ -105,6 +106,7 @@ class Exchange:
         self.signature = ""  # names this signed request once
         self.decision: Decision | None = None  # why a personal keyed read was allowed
         self.facts = Facts()
+        self.args: dict[str, int | None] = {}  # the endpoint's declared query parameters, checked
 
     @property
     def query(self) -> Any:

@@ -1,161 +1,152 @@
-"""OpenAPI 3.1 description of wire contract v2 (DESIGN.md, "Signing, v2")."""
+"""The OpenAPI 3.1 document of wire contract v2, generated from the route declarations
+(:mod:`gateway.routes`) and the wire Structs (:mod:`gateway.wiremodel`).
+
+Nothing here is written by hand per route: paths, parameters, request bodies, answers and
+the errors each endpoint can give all follow from its declaration, and the schemas come
+from ``msgspec.json.schema_components`` (so ``forbid_unknown_fields`` becomes
+``additionalProperties: false``, and the id patterns the node enforces are in the schemas).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-SIGNED = [{"exgSignature": []}]
-PROBLEM_REF = {"$ref": "#/components/responses/Problem"}
-IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": True,
-                   "description": "signed (named in SignedHeaders); a replay is answered as the original "
-                                  "with Idempotent-Replayed: true",
-                   "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}}
-RID = {"name": "rid", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9.-]*$"}}
+import msgspec
+
+from gateway import wiremodel as w
+
+REF = "#/components/schemas/{name}"
+ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
+SERVICE_PART = r"^[A-Za-z0-9._-]{1,128}$"
+_PARAMS: dict[str, list[dict[str, Any]]] = {
+    "rid": [{"name": "rid", "schema": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9.-]{0,127}$"}}],
+    "key": [{"name": "key", "schema": {"type": "string", "pattern": r"^(?!\.{1,2}$)[^\x00-\x1f\x7f]+$"},
+             "description": "the record key, percent-encoded (no control characters; not . or ..)"}],
+    "id": [{"name": "id", "schema": {"type": "string", "pattern": ID_PATTERN}}],
+    "service": [{"name": n, "schema": {"type": "string", "pattern": SERVICE_PART}}
+                for n in ("instance", "class", "code", "subsystem", "service")],
+    "tail": [{"name": "path", "schema": {"type": "string", "pattern": r"^(?!\.{1,2}$)[^\x00-\x1f\x7f/\\]+$"},
+              "description": "the path at the provider: one or more segments (OpenAPI shows one); no "
+                             "control characters, no . or .. segments, no encoded / or \\"}],
+}
+_ERRORS = {400: "Bad request", 401: "Unauthenticated", 403: "Access denied", 404: "Not found",
+           409: "Conflict", 413: "Payload too large", 415: "Unsupported media type",
+           422: "Validation failed", 429: "Rate limited", 502: "Upstream failed", 503: "Unavailable",
+           504: "Upstream timeout"}
+_HEADER = {"type": "string"}
 
 
-def _errors(*codes: int) -> dict[str, Any]:
-    return {str(c): PROBLEM_REF for c in codes}
-
-
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"content": {"application/json": {"schema": schema},
-                        "application/msgpack": {"schema": schema}}}
-
-
-RECORD = {"type": "object", "required": ["offset", "key", "ts", "data"], "properties": {
-    "offset": {"type": "integer"}, "key": {"type": "string"},
-    "ts": {"type": "string", "format": "date-time"}, "data": {"type": "object"}}}
-
-
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI document served at /openapi.json."""
-    q = lambda name, lo, hi, desc: {"name": name, "in": "query", "required": False,  # noqa: E731
-                                    "description": desc,
-                                    "schema": {"type": "integer", "minimum": lo, "maximum": hi}}
+def openapi_document(routes: Iterable[Any]) -> dict[str, Any]:
+    """The OpenAPI document served at /openapi.json for these routes."""
+    routes = list(routes)
+    types = sorted({t for r in routes for e in r.methods.values() for t in (e.body, e.answer) if t}
+                   | {w.ProblemDoc, w.WebhookBatch}, key=lambda t: t.__name__)
+    _, schemas = msgspec.json.schema_components(types, ref_template=REF)
+    paths: dict[str, Any] = {}
+    for route in routes:
+        path, params = _path(route.path)
+        item = paths.setdefault(path, {})
+        if params:
+            item["parameters"] = params
+        seen: dict[int, str] = {}
+        for method, ep in route.methods.items():
+            if id(ep) in seen:  # one endpoint for several methods (the service proxy)
+                item[method.lower()] = item[seen[id(ep)]]
+                continue
+            seen[id(ep)] = method.lower()
+            item[method.lower()] = _operation(route, method, ep)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "OneStop Exchange gateway", "version": "1",
-                 "description": "Signed push/pull exchange of data resources between agencies. "
-                                "Every /v1 request is signed with EXG-HMAC-SHA256, wire contract v2 (see README)."},
+        "info": {"title": "OneStop Exchange gateway", "version": "2",
+                 "description": "Signed push/pull exchange of data resources between agencies. Every /v1 "
+                                "request is signed with EXG-HMAC-SHA256, wire contract v2 (see the README)."},
         "components": {
+            "schemas": schemas,
             "securitySchemes": {"exgSignature": {
                 "type": "apiKey", "in": "header", "name": "Authorization",
-                "description": "EXG-HMAC-SHA256 Credential=<key id>, SignedHeaders=<h1;h2;...>, "
-                               "Signature=<hex>, with X-Exchange-Client and X-Exchange-Date headers; "
-                               "Content-Type, Idempotency-Key and every other X-Exchange-* header "
-                               "must be named in SignedHeaders"}},
-            "responses": {"Problem": {"description": "RFC 9457 problem", "content": {
-                "application/problem+json": {"schema": {"type": "object", "required": [
-                    "type", "title", "status", "detail", "code", "request_id"], "properties": {
-                    "type": {"type": "string"}, "title": {"type": "string"},
-                    "status": {"type": "integer"}, "detail": {"type": "string"},
-                    "code": {"type": "string"}, "request_id": {"type": "string"},
-                    "errors": {"type": "array", "items": {"type": "object", "properties": {
-                        "index": {"type": ["integer", "null"]}, "field": {"type": "string"},
-                        "message": {"type": "string"}}}}}}}}}},
+                "description": "EXG-HMAC-SHA256 Credential=<key id>, SignedHeaders=<h1;h2;...>, Signature=<hex>, "
+                               "with X-Exchange-Client and X-Exchange-Date; Content-Type, Idempotency-Key and "
+                               "every other X-Exchange-* header must be named in SignedHeaders"}},
+            "responses": {str(code): {"description": title, "content": {"application/problem+json": {
+                "schema": {"$ref": REF.format(name="ProblemDoc")}}}} for code, title in _ERRORS.items()},
         },
-        "paths": {
-            "/v1/resources/{rid}/records": {
-                "parameters": [RID],
-                "post": {"summary": "Push a batch (owner only); answered once durable",
-                         "security": SIGNED,
-                         "parameters": [IDEMPOTENCY_KEY],
-                         "requestBody": {"required": True, **_json({"type": "object", "required": ["records"],
-                                         "properties": {"records": {"type": "array", "minItems": 1, "items": {
-                                             "type": "object", "required": ["key", "data"],
-                                             "properties": {"key": {"type": "string"}, "data": {"type": "object"}}}}}})},
-                         "responses": {"200": {"description": "appended", **_json({"type": "object", "properties": {
-                             "first": {"type": "integer"}, "last": {"type": "integer"},
-                             "count": {"type": "integer"}, "replayed": {"type": "boolean"}}})},
-                             **_errors(400, 401, 403, 404, 409, 413, 415, 422, 429, 503)}},
-                "get": {"summary": "Pull records after an offset, long-polling up to `wait` s",
-                        "security": SIGNED,
-                        "parameters": [q("after", 0, 2**62, "default: the caller's committed cursor"),
-                                       q("limit", 1, 1000, "default 100"), q("wait", 0, 30, "default 0")],
-                        "responses": {"200": {"description": "records", **_json({"type": "object", "properties": {
-                            "records": {"type": "array", "items": RECORD}, "next": {"type": "integer"}}})},
-                            **_errors(400, 401, 403, 404, 503)}},
-            },
-            "/v1/resources/{rid}/records/{key}": {
-                "parameters": [RID, {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "get": {"summary": "Latest record for a key, projected to the caller's fields",
-                        "security": SIGNED,
-                        "responses": {"200": {"description": "record", **_json(RECORD)},
-                                      **_errors(400, 401, 403, 404, 503)}}},
-            "/v1/resources/{rid}/cursor": {
-                "parameters": [RID],
-                "put": {"summary": "Commit the caller's cursor", "security": SIGNED,
-                        "requestBody": {"required": True, **_json({"type": "object", "required": ["offset"], "properties": {
-                            "offset": {"type": "integer", "minimum": 0}, "force": {"type": "boolean"}}})},
-                        "responses": {"200": {"description": "committed"}, **_errors(400, 401, 403, 404, 409)}}},
-            "/v1/catalog": {"get": {"summary": "Resources visible to the caller", "security": SIGNED,
-                                    "responses": {"200": {"description": "catalog"}, **_errors(401)}}},
-            "/v1/catalog/{rid}": {"parameters": [RID], "get": {
-                "summary": "One catalog entry with the caller's visible_fields", "security": SIGNED,
-                "responses": {"200": {"description": "entry"}, **_errors(401, 403, 404)}}},
-            **_governance_paths(),
-            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
-            "/readyz": {"get": {"summary": "Readiness (store reachable, catalog loaded)",
-                                "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
-            "/metrics": {"get": {"summary": "Prometheus text", "responses": {"200": {"description": "metrics"}}}},
-            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}},
-            "/v1/node-keys": {"get": {
-                "summary": "The Ed25519 public key this node signs webhook deliveries with (unsigned)",
-                "responses": {"200": {"description": "keys", "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["keys"], "properties": {"keys": {"type": "array", "items": {
-                        "type": "object", "required": ["id", "alg", "public_key"], "properties": {
-                            "id": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
-                            "alg": {"const": "Ed25519"},
-                            "public_key": {"type": "string", "description": "base64url of the raw 32 bytes"}}}}}}}}}}}},
-        },
+        "paths": paths,
     }
 
 
-def _governance_paths() -> dict[str, Any]:
-    """Services, composites, consents, access log and webhook subscriptions (docs/services.md)."""
-    def op(summary: str, ok: str, *codes: int, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        doc: dict[str, Any] = {"summary": summary, "security": SIGNED,
-                               "responses": {ok: {"description": summary}, **_errors(401, 429, *codes)}}
-        if body is not None:  # every POST here creates state: a signed Idempotency-Key
-            doc["requestBody"] = {"required": True, **_json(body)}
-            doc["parameters"] = [IDEMPOTENCY_KEY]
-            doc["responses"].update(_errors(400, 409))
-        return doc
+def _path(template: str) -> tuple[str, list[dict[str, Any]]]:
+    """The OpenAPI path and its parameters for a route template."""
+    out, params = [], []
+    for seg in template.strip("/").split("/"):
+        if seg.startswith("{"):
+            ptype = seg.strip("{}").rpartition(":")[2]
+            for p in _PARAMS[ptype]:
+                out.append("{" + p["name"] + "}")
+                params.append({"in": "path", "required": True, **p})
+        else:
+            out.append(seg)
+    return "/" + "/".join(out), params
 
-    pid = lambda name: {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}  # noqa: E731
-    svc = [pid(n) for n in ("instance", "class", "code", "subsystem", "service")]
-    proxy = {"summary": "Proxy to the provider's backend; its answer passes through untouched",
-             "security": SIGNED,
-             "responses": {"default": {"description": "the backend's answer"}, **_errors(400, 401, 403, 404, 429,
-                                                                                          502, 503, 504)}}
-    consent = {"type": "object", "required": ["user_id", "consumer", "resources", "purpose", "expires"],
-               "properties": {"user_id": {"type": "string"}, "consumer": {"type": "string"},
-                              "resources": {"type": "array", "items": {"type": "string"}},
-                              "purpose": {"type": "string"}, "expires": {"type": "string"}}}
-    sub = {"type": "object", "required": ["url"], "properties": {
-        "url": {"type": "string", "format": "uri"}, "batch": {"type": "integer", "minimum": 1, "maximum": 1000},
-        "after": {"type": "integer", "minimum": 0}}}
-    return {
-        "/v1/services": {"get": op("Services and composites the caller may call", "200")},
-        "/v1/services/{instance}/{class}/{code}/{subsystem}/{service}/{path}": {
-            "parameters": [*svc, {"name": "path", "in": "path", "required": True,
-                                  "schema": {"type": "string"}, "description": "the rest of the path"}],
-            **{m: proxy for m in ("get", "post", "put", "patch", "delete", "head", "options")}},
-        "/v1/composites/{id}": {"parameters": [pid("id")], "post": op(
-            "Run a composite service; 502 with every step's result when a step failed", "200",
-            403, 404, 502, body={"type": "object", "properties": {"input": {"type": "object"}}})},
-        "/v1/consents": {"post": op("Record a citizen's consent (portals)", "201", 403, 422, body=consent)},
-        "/v1/consents/{id}": {"parameters": [pid("id")],
-                              "get": op("A consent (portals, its consumer)", "200", 403, 404),
-                              "delete": op("Revoke a consent (portals)", "200", 403, 404)},
-        "/v1/citizens/{user_id}/access-log": {"parameters": [pid("user_id")], "get": op(
-            "Who read which of the citizen's data, when and why (portals)", "200", 400, 403)},
-        "/v1/resources/{rid}/subscriptions": {"parameters": [RID],
-                                              "post": op("Register a webhook for new records", "201",
-                                                         403, 404, 409, 422, body=sub),
-                                              "get": op("The caller's subscriptions to the resource", "200")},
-        "/v1/subscriptions": {"get": op("The caller's subscriptions", "200")},
-        "/v1/subscriptions/{id}": {"parameters": [pid("id")],
-                                   "get": op("A subscription: state, cursor, attempts", "200", 403, 404),
-                                   "delete": op("Stop deliveries", "200", 403, 404)},
-    }
+
+def _operation(route: Any, method: str, ep: Any) -> dict[str, Any]:
+    doc = (ep.handler.__doc__ or "").strip().splitlines()
+    summary = doc[0].partition(": ")[2] or doc[0] if doc else route.name
+    op: dict[str, Any] = {"operationId": f"{route.name}_{method.lower()}", "summary": summary}
+    signed = ep.access.value != "anyone"
+    params: list[dict[str, Any]] = []
+    if signed:
+        op["security"] = [{"exgSignature": []}]
+        params += [{"name": "X-Exchange-Client", "in": "header", "required": True, "schema": {
+                        "type": "string", "pattern": w.SubsystemId.__metadata__[0].pattern}},
+                   {"name": "X-Exchange-Date", "in": "header", "required": True, "schema": {
+                        "type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"}}]
+    if ep.idempotent:
+        params.append({"name": "Idempotency-Key", "in": "header", "required": True,
+                       "description": "signed; a replay is answered as the original with Idempotent-Replayed: true",
+                       "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,128}$"}})
+    if ep.consent:
+        params += [{"name": "X-Exchange-UserId", "in": "header", "required": False, "schema": {
+                        "type": "string", "pattern": ID_PATTERN},
+                    "description": "the citizen (personal resources)"},
+                   {"name": "X-Exchange-Purpose", "in": "header", "required": False, "schema": _HEADER,
+                    "description": "the consent's purpose, UTF-8 percent-encoded (personal resources)"},
+                   {"name": "X-Exchange-Consent", "in": "header", "required": False, "schema": {
+                        "type": "string", "pattern": r"^c-[0-9a-f]{32}$"}}]
+    params += [{"name": q.name, "in": "query", "required": False, "description": q.doc,
+                "schema": {"type": "integer", "minimum": q.lo, "maximum": q.hi}} for q in ep.query]
+    if params:
+        op["parameters"] = params
+    if ep.body is not None:
+        op["requestBody"] = {"required": ep.body is not w.CompositeInput, "content": _media(ep.body)}
+    responses: dict[str, Any] = {}
+    if ep.answer is not None:
+        responses[str(ep.ok)] = {"description": "the answer", "content": _media(ep.answer)}
+    elif route.name == "service":
+        responses["default"] = {"description": "the provider's backend's own answer, passed through"}
+    else:
+        responses[str(ep.ok)] = {"description": summary}
+    for code in _errors(route, method, ep):
+        responses[str(code)] = {"$ref": f"#/components/responses/{code}"}
+    op["responses"] = responses
+    return op
+
+
+def _errors(route: Any, method: str, ep: Any) -> list[int]:
+    if ep.access.value == "anyone":
+        return [503] if route.name == "readyz" else []
+    codes = {400, 401, 403, 404, 429, 503}
+    if ep.body is not None:
+        codes |= {413, 415, 422}
+    if ep.idempotent or route.name in ("cursor", "subscriptions"):
+        codes.add(409)
+    if route.name in ("service", "composite"):
+        codes |= {502, 504} if route.name == "service" else {422, 502}
+    if route.name == "service" and method not in ("GET", "HEAD", "OPTIONS"):
+        codes.add(409)  # a call already forwarded
+    return sorted(codes)
+
+
+def _media(typ: type) -> dict[str, Any]:
+    schema = {"$ref": REF.format(name=typ.__name__)}
+    return {"application/json": {"schema": schema}, "application/msgpack": {"schema": schema}}

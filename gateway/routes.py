@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
+from gateway import wiremodel as w
 from gateway.exchange import Answer, Exchange
 from gateway.handlers import catalog, consents, ops, records, services, webhooks
 
@@ -28,14 +29,29 @@ class Access(Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Query:
+    """A decimal integer query parameter in [lo, hi] (anything else is a 400 naming it)."""
+
+    name: str
+    lo: int
+    hi: int
+    default: int | None
+    doc: str
+
+
+@dataclass(frozen=True, slots=True)
 class Endpoint:
-    """One method of a route."""
+    """One method of a route: who may call it, what it takes and gives, how it is audited."""
 
     handler: Handler
     access: Access = Access.MEMBER
     audit: str | None = None  # the audit operation; None = not audited
     idempotent: bool = False  # creates state: needs a signed Idempotency-Key
     consent: bool = False  # a keyed read: a personal {rid} needs the citizen's consent first
+    body: type | None = None  # the request body's wire type (documentation; handlers decode it)
+    answer: type | None = None  # the answer's wire type; None = not a JSON document
+    ok: int = 200
+    query: tuple[Query, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,45 +75,56 @@ class Route:
         return ", ".join(self.methods)
 
 
-def _ops(handler: Handler) -> Mapping[str, Endpoint]:
-    return {"GET": Endpoint(handler, Access.ANYONE)}
+def _ops(handler: Handler, answer: type | None) -> Mapping[str, Endpoint]:
+    return {"GET": Endpoint(handler, Access.ANYONE, answer=answer)}
 
+
+PULL_QUERY = (Query("after", 0, w.MAX_OFFSET, None, "records with a greater offset (default: the caller's cursor)"),
+              Query("limit", 1, 1000, 100, "at most this many records"),
+              Query("wait", 0, 30, 0, "long-poll up to this many seconds when there are none"))
 
 ROUTES: tuple[Route, ...] = (
     Route("records", "/v1/resources/{rid}/records", {
-        "POST": Endpoint(records.push, Access.OWNER, audit="push", idempotent=True),
-        "GET": Endpoint(records.pull, Access.READER, audit="pull")}),
+        "POST": Endpoint(records.push, Access.OWNER, audit="push", idempotent=True, body=w.PushBody,
+                         answer=w.PushResult),
+        "GET": Endpoint(records.pull, Access.READER, audit="pull", answer=w.PullPage, query=PULL_QUERY)}),
     Route("record", "/v1/resources/{rid}/records/{key}", {
-        "GET": Endpoint(records.get_by_key, Access.READER, audit="read", consent=True)}, private=True),
+        "GET": Endpoint(records.get_by_key, Access.READER, audit="read", consent=True, answer=w.OutRecord)},
+        private=True),
     Route("cursor", "/v1/resources/{rid}/cursor", {
-        "PUT": Endpoint(records.commit_cursor, Access.READER, audit="cursor")}),
+        "PUT": Endpoint(records.commit_cursor, Access.READER, audit="cursor", body=w.Cursor, answer=w.Cursor)}),
     Route("subscriptions", "/v1/resources/{rid}/subscriptions", {
-        "POST": Endpoint(webhooks.subscribe, Access.READER, audit="subscribe", idempotent=True),
-        "GET": Endpoint(webhooks.list_for_resource, Access.READER)}),
-    Route("catalog", "/v1/catalog", {"GET": Endpoint(catalog.list_catalog)}),
-    Route("catalog_item", "/v1/catalog/{rid}", {"GET": Endpoint(catalog.get_entry)}),
-    Route("services", "/v1/services", {"GET": Endpoint(services.list_services)}),
+        "POST": Endpoint(webhooks.subscribe, Access.READER, audit="subscribe", idempotent=True,
+                         body=w.SubscribeBody, answer=w.SubscriptionDoc, ok=201),
+        "GET": Endpoint(webhooks.list_for_resource, Access.READER, answer=w.SubscriptionList)}),
+    Route("catalog", "/v1/catalog", {"GET": Endpoint(catalog.list_catalog, answer=w.CatalogList)}),
+    Route("catalog_item", "/v1/catalog/{rid}", {"GET": Endpoint(catalog.get_entry, answer=w.CatalogEntry)}),
+    Route("services", "/v1/services", {"GET": Endpoint(services.list_services, answer=w.ServiceList)}),
     Route("service", "/v1/services/{service}/{tail}", dict.fromkeys(
         ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"),
         Endpoint(services.call_service, audit="call"))),
     Route("composite", "/v1/composites/{id}", {
-        "POST": Endpoint(services.run_composite, audit="composite", idempotent=True)}),
+        "POST": Endpoint(services.run_composite, audit="composite", idempotent=True, body=w.CompositeInput,
+                         answer=w.CompositeResult)}),
     Route("consents", "/v1/consents", {
-        "POST": Endpoint(consents.create_consent, Access.PORTAL, audit="consent-grant", idempotent=True)}),
+        "POST": Endpoint(consents.create_consent, Access.PORTAL, audit="consent-grant", idempotent=True,
+                         body=w.ConsentBody, answer=w.ConsentDoc, ok=201)}),
     Route("consent", "/v1/consents/{id}", {
-        "GET": Endpoint(consents.get_consent),
-        "DELETE": Endpoint(consents.revoke_consent, Access.PORTAL, audit="consent-revoke")}),
+        "GET": Endpoint(consents.get_consent, answer=w.ConsentDoc),
+        "DELETE": Endpoint(consents.revoke_consent, Access.PORTAL, audit="consent-revoke", answer=w.ConsentDoc)}),
     Route("access_log", "/v1/citizens/{id}/access-log", {
-        "GET": Endpoint(consents.access_log, Access.PORTAL, audit="access-log")}, private=True),
-    Route("subscriptions", "/v1/subscriptions", {"GET": Endpoint(webhooks.list_mine)}),
+        "GET": Endpoint(consents.access_log, Access.PORTAL, audit="access-log", answer=w.AccessLog,
+                        query=(Query("limit", 1, 1000, 100, "at most this many entries, newest first"),))},
+        private=True),
+    Route("subscriptions", "/v1/subscriptions", {"GET": Endpoint(webhooks.list_mine, answer=w.SubscriptionList)}),
     Route("subscription", "/v1/subscriptions/{id}", {
-        "GET": Endpoint(webhooks.get_subscription),
-        "DELETE": Endpoint(webhooks.unsubscribe, audit="unsubscribe")}),
-    Route("healthz", "/healthz", _ops(ops.healthz)),
-    Route("readyz", "/readyz", _ops(ops.readyz)),
-    Route("metrics", "/metrics", _ops(ops.metrics)),
-    Route("openapi", "/openapi.json", _ops(ops.openapi)),
-    Route("node_keys", "/v1/node-keys", _ops(ops.node_keys)),
+        "GET": Endpoint(webhooks.get_subscription, answer=w.SubscriptionDoc),
+        "DELETE": Endpoint(webhooks.unsubscribe, audit="unsubscribe", answer=w.SubscriptionDoc)}),
+    Route("healthz", "/healthz", _ops(ops.healthz, w.Health)),
+    Route("readyz", "/readyz", _ops(ops.readyz, w.Readiness)),
+    Route("metrics", "/metrics", _ops(ops.metrics, None)),
+    Route("openapi", "/openapi.json", _ops(ops.openapi, None)),
+    Route("node_keys", "/v1/node-keys", _ops(ops.node_keys, w.NodeKeys)),
 )
 
 #: Audit operations that hand records to the caller (personal data leaves only once audited).

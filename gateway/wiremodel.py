@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-Offset = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
+MAX_OFFSET = 2**62
+Offset = Annotated[int, msgspec.Meta(ge=0, le=MAX_OFFSET)]
 ResourceId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9.-]{0,127}$")]
 SubsystemId = Annotated[str, msgspec.Meta(
     pattern=r"^[A-Z0-9-]{1,16}/[A-Z]{2,8}/[a-z0-9][a-z0-9._-]{0,63}/[a-z0-9][a-z0-9._-]{0,63}$")]
@@ -93,6 +94,26 @@ class CompositeInput(msgspec.Struct, forbid_unknown_fields=True):
     """``POST /v1/composites/{id}``."""
 
     input: Any = {}
+
+
+class StepResult(msgspec.Struct, omit_defaults=True):
+    name: str
+    service: str
+    status: Literal["pending", "ok", "failed", "skipped"]
+    http_status: int | None = None
+    body: Any = None
+    error: str | None = None
+    ms: float | None = None
+
+
+class CompositeResult(msgspec.Struct):
+    """A composite run that completed (a failed step makes the answer a 502 problem that
+    carries ``composite`` and every step's result as well)."""
+
+    composite: str
+    request_id: str
+    status: Literal["completed"]
+    steps: list[StepResult]
 
 
 class ConsentBody(msgspec.Struct, forbid_unknown_fields=True):

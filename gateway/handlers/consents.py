@@ -16,7 +16,7 @@ from gateway.exchange import Answer, Exchange
 from gateway.governance.consents import CONSENT_RE, USER_RE, consent_doc, iso, parse_consent
 from gateway.governance.idempotency import once
 from gateway.governance.model import Consent
-from gateway.wire import decode_body, int_param
+from gateway.wire import decode_body
 from gateway.wiremodel import AccessLog, AccessLogEntry, ConsentBody, ConsentDoc
 
 
@@ -75,7 +75,7 @@ async def access_log(x: Exchange) -> Answer:
     x.facts.target = "citizen"  # never the citizen's id
     if not USER_RE.match(user):
         raise Problem("client.bad_request", "user id must be 1-128 of A-Z a-z 0-9 . _ : @ -")
-    limit = int_param(x.query, "limit", 100, 1, 1000) or 100
+    limit = x.args["limit"] or 100
     b = x.backends
     h = b.releaser.citizen_of_user(user)
     x.facts.citizens = [h]

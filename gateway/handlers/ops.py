@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from gateway.exchange import Answer, Backends, Exchange
-from gateway.openapi import openapi_document
 from gateway.redact import redact
 from gateway.wire import JSON, json_encode
 from gateway.wiremodel import Health, NodeKey, NodeKeys, Readiness
@@ -56,15 +55,9 @@ async def metrics(x: Exchange) -> Answer:
     return Answer(200, b.metrics.render(), content_type=b.metrics.content_type)
 
 
-_openapi_cache: bytes | None = None
-
-
 async def openapi(x: Exchange) -> Answer:
-    """OpenAPI 3.1 of the wire contract."""
-    global _openapi_cache
-    if _openapi_cache is None:
-        _openapi_cache = json_encode(openapi_document())
-    return Answer(200, _openapi_cache, content_type=JSON)
+    """OpenAPI 3.1 of the wire contract (built from the route declarations)."""
+    return Answer(200, x.backends.openapi, content_type=JSON)
 
 
 async def node_keys(x: Exchange) -> Answer:

@@ -19,10 +19,8 @@ from gateway.exchange import Answer, Exchange
 from gateway.release import OutRecord
 from gateway.stores.base import CursorConflict, IdempotencyConflict, Record
 from gateway.validation import decode_push
-from gateway.wire import body_format, int_param, wants_msgpack
-from gateway.wiremodel import Cursor, PullPage, PushResult
-
-MAX_OFFSET = 2**62
+from gateway.wire import body_format, wants_msgpack
+from gateway.wiremodel import MAX_OFFSET, Cursor, PullPage, PushResult
 
 _cursor_json = msgspec.json.Decoder(Cursor)
 _cursor_msgpack = msgspec.msgpack.Decoder(Cursor)
@@ -63,11 +61,9 @@ async def push(x: Exchange) -> Answer:
 
 async def pull(x: Exchange) -> Answer:
     """GET /v1/resources/{rid}/records: records after an offset, long-polling when none."""
-    entry, b, q = x.entry, x.backends, x.query
+    entry, b = x.entry, x.backends
     assert entry is not None
-    after = int_param(q, "after", None, 0, MAX_OFFSET)
-    limit = int_param(q, "limit", 100, 1, 1000)
-    wait = int_param(q, "wait", 0, 0, 30)
+    after, limit, wait = x.args["after"], x.args["limit"], x.args["wait"]
     assert limit is not None and wait is not None
     if after is None:
         after = await b.store.get_cursor(x.client, entry.id)
