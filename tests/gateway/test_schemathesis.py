@@ -67,7 +67,7 @@ def test_the_live_node_answers_as_its_openapi_document_says(node: NodeProcess, k
         @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
                   suppress_health_check=list(HealthCheck))
         @given(case=op.as_strategy(), member=st.sampled_from(MEMBERS))
-        def run(case: Any, member: str) -> None:
+        def run(case: Any, member: str, label: str = label) -> None:
             kw = case.as_transport_kwargs(base_url=node.url)
             try:
                 response = _send(session, node.url, kw, keyring, member)
