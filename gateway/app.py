@@ -361,11 +361,3 @@ class Node:
             self.audit.submit(entry)
         except Problem:
             self.log.error(request_id, "audit queue full", None)
-
-
-def make_server(node: Node) -> web.Server:
-    """aiohttp's low-level server around the node's handler (no per-route dispatcher)."""
-    from gateway.protocol import ExchangeServer
-
-    # auto_decompress=False: bodies are signed as sent; read_body refuses content codings.
-    return ExchangeServer(node, access_log=None, handler_cancellation=True, auto_decompress=False)

@@ -171,3 +171,9 @@ class _ProblemHandler(RequestHandler):
             self.close()  # after the answer in progress; the late head is dropped
         else:
             self.force_close()
+
+
+def make_server(node: Any) -> web.Server:
+    """aiohttp's low-level server around the node's handler (no per-route dispatcher)."""
+    # auto_decompress=False: bodies are signed as sent; read_body refuses content codings.
+    return ExchangeServer(node, access_log=None, handler_cancellation=True, auto_decompress=False)

@@ -10,11 +10,12 @@ import sys
 
 from aiohttp import web
 
-from gateway.app import Node, build_state, make_server
+from gateway.app import Node, build_state
 from gateway.catalog import load_catalog
 from gateway.config import NodeConfig
 from gateway.filemodes import check_private
 from gateway.keyring import load_keyring
+from gateway.protocol import make_server
 from gateway.redact import redact_python_logs
 from gateway.stores import open_store
 from gateway.tomlfile import ConfigError

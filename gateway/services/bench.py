@@ -140,8 +140,9 @@ def _serve_node(config: str, audit: bool) -> None:
     import uvloop
     from aiohttp import web
 
-    from gateway.app import Node, make_server
+    from gateway.app import Node
     from gateway.config import load_node_config
+    from gateway.protocol import make_server
     from gateway.server import load_state
     from gateway.stores import open_store
 

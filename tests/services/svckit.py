@@ -17,9 +17,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from gateway.app import Node, make_server
+from gateway.app import Node
 from gateway.config import load_node_config
 from gateway.keyring import write_private
+from gateway.protocol import make_server
 from gateway.server import load_state
 from gateway.signing import Signer
 from gateway.stores import open_store
