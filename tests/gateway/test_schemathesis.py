@@ -55,28 +55,32 @@ def _send(session: requests.Session, url: str, kw: dict[str, Any], keyring: Keyr
     return session.send(prepared, timeout=30)
 
 
+def _exercise(op: Any, url: str, keyring: Keyring, session: requests.Session, tried: dict[str, int]) -> None:
+    """Schemathesis' cases for one operation, each signed by one of the members."""
+    label = f"{op.method.upper()} {op.path}"
+
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(case=op.as_strategy(), member=st.sampled_from(MEMBERS))
+    def run(case: Any, member: str) -> None:
+        kw = case.as_transport_kwargs(base_url=url)
+        try:
+            response = _send(session, url, kw, keyring, member)
+        except (UnicodeEncodeError, ValueError):
+            return  # not sendable over HTTP/1.1 (a header outside Latin-1): nothing to check
+        # ignored_auth and missing_required_header re-send the request unsigned: not meaningful
+        # with a signature that covers the headers; every check on the answer itself runs.
+        case.validate_response(response, checks=CHECKS if "json" in kw else BODILESS)
+        tried[label] = tried.get(label, 0) + 1
+
+    run()
+
+
 def test_the_live_node_answers_as_its_openapi_document_says(node: NodeProcess, keyring: Keyring) -> None:
     doc = requests.get(node.url + "/openapi.json", timeout=10).json()
     schema = schemathesis.openapi.from_dict(doc)
     session = requests.Session()
     tried: dict[str, int] = {}
     for result in schema.get_all_operations():
-        op = result.ok()
-        label = f"{op.method.upper()} {op.path}"
-
-        @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                  suppress_health_check=list(HealthCheck))
-        @given(case=op.as_strategy(), member=st.sampled_from(MEMBERS))
-        def run(case: Any, member: str, label: str = label) -> None:
-            kw = case.as_transport_kwargs(base_url=node.url)
-            try:
-                response = _send(session, node.url, kw, keyring, member)
-            except (UnicodeEncodeError, ValueError):
-                return  # not sendable over HTTP/1.1 (a header outside Latin-1): nothing to check
-            # ignored_auth and missing_required_header re-send the request unsigned: not meaningful
-            # with a signature that covers the headers; every check on the answer itself runs.
-            case.validate_response(response, checks=CHECKS if "json" in kw else BODILESS)
-            tried[label] = tried.get(label, 0) + 1
-
-        run()
+        _exercise(result.ok(), node.url, keyring, session, tried)
     assert len(tried) >= 25, sorted(tried)  # every operation was exercised
