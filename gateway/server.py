@@ -137,8 +137,8 @@ def serve(config: NodeConfig, sock: socket.socket | None = None, *, accept_reset
     """Run a node on uvloop (when available) until a stop signal, logging as ``[node] log_level`` says."""
     logs.configure(config.node.log_level)
     try:
-        import uvloop
-
-        uvloop.run(run_node(config, sock, accept_reset=accept_reset))
+        import uvloop  # a dependency everywhere but on Windows, where asyncio's loop serves
     except ImportError:
         asyncio.run(run_node(config, sock, accept_reset=accept_reset))
+    else:
+        uvloop.run(run_node(config, sock, accept_reset=accept_reset))
