@@ -546,6 +546,7 @@ class JetStreamGovernance:
             finally:
                 if rescan is not None and not rescan.done():
                     rescan.cancel()
+                    await asyncio.wait([rescan])
                     if watcher is not None:
                         with contextlib.suppress(Exception):
                             await watcher.stop()
