@@ -3,7 +3,9 @@ filtered by ``[node] log_level``, and a clean stop that leaves no pending task b
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import shutil
 import signal
 import uuid
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 from gwkit import CATALOG, NodeProcess, wait_until
 
+from gateway.logs import JsonLineHandler
 from gateway.stores.natsproc import free_port
 
 BAD_HEADER_LINE = b"GET /v1/catalog HTTP/1.1\r\nHost x\r\n\r\n"  # an error line, level "error"
@@ -108,3 +111,25 @@ def test_sigterm_leaves_no_pending_task(tmp_path: Path, keyring_path: Path, requ
     assert "Task was destroyed but it is pending" not in text and "Traceback" not in text, text[-3000:]
     notes = {d["event"] for d in lines(node) if d["level"] != "info"}  # no error, no closing noise
     assert notes <= {"operator_keys_missing"}, text[-3000:]  # (cluster mode without operator keys)
+
+
+def test_a_library_record_is_one_redacted_line_without_traceback() -> None:
+    stream = io.StringIO()
+    handler = JsonLineHandler(stream)
+    log = logging.getLogger("somelib.client")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        try:
+            raise OSError("cannot reach nats://exg:s3cret@10.0.0.1:4222")
+        except OSError:
+            log.exception("connect failed for %s", "nats://exg:s3cret@10.0.0.1:4222")
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    [line] = stream.getvalue().splitlines()
+    doc = json.loads(line)
+    assert (doc["level"], doc["event"], doc["logger"]) == ("error", "log", "somelib.client")
+    assert doc["message"] == "connect failed for nats://10.0.0.1:4222"
+    assert doc["error"] == "OSError: cannot reach nats://10.0.0.1:4222"
+    assert "s3cret" not in line and "Traceback" not in line
