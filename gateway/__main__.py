@@ -6,10 +6,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tomllib
 from pathlib import Path
 
-from gateway.tomlfile import ConfigError
+from gateway.tomlfile import ConfigError, read_toml
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -42,8 +41,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     kind = args.kind
     if kind == "auto":
         try:
-            doc = tomllib.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            doc = read_toml(path)
+        except ConfigError:
             doc = {"node": None}  # let the node loader report the precise error
         kind = "node" if "node" in doc else "catalog" if "instance" in doc else "keyring" if "keys" in doc else "node"
     if kind == "node":

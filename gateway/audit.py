@@ -15,15 +15,14 @@ import contextlib
 import hashlib
 import hmac
 import os
-import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from gateway import logs
 from gateway.errors import Problem
-from gateway.redact import redact
 
 GENESIS = "0" * 64
 _enc = msgspec.json.Encoder(order="sorted")
@@ -208,8 +207,8 @@ class AuditLog:
                     last = batch[-1]
                     if self.head is not None and batch[0].seq <= self.head[0]:
                         # the store's chain ends before what this process wrote: cut under us
-                        print(f'{{"event":"audit_chain_regressed","had":{self.head[0]},'
-                              f'"continued_at":{batch[0].seq}}}', file=sys.stderr, flush=True)
+                        logs.event("audit_chain_regressed", level="error", logger=__name__,
+                                   had=self.head[0], continued_at=batch[0].seq)
                     self.head = (last.seq, last.hash)
                     self._settle(batch, None)
                     if self.checkpointer is not None:
@@ -220,8 +219,7 @@ class AuditLog:
                 except Exception as exc:  # noqa: BLE001 - keep the entries, retry; the queue fills -> 503
                     self.failures += 1
                     self._settle(batch, exc)
-                    print(f'{{"event":"audit_write_failed","error":{_enc.encode(redact(str(exc))).decode()}}}',
-                          file=sys.stderr, flush=True)
+                    logs.event("audit_write_failed", level="error", logger=__name__, error=str(exc))
                     await asyncio.sleep(0.5)
 
     async def flush(self, timeout: float = 10.0) -> None:

@@ -80,7 +80,7 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True):
 
 def _check(cfg: NodeConfig, file: Path) -> None:
     if cfg.source:  # set by the loader only; a file must not smuggle it in
-        raise ConfigError(file, "source", "Object contains unknown field `source`")
+        raise ConfigError(file, "source", "unknown key")
     if not re.match(r"^[A-Z0-9-]{1,16}$", cfg.node.instance):
         raise ConfigError(
             file, "node.instance", f"must be upper-case letters/digits, got {cfg.node.instance!r}"

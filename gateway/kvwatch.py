@@ -53,7 +53,7 @@ class ConfigWatcher:
     def start(self) -> None:
         """Run in the background until :meth:`stop`."""
         if not self.trusted:
-            self.node.log.event("operator_keys_missing", bucket=self.bucket,
+            self.node.log.event("operator_keys_missing", level="warning", bucket=self.bucket,
                                 detail="no [node] operator_keys: published bundles are refused")
         self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -80,7 +80,7 @@ class ConfigWatcher:
             state = build_state(catalog, keyring or self.node.state.keyring)
         except Exception as exc:  # noqa: BLE001 - anything wrong: keep the running state
             self.refused_revision = revision
-            self.node.log.event("catalog_refused", source=source, error=str(exc)[:1000])
+            self.node.log.event("catalog_refused", level="warning", source=source, error=str(exc)[:1000])
             return False
         self.node.swap_state(state)
         self.applied_revision = revision
@@ -99,7 +99,7 @@ class ConfigWatcher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - NATS trouble: retry shortly
-                self.node.log.event("catalog_watch_retry", error=f"{type(exc).__name__}: {exc}"[:500])
+                self.node.log.event("catalog_watch_retry", level="warning", error=f"{type(exc).__name__}: {exc}"[:500])
             await asyncio.sleep(1.0)
 
     async def _watch(self) -> None:

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import sys
 import time
-import tomllib
 import zlib
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from gateway.catalog import Catalog, catalog_from_obj
 from gateway.keyring import Keyring, KeyringFile, load_keyring
 from gateway.operatorkey import load_private, public_text, verify
 from gateway.redact import redact, redact_url, redact_urls
-from gateway.tomlfile import ConfigError, convert
+from gateway.tomlfile import ConfigError, convert, parse_toml, read_text
 
 BUNDLE_KEY = "bundle"
 SIGNED_MAGIC = b"EXG-SIGNED-BUNDLE-1\n"
@@ -100,31 +99,18 @@ def decode_bundle(value: bytes, source: str) -> tuple[Catalog, Keyring | None, B
 
 
 def _catalog_text(text: str, source: str) -> Catalog:
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, "", f"invalid TOML: {exc}") from None
-    return catalog_from_obj(doc, source)
+    return catalog_from_obj(parse_toml(text, source), source)
 
 
 def _keyring_text(text: str, source: str) -> Keyring:
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, "", f"invalid TOML: {exc}") from None
-    ring = convert(doc, KeyringFile, source)
+    ring = convert(parse_toml(text, source), KeyringFile, source)
     return Keyring(ring.keys, source, ring.citizen_key)
 
 
 def build_bundle(catalog_path: str | Path, keyring_path: str | Path | None) -> Bundle:
     """Read and check the files; raises ConfigError (file, key, reason) when one is bad."""
     catalog_path = Path(catalog_path)
-    try:
-        text = catalog_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(catalog_path, "", "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(catalog_path, "", f"cannot read file ({exc})") from None
+    text = read_text(catalog_path)
     catalog = _catalog_text(text, str(catalog_path))
     keyring_text = None
     if keyring_path is not None:

@@ -8,9 +8,7 @@ message that can carry a URL goes through one of them.
 
 from __future__ import annotations
 
-import logging
 import re
-import sys
 from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
@@ -43,23 +41,3 @@ def redact_url(url: str) -> str:
 def redact_urls(urls: Iterable[str]) -> str:
     """URLs for a message: without userinfo, comma-separated."""
     return ", ".join(redact_url(u) for u in urls)
-
-
-class RedactingFormatter(logging.Formatter):
-    """A log formatter whose whole output (message, traceback) goes through :func:`redact`."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
-
-
-def redact_python_logs() -> None:
-    """Send Python ``logging`` records (nats-py's, the stores') to stderr through
-    :class:`RedactingFormatter`, warnings and above (the node's own lines are JSON from
-    :mod:`gateway.logs`); an embedding application's own handlers are left alone."""
-    root = logging.getLogger()
-    if root.handlers:
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter("%(name)s: %(levelname)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(logging.WARNING)

@@ -6,17 +6,16 @@ import asyncio
 import signal
 import socket
 import ssl
-import sys
 
 from aiohttp import web
 
+from gateway import logs
 from gateway.app import Node, build_state
 from gateway.catalog import load_catalog
 from gateway.config import NodeConfig
 from gateway.filemodes import check_private
 from gateway.keyring import load_keyring
 from gateway.protocol import make_server
-from gateway.redact import redact_python_logs
 from gateway.stores import open_store
 from gateway.tomlfile import ConfigError
 
@@ -85,7 +84,7 @@ async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload
     store = open_store(config, accept_reset=accept_reset)
     node = Node(config, state, store)
     if config.limits.client_timeout_s is not None:
-        node.log.event("config_deprecated", key="limits.client_timeout_s",
+        node.log.event("config_deprecated", level="warning", key="limits.client_timeout_s",
                        detail="no longer used: a body must arrive within limits.body_timeout_s "
                               f"({config.limits.body_timeout_s:g} s)")
     await node.start()
@@ -121,7 +120,7 @@ async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload
             node.swap_state(new)
             node.log.event("reloaded", resources=len(node.state.catalog.resources))
         except ConfigError as exc:
-            node.log.event("reload_refused", error=str(exc))
+            node.log.event("reload_refused", level="warning", error=str(exc))
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     await stop.wait()
@@ -131,15 +130,15 @@ async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload
     if watcher is not None:
         await watcher.stop()
     await node.stop()
-    print('{"event":"stopped"}', file=sys.stderr, flush=True)
+    logs.event("stopped")
 
 
 def serve(config: NodeConfig, sock: socket.socket | None = None, *, accept_reset: bool = False) -> None:
-    """Run a node on uvloop (when available) until a stop signal."""
-    redact_python_logs()
+    """Run a node on uvloop (when available) until a stop signal, logging as ``[node] log_level`` says."""
+    logs.configure(config.node.log_level)
     try:
-        import uvloop
-
-        uvloop.run(run_node(config, sock, accept_reset=accept_reset))
+        import uvloop  # a dependency everywhere but on Windows, where asyncio's loop serves
     except ImportError:
         asyncio.run(run_node(config, sock, accept_reset=accept_reset))
+    else:
+        uvloop.run(run_node(config, sock, accept_reset=accept_reset))

@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 import msgspec
 
+from gateway.synth import synth_catalog, synth_keyring, write_catalog
 from loadtest.errors import LoadTestError
 from loadtest.openmodel import OpenStats, raw_request, run_open_model_sync
 from loadtest.population import City, Credential, ReadTarget, load_city, make_record
@@ -195,17 +196,6 @@ def bench_push_baseline(cfg: BenchConfig, work: Path, body: bytes) -> float:
 def write_city(work: Path, cfg: BenchConfig) -> tuple[Path, Path, str]:
     """A synthetic catalog and keyring in ``work``; (catalog, keyring, description)."""
     catalog, keyring = work / "catalog.toml", work / "keyring.toml"
-    try:
-        from gateway.synth import synth_catalog, synth_keyring, write_catalog
-    except ImportError:  # the synthesizer is not there yet: the sample catalog, dev keys
-        from gateway.catalog import load_catalog
-        from gateway.keyring import dev_keyring_text
-
-        sample = Path(__file__).resolve().parent.parent / "configs" / "catalog" / "shanghai.toml"
-        catalog.write_text(sample.read_text())
-        keyring.write_text(dev_keyring_text(list(load_catalog(catalog).subsystems)))
-        os.chmod(keyring, 0o600)  # nodes refuse a keyring that group or others may read
-        return catalog, keyring, f"sample catalog {sample.name} (gateway.synth unavailable)"
     doc = synth_catalog(cfg.resources, cfg.members, cfg.seed)
     write_catalog(doc, catalog)
     keyring.write_text(synth_keyring(doc))

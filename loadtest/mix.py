@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loadtest.errors import LoadTestError
+from simulator import scenario as sc
 
 #: Simulator request kinds -> load-test request kinds.
 SIM_KINDS = {"keyed_read": "read", "pull": "pull", "push": "push"}
@@ -58,17 +59,9 @@ def load_mix(path: str | Path | None, catalog_share: float = CATALOG_SHARE) -> M
     if path is None:
         return default_mix(catalog_share)
     try:
-        from simulator import scenario as sc
-    except ImportError as exc:  # pragma: no cover - the simulator ships with the project
-        raise LoadTestError(
-            f"cannot read scenarios: the simulator package is missing ({exc})"
-        ) from None
-    try:
         scn = sc.load(path)
     except sc.ScenarioError as exc:
         raise LoadTestError(f"scenario {exc}") from None
-    except OSError as exc:
-        raise LoadTestError(f"scenario {path}: cannot read ({exc.strerror or exc})") from None
     d = scn.demand
     per_kind = dict.fromkeys(sc.KINDS, 0.0)
     apps = d.center_visits_per_day + sum(ch.applications_per_day for ch in scn.channels)

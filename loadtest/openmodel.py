@@ -207,6 +207,7 @@ class _Pacer:
         self.inflight = 0
         self.idle_event = asyncio.Event()
         self.connect_error: str | None = None
+        self.openers: set[asyncio.Task[None]] = set()  # connections being opened
 
     def _start(self, conn: _Conn, i: int, intended: float) -> None:
         now = self.clock()
@@ -227,7 +228,9 @@ class _Pacer:
         self.queue.append((i, intended))
         if len(self.conns) + self.opening < self.max_connections:
             self.opening += 1
-            self.loop.create_task(self._open())
+            t = self.loop.create_task(self._open())
+            self.openers.add(t)
+            t.add_done_callback(self.openers.discard)
 
     async def _open(self) -> None:
         try:
@@ -300,6 +303,10 @@ class _Pacer:
         self.stats.dropped += len(self.queue)
         self.queue.clear()
         self.stats.errors += self.inflight  # still waiting at the end of the drain: timed out
+        openers = list(self.openers)
+        for t in openers:
+            t.cancel()
+        await asyncio.gather(*openers, return_exceptions=True)
         for conn in list(self.conns):
             if conn.transport is not None:
                 conn.transport.close()

@@ -19,12 +19,12 @@ Kinds: read, push, pull, commit, catalog, catalog-list, ping.
 from __future__ import annotations
 
 import math
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from gateway.tomlfile import ConfigError, load_toml
 from loadtest.errors import LoadTestError
 
 KNOWN_KINDS = ("read", "push", "pull", "commit", "catalog", "catalog-list", "ping")
@@ -52,61 +52,26 @@ def _check(slo: SloFile, src: str) -> None:
     groups = [("total", slo.total)] + [(f"kinds.{k}", o) for k, o in slo.kinds.items()]
     for k in slo.kinds:
         if k not in KNOWN_KINDS:
-            raise LoadTestError(
-                f"{src}: kinds.{k}: unknown request kind (one of {', '.join(KNOWN_KINDS)})"
-            )
+            raise ConfigError(src, f"kinds.{k}", f"unknown request kind (one of {', '.join(KNOWN_KINDS)})")
     for where, obj in groups:
         for name in Objectives.__struct_fields__:
             v = getattr(obj, name)
             if v is None:
                 continue
             if not math.isfinite(v) or v < 0:
-                raise LoadTestError(f"{src}: {where}.{name}: must be a number >= 0, got {v}")
+                raise ConfigError(src, f"{where}.{name}", f"must be a number >= 0, got {v}")
             if name == "failure_ratio" and v > 1:
-                raise LoadTestError(f"{src}: {where}.{name}: a ratio is at most 1, got {v}")
+                raise ConfigError(src, f"{where}.{name}", f"a ratio is at most 1, got {v}")
 
 
 def load_slo(path: str | Path) -> SloFile:
     """Read and check an SLO file; any problem is a :class:`LoadTestError` naming the key."""
-    src = str(path)
     try:
-        doc = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise LoadTestError(f"{src}: SLO file not found") from None
-    except OSError as exc:
-        raise LoadTestError(f"{src}: cannot read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise LoadTestError(f"{src}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise LoadTestError(f"{src}: invalid TOML: {exc}") from None
-    for top in doc:
-        if top not in ("total", "kinds"):
-            raise LoadTestError(f"{src}: {top}: unknown key (use [total] and [kinds.<kind>])")
-    kinds = doc.get("kinds", {})
-    if not isinstance(kinds, dict):
-        raise LoadTestError(f"{src}: kinds: must be a table of [kinds.<kind>] tables")
-    total = _objectives(doc.get("total", {}), "total", src)
-    slo = SloFile(
-        total=total, kinds={k: _objectives(v, f"kinds.{k}", src) for k, v in kinds.items()}
-    )
-    _check(slo, src)
+        slo = load_toml(path, SloFile)
+        _check(slo, str(path))
+    except ConfigError as exc:
+        raise LoadTestError(str(exc)) from None
     return slo
-
-
-def _objectives(obj: Any, where: str, src: str) -> Objectives:
-    if not isinstance(obj, dict):
-        raise LoadTestError(f"{src}: {where}: must be a table of objectives")
-    for name in obj:
-        if name not in Objectives.__struct_fields__:
-            raise LoadTestError(
-                f"{src}: {where}.{name}: unknown key (one of {', '.join(Objectives.__struct_fields__)})"
-            )
-    try:
-        return msgspec.convert(obj, Objectives, strict=False)
-    except msgspec.ValidationError as exc:
-        reason, _, at = str(exc).partition(" - at `$")
-        key = at.rstrip("`").lstrip(".")
-        raise LoadTestError(f"{src}: {where}.{key}: {reason}") from None
 
 
 def _breach(

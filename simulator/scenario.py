@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from gateway.tomlfile import ConfigError, convert, read_toml
+
 KINDS: tuple[str, ...] = ("keyed_read", "pull", "push")
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -82,12 +84,8 @@ PROFILES: dict[str, list[float]] = {
 }
 
 
-class ScenarioError(Exception):
-    """A scenario value is wrong: says which file, which key and why."""
-
-    def __init__(self, file: str, key: str, reason: str) -> None:
-        self.file, self.key, self.reason = file, key, reason
-        super().__init__(f"{file}: {key}: {reason}")
+#: A scenario value is wrong: ``file: key: reason`` (the product's one config error).
+ScenarioError = ConfigError
 
 
 class _S(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False):
@@ -259,16 +257,7 @@ def _read_toml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     name = str(path)
     if path.resolve() in chain:
         raise ScenarioError(name, "extends", "circular extends")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(name, "-", "file not found") from None
-    except OSError as e:
-        raise ScenarioError(name, "-", f"cannot read: {e.strerror}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(name, "-", f"not valid TOML: {e}") from None
+    data = read_toml(path)
     base = data.get("extends")
     if base is None:
         return data
@@ -317,24 +306,6 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], file: str) 
         node[parts[-1]] = value
 
 
-_AT = re.compile(r"^(.*?)(?: - at `\$(.*)`)?$", re.S)
-
-
-def _msgspec_error(file: str, err: msgspec.ValidationError) -> ScenarioError:
-    m = _AT.match(str(err))
-    reason, where = (m.group(1), m.group(2) or "") if m else (str(err), "")
-    key = where.lstrip(".")
-    unknown = re.match(r"Object contains unknown field `(.+)`", reason)
-    if unknown:
-        key = f"{key}.{unknown.group(1)}" if key else unknown.group(1)
-        reason = "unknown key"
-    missing = re.match(r"Object missing required field `(.+)`", reason)
-    if missing:
-        key = f"{key}.{missing.group(1)}" if key else missing.group(1)
-        reason = "required key is missing"
-    return ScenarioError(file, key or "-", reason)
-
-
 def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
     """Read, decode, check and resolve one scenario file."""
     p = Path(path)
@@ -349,10 +320,7 @@ def from_dict(data: dict[str, Any], file: str = "<scenario>") -> Scenario:
     if "source" in data or "background_requests_per_day" in data.get("demand", {}):
         bad = "source" if "source" in data else "demand.background_requests_per_day"
         raise ScenarioError(file, bad, "unknown key (derived by the simulator)")
-    try:
-        scn = msgspec.convert(data, Scenario)
-    except msgspec.ValidationError as e:
-        raise _msgspec_error(file, e) from None
+    scn = convert(data, Scenario, file)
     scn = msgspec.structs.replace(scn, source=file, extends=None)
     if not scn.name:
         scn = msgspec.structs.replace(scn, name=Path(file).stem)

@@ -12,14 +12,11 @@ def open_governance(config: NodeConfig) -> GovernanceStore:
     ``sqlite``: ``DATA_DIR/governance.db``. ``jetstream``: streams and KV buckets on the
     same NATS servers as the record store.
     """
-    if config.store.backend == "jetstream":
-        try:
-            from gateway.governance.jetstream import JetStreamGovernance
-        except ImportError:  # not built yet: keep governance state in this node's data_dir
-            pass
-        else:
-            st = config.store
-            return JetStreamGovernance(st.servers, replicas=st.replicas, prefix=st.prefix)
+    if config.store.backend == "jetstream":  # (imported here, like the stores: nats-py only when used)
+        from gateway.governance.jetstream import JetStreamGovernance
+
+        st = config.store
+        return JetStreamGovernance(st.servers, replicas=st.replicas, prefix=st.prefix)
     from gateway.governance.sqlite import SQLiteGovernance
 
     return SQLiteGovernance(config.resolve(config.node.data_dir) / "governance.db")

@@ -27,7 +27,6 @@ import base64
 import contextlib
 import os
 import stat
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from gateway import logs
 from gateway.config import NodeConfig
 from gateway.governance.webhooks import NodeKey, b64url
 from gateway.tomlfile import ConfigError
@@ -148,7 +148,7 @@ class CheckpointFile:
 
 
 def _event(event: str, **fields: object) -> None:
-    print(_enc.encode({"event": event, **fields}).decode(), file=sys.stderr, flush=True)
+    logs.event(event, level="warning", logger=__name__, **fields)
 
 
 class Checkpointer:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import sys
 from typing import Any
 
 import msgspec
@@ -45,6 +44,7 @@ from nats.js.api import DeliverPolicy, StorageType, StreamConfig
 from gateway.audit import GENESIS, AuditEntry, chain_entry
 from gateway.governance.idempotency import KEEP_S, Claim
 from gateway.governance.model import Consent, Subscription
+from gateway.logs import ConnectionLog, event
 from gateway.redact import redact_urls
 from gateway.stores.base import StoreUnavailable
 
@@ -92,6 +92,7 @@ class JetStreamGovernance:
         self._cit_pending: list[tuple[str, bytes]] = []  # citizen copies not yet acknowledged
         self._fingerprint: str | None = None  # the citizen key's, checked on every connect
         self.refused: str | None = None  # why this store refuses every call (a key mismatch)
+        self._nats_log = ConnectionLog("governance")  # one log line per connection state
 
     @property
     def audit_stream(self) -> str:
@@ -145,7 +146,9 @@ class JetStreamGovernance:
             nc = None
             try:
                 nc = await nats.connect(servers=self.servers, connect_timeout=self.connect_timeout_s,
-                                        max_reconnect_attempts=-1, allow_reconnect=True)
+                                        max_reconnect_attempts=-1, allow_reconnect=True,
+                                        **self._nats_log.callbacks())
+                self._nats_log.connected()
                 js = nc.jetstream()
                 p, r = self.prefix, self.replicas
                 for name, subjects, append_only in ((f"{p}_AUDIT", [f"{p}.audit"], False),
@@ -193,6 +196,7 @@ class JetStreamGovernance:
         if self._conn is not None:
             nc, self._conn = self._conn, None
             self._jsctx = self._consents_kv = self._subs_kv = self._claims_kv = None
+            self._nats_log.closing()
             await nc.close()
 
     # -- the citizen key's fingerprint ---------------------------------------------------
@@ -268,8 +272,8 @@ class JetStreamGovernance:
         failed = [p for p, r in zip(pending, results, strict=True) if isinstance(r, BaseException)]
         if failed:
             self._cit_pending = failed + self._cit_pending
-            print(f'{{"event":"audit_citizen_index_failed","pending":{len(self._cit_pending)}}}',
-                  file=sys.stderr, flush=True)
+            event("audit_citizen_index_failed", level="warning", logger=__name__,
+                  pending=len(self._cit_pending))
 
     async def audit_checkpoint_append(self, line: bytes) -> None:
         """Publish one signed checkpoint (acknowledged) to the checkpoint stream."""
@@ -542,6 +546,7 @@ class JetStreamGovernance:
             finally:
                 if rescan is not None and not rescan.done():
                     rescan.cancel()
+                    await asyncio.wait([rescan])
                     if watcher is not None:
                         with contextlib.suppress(Exception):
                             await watcher.stop()

@@ -221,13 +221,17 @@ class Deliverer:
             await session.close()
 
     async def _scan_forever(self) -> None:
+        failing = ""  # the error last reported: logged once, not on every scan
         while True:
             try:
                 await self._scan()
+                failing = ""
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep scanning; report
-                self.log.error("webhooks", "subscription scan failed", exc)
+                if f"{type(exc).__name__}: {exc}" != failing:
+                    self.log.error("webhooks", "subscription scan failed", exc)
+                failing = f"{type(exc).__name__}: {exc}"
             self._kick.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.scan_s):
@@ -321,7 +325,8 @@ class Deliverer:
                     error = status_class(status)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 error = failure_class(exc)
-                self.log.event("webhook_failed", subscription=sub.id, error=error, exception=type(exc).__name__)
+                self.log.event("webhook_failed", level="warning", subscription=sub.id, error=error,
+                               exception=type(exc).__name__)
         self._submit(AuditEntry(ts=time.time(), request_id=delivery, client=sub.consumer,
                                      op="deliver", target=sub.resource,
                                      status=status, count=len(recs) if not error else 0,

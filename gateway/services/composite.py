@@ -180,6 +180,8 @@ async def run(comp: Composite, inp: Any, *, client: str, request_id: str, header
         async with asyncio.timeout(comp.timeout_s):
             await asyncio.gather(*tasks)
     except TimeoutError:
+        pass
+    finally:  # timed out, or the call itself was cancelled: no step outlives it
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -343,8 +343,10 @@ class ServiceRegistry:
         return self.pools.get(service_id)
 
     async def close(self) -> None:
-        for t in list(self._closing):
+        closing = list(self._closing)
+        for t in closing:
             t.cancel()
+        await asyncio.gather(*closing, return_exceptions=True)
         for p in [*self.pools.values(), *self._retired]:
             await p.close()
         self.pools = {}

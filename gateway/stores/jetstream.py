@@ -294,8 +294,10 @@ class JetStreamStore:
             self._connector.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._connector
-        if self._resetup_task is not None:
-            self._resetup_task.cancel()
+        leftover = [t for t in (self._resetup_task, self._idx_task, *self._pending) if t is not None]
+        for t in leftover:  # (appends still in flight after op_timeout_s fail: NATS is closed next)
+            t.cancel()
+        await asyncio.gather(*leftover, return_exceptions=True)
         if self._hwm_task is not None:
             self._hwm_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -153,8 +153,8 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("list key", _set("resources[2].key", "tags"), "resources[2].key", "a key must be one of str, int, date"),
     ("datetime key", _set("resources[2].key", "opened_at"), "resources[2].key", "a key must be one of"),
     ("sharing", _set("resources[0].sharing", "public"), "resources[0].sharing", "Invalid enum value 'public'"),
-    ("missing sharing", _delete("resources[0]", "sharing"), "resources[0].sharing", "missing required field `sharing`"),
-    ("missing owner", _delete("resources[1]", "owner"), "resources[1].owner", "missing required field `owner`"),
+    ("missing sharing", _delete("resources[0]", "sharing"), "resources[0].sharing", "required key is missing"),
+    ("missing owner", _delete("resources[1]", "owner"), "resources[1].owner", "required key is missing"),
     ("personal as string", _set("resources[0].personal", "yes"), "resources[0].personal", "Expected `bool`, got `str`"),
     ("field type as int", _set("resources[0].fields.name", 1), "resources[0].fields.name", "Expected `str`, got `int`"),
     # grants
@@ -176,15 +176,15 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("mask as int", _set("grants[0].masks", {"id_number": 6}), "grants[0].masks.id_number", "Expected `array`, got `int`"),
     ("expires not a date", _set("grants[0].expires", "next year"), "grants[0].expires", "Invalid RFC3339"),
     ("expires as int", _set("grants[0].expires", 2027), "grants[0].expires", "got `int`"),
-    ("missing consumer", _delete("grants[0]", "consumer"), "grants[0].consumer", "missing required field `consumer`"),
+    ("missing consumer", _delete("grants[0]", "consumer"), "grants[0].consumer", "required key is missing"),
     # unknown keys anywhere
-    ("unknown top-level key", _set("version", 2), "version", "unknown field `version`"),
-    ("unknown member key", _set("members[0].code", "psb"), "members[0].code", "unknown field `code`"),
-    ("unknown subsystem key", _set("subsystems[0].owner", "x"), "subsystems[0].owner", "unknown field `owner`"),
-    ("unknown resource key", _set("resources[0].schema", "x"), "resources[0].schema", "unknown field `schema`"),
-    ("unknown grant key", _set("grants[0].reason", "x"), "grants[0].reason", "unknown field `reason`"),
-    ("missing instance", lambda doc: doc.pop("instance"), "instance", "missing required field `instance`"),
-    ("members not a list", _set("members", {"id": "SH/GOV/psb"}), "members", "Expected `array`, got `object`"),
+    ("unknown top-level key", _set("version", 2), "version", "unknown key"),
+    ("unknown member key", _set("members[0].code", "psb"), "members[0].code", "unknown key"),
+    ("unknown subsystem key", _set("subsystems[0].owner", "x"), "subsystems[0].owner", "unknown key"),
+    ("unknown resource key", _set("resources[0].schema", "x"), "resources[0].schema", "unknown key"),
+    ("unknown grant key", _set("grants[0].reason", "x"), "grants[0].reason", "unknown key"),
+    ("missing instance", lambda doc: doc.pop("instance"), "instance", "required key is missing"),
+    ("members not a list", _set("members", {"id": "SH/GOV/psb"}), "members", "Expected `array`, got `table`"),
 ]
 # fmt: on
 

@@ -53,8 +53,8 @@ BAD = [
     ("metadata even if private allowed", {"url_prefix": "http://169.254.169.254/", "allow_http": True, "allow_private": True}, "webhook_targets[0].url_prefix", "never reach"),
     ("unspecified", {"url_prefix": "https://0.0.0.0/", "allow_private": True}, "webhook_targets[0].url_prefix", "never reach"),
     ("unknown consumer", {"consumer": "SH/GOV/hrss/talent", "url_prefix": "https://hrss.example/"}, "webhook_targets[0].consumer", "unknown subsystem 'SH/GOV/hrss/talent'"),
-    ("unknown key", {"url_prefix": "https://hrss.example/", "allow_any": True}, "webhook_targets[0].allow_any", "unknown field `allow_any`"),
-    ("missing prefix", {}, "webhook_targets[0].url_prefix", "missing required field `url_prefix`"),
+    ("unknown key", {"url_prefix": "https://hrss.example/", "allow_any": True}, "webhook_targets[0].allow_any", "unknown key"),
+    ("missing prefix", {}, "webhook_targets[0].url_prefix", "required key is missing"),
     ("allow_http as string", {"url_prefix": "https://hrss.example/", "allow_http": "yes"}, "webhook_targets[0].allow_http", "Expected `bool`"),
 ]
 # fmt: on

@@ -134,7 +134,7 @@ async def test_kill_9_right_after_record_keeps_every_recorded_entry(tmp_path: Pa
 
 
 async def test_checkpoints_follow_activity_within_a_second_and_stop_when_idle(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     key = load_node_key(tmp_path / "node-signing.key")
     path = tmp_path / "cp" / "audit-checkpoints.jsonl"
     cp = Checkpointer(key, "test:1", CheckpointFile(path))
@@ -178,11 +178,11 @@ async def test_checkpoints_follow_activity_within_a_second_and_stop_when_idle(
         await until(1, 1.5)
         assert [c.seq for c in lines()] == [7] and path.stat().st_mode & 0o777 == 0o600
     assert len(lines()) == 1  # closing with nothing new adds none
-    assert "audit_checkpoint_file_recreated" in capsys.readouterr().err
+    assert "audit_checkpoint_file_recreated" in caplog.text  # a warning of the node's log
 
 
 async def test_a_chain_cut_under_the_writer_raises_an_alarm(tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+                                                            caplog: pytest.LogCaptureFixture) -> None:
     async with audit_log(tmp_path) as (log, _):
         for i in range(3):
             await log.record(entry(f"r{i}"))
@@ -191,5 +191,5 @@ async def test_a_chain_cut_under_the_writer_raises_an_alarm(tmp_path: Path,
             con.execute("DELETE FROM audit_log WHERE last_seq > 1")
         con.close()
         assert await log.record(entry("after")) == 2  # the store continues after entry 1 ...
-        err = capsys.readouterr().err
+        err = caplog.text  # an error line of the node's log
         assert '"event":"audit_chain_regressed","had":3,"continued_at":2' in err  # ... and it is noticed

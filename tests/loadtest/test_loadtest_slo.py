@@ -42,8 +42,8 @@ def test_the_shipped_slo_file_loads() -> None:
         ("[kinds.push]\np95_ms = -1\n", "kinds.push.p95_ms: must be a number >= 0"),
         ("[kinds.push]\np95_ms = nan\n", "kinds.push.p95_ms"),
         ("latency = 3\n", "latency: unknown key"),
-        ("kinds = 3\n", "kinds: must be a table"),
-        ("[kinds]\nread = 3\n", "kinds.read: must be a table"),
+        ("kinds = 3\n", "kinds: Expected `table`, got `int`"),
+        ("[kinds]\nread = 3\n", "kinds.read: Expected `table`, got `int`"),
         ("[kinds.read\n", "invalid TOML"),
     ],
 )

@@ -152,7 +152,7 @@ def test_utilisation_at_or_above_one_in_a_validation_scenario(tmp_path: Path) ->
 def test_not_toml_and_missing_file(tmp_path: Path) -> None:
     p = tmp_path / "bad.toml"
     p.write_text("[simulation\n")
-    with pytest.raises(ScenarioError, match="not valid TOML"):
+    with pytest.raises(ScenarioError, match="invalid TOML"):
         load(p)
     with pytest.raises(ScenarioError, match="file not found"):
         load(tmp_path / "nope.toml")
