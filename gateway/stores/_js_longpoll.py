@@ -1,5 +1,10 @@
 """Long-polls on the JetStream store: a core NATS subscription to the resource's record
-subject wakes the waiters of this node when any node appends."""
+subject wakes the waiters of this node when any node appends.
+
+In a cluster the subscription's interest reaches the other servers a moment after it is
+made (newer servers take longer): an append through another server in that moment wakes
+nobody. A waiter therefore looks again a few times shortly after subscribing
+(:data:`_RECHECKS`), and from then on only when woken."""
 
 from __future__ import annotations
 
@@ -10,6 +15,9 @@ from typing import Any
 from gateway.stores._js_base import _Base
 from gateway.stores._js_wire import _token
 
+#: Seconds after the start of a wait at which it reads again without being woken.
+_RECHECKS = (0.25, 1.0, 3.0)
+
 
 class _LongPoll(_Base):
     """``wait``."""
@@ -18,7 +26,9 @@ class _LongPoll(_Base):
         """Wait for a record > ``after``: a subscription on the resource's subject wakes us."""
         self._check()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + max(timeout, 0.0)
+        started = loop.time()
+        deadline = started + max(timeout, 0.0)
+        rechecks = [started + s for s in _RECHECKS]
         waiters = self._waiters.setdefault(resource, set())
         fut: asyncio.Future[None] = loop.create_future()
         waiters.add(fut)
@@ -28,14 +38,19 @@ class _LongPoll(_Base):
                 # Subscribed before the check: an append in between still wakes us.
                 if await self.read(resource, after, 1):
                     return True
-                remaining = deadline - loop.time()
+                now = loop.time()
+                remaining = deadline - now
                 if remaining <= 0:
                     return False
+                while rechecks and rechecks[0] <= now:
+                    rechecks.pop(0)
                 try:
-                    async with asyncio.timeout(remaining):
+                    async with asyncio.timeout(min(remaining, rechecks[0] - now) if rechecks else remaining):
                         await fut
                 except TimeoutError:
-                    return False
+                    if loop.time() >= deadline:
+                        return False
+                    continue
                 if self._state != "open":
                     return False
                 waiters.discard(fut)
