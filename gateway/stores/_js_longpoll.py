@@ -44,11 +44,11 @@ class _LongPoll(_Base):
                     return False
                 while rechecks and rechecks[0] <= now:
                     rechecks.pop(0)
-                try:
-                    async with asyncio.timeout(min(remaining, rechecks[0] - now) if rechecks else remaining):
-                        await fut
-                except TimeoutError:
-                    if loop.time() >= deadline:
+                # asyncio.wait, not asyncio.timeout: nothing cancels this task when fut and the
+                # timer end in the same loop iteration.
+                await asyncio.wait({fut}, timeout=min(remaining, rechecks[0] - now) if rechecks else remaining)
+                if not fut.done():
+                    if loop.time() >= deadline - 0.001:
                         return False
                     continue
                 if self._state != "open":

@@ -71,6 +71,8 @@ def names(prefix: str) -> dict[str, str]:
         "idempotency": f"{prefix}_idem",
         "cursors": f"{prefix}_cursors",
         "config": f"{prefix}_config",
+        "retention": f"{prefix}_retention",
+        "meta": f"{prefix}_meta",
     }
 
 

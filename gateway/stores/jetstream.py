@@ -42,7 +42,7 @@ with the reason (``/readyz`` shows it) until a start with ``accept_reset``.
 One class, several parts (each a module): transport (:mod:`._js_requests`), appends
 (:mod:`._js_append`), idempotency (:mod:`._js_idempotency`), the key index
 (:mod:`._js_keyindex`), reads (:mod:`._js_reads`), long-polls (:mod:`._js_longpoll`),
-cursors (:mod:`._js_cursors`) and the high-water mark (:mod:`._js_marks`); this module
+cursors (:mod:`._js_cursors`), retention (:mod:`._js_retention`) and the high-water mark (:mod:`._js_marks`); this module
 holds the life cycle: connecting, creating streams and buckets, readiness.
 """
 
@@ -70,6 +70,7 @@ from gateway.stores._js_longpoll import _LongPoll
 from gateway.stores._js_marks import _Marks
 from gateway.stores._js_reads import _Reads
 from gateway.stores._js_requests import _Requests
+from gateway.stores._js_retention import _Retention
 from gateway.stores._js_wire import _digest as _digest  # re-exported for tests and tools
 from gateway.stores._js_wire import _enc as _enc
 from gateway.stores._js_wire import _token as _token
@@ -83,7 +84,7 @@ log = logging.getLogger("gateway.stores.jetstream")
 
 
 class JetStreamStore(
-    _Appends, _Idempotency, _KeyIndex, _Reads, _LongPoll, _Cursors, _Marks, _Requests
+    _Appends, _Idempotency, _KeyIndex, _Reads, _LongPoll, _Cursors, _Retention, _Marks, _Requests
 ):
     """The ``jetstream`` backend of :class:`gateway.stores.base.Store`.
 
@@ -152,6 +153,7 @@ class JetStreamStore(
         self._idx_pending: dict[str, tuple[int, int, str, bytes]] = {}
         self._idx_waiters: list[asyncio.Future[None]] = []
         self._idx_task: asyncio.Future[None] | None = None
+        self._earliest_cache: dict[str, tuple[float, int]] = {}
         self.hwm = HighWaterMark(hwm_path) if hwm_path is not None else None
         self._accept_reset = accept_reset  # consumed by the first identity check
         self._verified = False  # the streams were checked against the mark since (re)connecting
@@ -298,6 +300,7 @@ class JetStreamStore(
         )
         self._idem = await self._ensure_kv(n["idempotency"], ttl=self.idempotency_ttl_s)
         self._cursors = await self._ensure_kv(n["cursors"], ttl=None)
+        await self._ensure_kv(n["retention"], ttl=None)
         self.js = js
 
     def _schedule_resetup(self) -> None:
@@ -344,7 +347,7 @@ class JetStreamStore(
         self._check()
         n = self.names
         streams = [n["records"], n["keys"]] + [
-            f"KV_{n[b]}" for b in ("idempotency", "cursors", "config")
+            f"KV_{n[b]}" for b in ("idempotency", "cursors", "config", "retention", "meta")
         ]
         for stream in streams:
             with contextlib.suppress(nats.js.errors.NotFoundError):
