@@ -1,5 +1,5 @@
 """``python -m gateway``: serve a node, check configs, manage dev keys, synthesize catalogs,
-audit (verify, export) and webhooks (list, replay)."""
+audit (verify, export), webhooks (list, replay), retention, backup and restore."""
 
 from __future__ import annotations
 
@@ -173,6 +173,12 @@ def _cmd_webhooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_retention_apply(args: argparse.Namespace) -> int:
+    from gateway.stores.cli import retention_apply
+
+    return retention_apply(args.config)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m gateway", description=__doc__)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -232,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     ae.add_argument("--until", help="end time, exclusive: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ")
     ae.add_argument("--out", help="output file (default: standard output)")
     ae.set_defaults(func=_cmd_audit_export)
+
+    r = sub.add_parser("retention", help="retention and compaction (catalog: retention, max_records, compact)")
+    rsub = r.add_subparsers(dest="retention_command", metavar="ACTION", required=True)
+    ra = rsub.add_parser("apply", help="apply the catalog's retention policies to the store once "
+                         "(a node does it every [store] retention_interval_s)")
+    ra.add_argument("--config", required=True, help="node config TOML (its catalog file and store)")
+    ra.set_defaults(func=_cmd_retention_apply)
 
     w = sub.add_parser("webhooks", help="webhook subscriptions: list, replay a dead-lettered one")
     wsub = w.add_subparsers(dest="webhooks_command", metavar="ACTION", required=True)

@@ -44,6 +44,7 @@ from gateway.metrics import Metrics
 from gateway.release import Releaser
 from gateway.services.proxy import ServiceRegistry
 from gateway.stores.base import Store, StoreError, StoreUnavailable
+from gateway.stores.retention import RetentionJob
 from gateway.wire import PROBLEM
 
 # Static routes (kinds >= fastpath.STATIC_MIN).
@@ -202,6 +203,8 @@ class Node:
         self.releaser = Releaser(self.citizen_key)  # minimisation and the citizens released
         self.webhooks = Deliverer(self)
         self.log = AccessLog(enabled=config.node.access_log)
+        self.retention = RetentionJob(store, lambda: self.state.catalog,
+                                      interval_s=config.store.retention_interval_s)
         self.inflight = 0
         self.max_inflight = config.limits.max_inflight
         self.metrics.inflight.set_function(lambda: self.inflight)  # read at scrape time only
@@ -232,10 +235,12 @@ class Node:
         self.services.start()
         self.webhooks.start()
         self.log.start()
+        self.retention.start()  # the catalog's retention policies, every retention_interval_s
         self.ready = True
 
     async def stop(self) -> None:
         self.ready = False
+        await self.retention.stop()
         await self.webhooks.stop()
         await self.services.close()
         if self.audit:

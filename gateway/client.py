@@ -46,6 +46,8 @@ class ExchangeError(Exception):
 class PullResult(msgspec.Struct):
     records: list[dict[str, Any]]
     next: int
+    #: Set when retention removed records after ``after``: the resource's earliest offset.
+    earliest: int | None = None
 
 
 class ExchangeClient:
@@ -161,7 +163,7 @@ class ExchangeClient:
         """Records after ``after`` (default: the committed cursor), long-polling ``wait`` s."""
         doc = await self.request("GET", f"/v1/resources/{resource}/records",
                                  params={"after": after, "limit": limit, "wait": wait})
-        return PullResult(doc["records"], doc["next"])
+        return PullResult(doc["records"], doc["next"], doc.get("earliest"))
 
     async def commit(self, resource: str, offset: int, *, force: bool = False) -> int:
         """Commit the cursor; raises ExchangeError 409 when it would move backwards."""

@@ -13,6 +13,7 @@ from aiohttp import web
 from gateway.errors import Problem
 from gateway.release import OutRecord
 from gateway.stores.base import CursorConflict, IdempotencyConflict, Record
+from gateway.stores.retention import earliest_for, policy_of
 from gateway.validation import decode_push
 from gateway.wire import MSGPACK, body_format, int_param, respond, wants_msgpack
 
@@ -82,7 +83,11 @@ async def pull(call: Call) -> web.Response:
     out = _release(call, recs, wants_msgpack(call.request))
     node.metrics.records_pulled.inc(len(out))
     call.count = len(out)
-    return respond(call.request, 200, {"records": out, "next": recs[-1].offset if recs else after})
+    page: dict[str, Any] = {"records": out, "next": recs[-1].offset if recs else after}
+    earliest = await earliest_for(node.store, call.entry.id) if policy_of(call.entry.spec) else 0
+    if earliest > after + 1:  # retention removed records after `after` (docs/operations.md)
+        page["earliest"] = earliest
+    return respond(call.request, 200, page)
 
 
 async def _wait_unless_draining(node: Any, waiting: Coroutine[Any, Any, bool]) -> bool:

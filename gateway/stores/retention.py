@@ -101,7 +101,7 @@ async def apply_all(
     out = []
     for resource, policy in wanted.items():
         res = await store.apply_retention(resource, policy, now_ms)
-        if res.batches_dropped or res.keys_dropped:
+        if res.batches_dropped or res.records_dropped or res.records_compacted or res.keys_dropped:
             out.append(res)
     return out
 

@@ -140,3 +140,27 @@ async def test_sqlite_gives_space_back(tmp_path: Path) -> None:
         assert len(await read_all(store, RES)) == 1000
     after = os.path.getsize(path)
     assert after < before * 0.4, (before, after)
+
+
+async def test_retention_job_applies_the_current_catalog(tmp_path: Path) -> None:
+    from gateway.catalog import catalog_from_obj
+    from gateway.stores.retention import RetentionJob
+
+    def catalog(max_records: int | None):
+        res = {"id": RES, "owner": CLIENT, "sharing": "open", "key": "id", "fields": {"id": "str", "n": "int"}}
+        if max_records is not None:
+            res["max_records"] = max_records
+        return catalog_from_obj({"instance": "SH", "members": [{"id": "SH/GOV/psb"}],
+                                 "subsystems": [{"id": CLIENT}], "resources": [res]})
+
+    current = {"cat": catalog(None)}
+    async with SQLiteStore(tmp_path / "job.db") as store:
+        await push_batches(store, RES, 4, 5)
+        job = RetentionJob(store, lambda: current["cat"], interval_s=3600, first_s=3600)
+        assert await job.run_once() == []  # no policy yet
+        current["cat"] = catalog(5)  # a reload adds one
+        (res,) = await job.run_once()
+        assert res.resource == RES and res.batches_dropped == 3
+        assert len(await read_all(store, RES)) == 5
+        job.start()
+        await job.stop()
