@@ -9,6 +9,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+from gateway.stores.base import StoreError
 from gateway.tomlfile import ConfigError
 
 
@@ -270,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
             return publish_main(args.rest)
         return args.func(args)
     except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except StoreError as exc:  # e.g. a database written by a newer release
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

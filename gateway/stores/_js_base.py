@@ -30,6 +30,7 @@ class _Base:
     js: Any
     hwm: HighWaterMark | None
     reset_reason: str | None
+    schema_error: str | None
     _state: str
     _ready: asyncio.Event | None
     _setup_error: str | None

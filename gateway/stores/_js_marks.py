@@ -41,7 +41,7 @@ class _Marks(_Base):
                 "over); otherwise restore JetStream's data")
             log.error("%s", self.reset_reason)
         else:
-            self.reset_reason = None
+            self.reset_reason = self.schema_error  # a newer schema stays refused
         await self._write_marks()
         self._verified = True
 

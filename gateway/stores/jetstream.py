@@ -74,11 +74,15 @@ from gateway.stores._js_retention import _Retention
 from gateway.stores._js_wire import _digest as _digest  # re-exported for tests and tools
 from gateway.stores._js_wire import _enc as _enc
 from gateway.stores._js_wire import _token as _token
-from gateway.stores._js_wire import names
-from gateway.stores.base import MAX_BATCH_RECORDS, AppendResult, StoreUnavailable
+from gateway.stores._js_wire import _WrongLast, names
+from gateway.stores.base import MAX_BATCH_RECORDS, AppendResult, StoreError, StoreUnavailable
 from gateway.stores.hwm import HighWaterMark
 
-__all__ = ["JetStreamStore", "MAX_BATCH_RECORDS", "names"]
+__all__ = ["JetStreamStore", "MAX_BATCH_RECORDS", "SCHEMA_VERSION", "names"]
+
+#: The layout of streams and buckets (``P_meta`` key ``schema_version``). Version 1: records,
+#: keys, idempotency, cursors, retention.
+SCHEMA_VERSION = 1
 
 log = logging.getLogger("gateway.stores.jetstream")
 
@@ -154,6 +158,7 @@ class JetStreamStore(
         self._idx_waiters: list[asyncio.Future[None]] = []
         self._idx_task: asyncio.Future[None] | None = None
         self._earliest_cache: dict[str, tuple[float, int]] = {}
+        self.schema_error: str | None = None  # the streams were written by a newer release
         self.hwm = HighWaterMark(hwm_path) if hwm_path is not None else None
         self._accept_reset = accept_reset  # consumed by the first identity check
         self._verified = False  # the streams were checked against the mark since (re)connecting
@@ -181,6 +186,8 @@ class JetStreamStore(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.connect_timeout_s):
                 await self._ready.wait()
+        if self.schema_error is not None:  # written by a newer release: refuse to start
+            raise StoreError(self.schema_error)
 
     async def close(self) -> None:
         """Wait for appends in flight, unsubscribe and close the connection. Idempotent."""
@@ -301,6 +308,8 @@ class JetStreamStore(
         self._idem = await self._ensure_kv(n["idempotency"], ttl=self.idempotency_ttl_s)
         self._cursors = await self._ensure_kv(n["cursors"], ttl=None)
         await self._ensure_kv(n["retention"], ttl=None)
+        await self._ensure_kv(n["meta"], ttl=None)
+        await self._check_schema()
         self.js = js
 
     def _schedule_resetup(self) -> None:
@@ -320,6 +329,28 @@ class JetStreamStore(
                 if self.nc is None or not self.nc.is_connected:
                     return  # the next reconnect tries again
                 await asyncio.sleep(1.0)
+
+    async def _check_schema(self) -> None:
+        """Record the layout's version in the ``P_meta`` bucket; refuse a newer one (every call
+        then fails with the reason, and ``open`` raises it when found at start)."""
+        bucket = self.names["meta"]
+        entry = await self._kv_get(bucket, "schema_version")
+        if entry is None:
+            # A new JetStream, or one written before versions were recorded (the same layout).
+            with contextlib.suppress(_WrongLast):
+                await self._kv_write(bucket, "schema_version", str(SCHEMA_VERSION).encode(), 0)
+            return
+        try:
+            found = int(entry[1])
+        except ValueError:
+            found = -1
+        if found > SCHEMA_VERSION or found < 1:
+            self.schema_error = self.reset_reason = (
+                f"the JetStream streams of prefix {self.prefix!r} have schema version "
+                f"{entry[1][:20]!r}, newer than this release supports ({SCHEMA_VERSION}): they "
+                "were written by a newer release of the node. Run that release, or restore a "
+                "snapshot taken before the upgrade (docs/operations.md)")
+            log.error("%s", self.schema_error)
 
     # -- the high-water mark (a wiped or replaced JetStream) --------------------------------
 
