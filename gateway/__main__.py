@@ -180,6 +180,37 @@ def _cmd_retention_apply(args: argparse.Namespace) -> int:
     return retention_apply(args.config)
 
 
+def _cmd_backup(args: argparse.Namespace) -> int:
+    from gateway.backup import BackupError, backup
+
+    try:
+        manifest = backup(args.config, args.out, force=args.force)
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    size = Path(args.out).stat().st_size
+    dbs = ", ".join(f"{k} (schema {v['schema_version']})" for k, v in manifest["databases"].items())
+    print(f"wrote {args.out} (mode 0600, {size} bytes, {len(manifest['files'])} files: {dbs}) "
+          f"in {manifest['seconds']:.2f} s")
+    if manifest["backend"] == "jetstream":
+        print("cluster mode: the records are in JetStream; snapshot them with "
+              "python -m gateway.stores.jssnapshot backup (docs/operations.md)")
+    return 0
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from gateway.backup import BackupError, restore
+
+    try:
+        written = restore(args.archive, args.config, force=args.force)
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"restored {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m gateway", description=__doc__)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -246,6 +277,19 @@ def build_parser() -> argparse.ArgumentParser:
                          "(a node does it every [store] retention_interval_s)")
     ra.add_argument("--config", required=True, help="node config TOML (its catalog file and store)")
     ra.set_defaults(func=_cmd_retention_apply)
+
+    b = sub.add_parser("backup", help="back up a node while it serves: databases (SQLite online "
+                       "backup), keys and config into one tar.gz (mode 0600)")
+    b.add_argument("--config", required=True, help="the node's config TOML")
+    b.add_argument("--out", required=True, help="the archive to write (refused if it exists)")
+    b.add_argument("--force", action="store_true", help="overwrite --out")
+    b.set_defaults(func=_cmd_backup)
+    rs = sub.add_parser("restore", help="restore a backup into a stopped (or new) node")
+    rs.add_argument("archive", help="a file written by backup")
+    rs.add_argument("--config", required=True, help="config TOML of the node to restore into")
+    rs.add_argument("--force", action="store_true",
+                    help="overwrite existing databases, keys, keyring and catalog")
+    rs.set_defaults(func=_cmd_restore)
 
     w = sub.add_parser("webhooks", help="webhook subscriptions: list, replay a dead-lettered one")
     wsub = w.add_subparsers(dest="webhooks_command", metavar="ACTION", required=True)
