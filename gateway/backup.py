@@ -11,18 +11,21 @@ keys) with ``manifest.json`` (what is inside, SHA-256 of every member, schema ve
 The databases are copied with SQLite's online backup API in one step while the node serves:
 the copy is the database as of the moment the step began (WAL readers never block the
 writer), so every push acknowledged before the backup started is in it. In cluster mode the
-records live in JetStream: back it up with ``python -m gateway.stores.jssnapshot`` (the
-JetStream snapshot API, every stream and bucket of the prefix); this backup then holds the
-node's own files (keys, config, the high-water mark).
+records and governance state live in JetStream: the archive then holds a JetStream snapshot
+of every stream and bucket of the prefix (``jetstream/``, see :mod:`gateway.stores.jssnapshot`)
+besides the node's own files.
 
 ``restore`` checks every member against the manifest, then writes the databases and data
 files into the target configuration's ``data_dir`` (and store ``path``), and the keyring and
 catalog to the target's paths where those files do not exist yet. It refuses to overwrite a
-store or key file unless ``force`` (never while a node runs on them: stop it first).
+store or key file unless ``force`` (never while a node runs on them: stop it first). In
+cluster mode it restores the streams into the target's JetStream (refusing streams that
+exist) and starts the node's high-water mark over.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import io
@@ -35,8 +38,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import nats.errors
+
 from gateway.config import NodeConfig, load_node_config
 from gateway.filemodes import private_dir
+from gateway.redact import redact
 
 #: Files of DATA_DIR that a backup carries besides the databases (the node's keys and state).
 DATA_FILES = ("audit.key", "node-signing.key", "audit-checkpoints.jsonl", "jetstream-hwm.json")
@@ -113,9 +119,23 @@ def backup(config_path: str | Path, out: str | Path, *, force: bool = False) -> 
             copy = work / name
             manifest["databases"][name] = _snapshot(path, copy)
             members.append((f"data/{name}", copy))
-        for name in DATA_FILES:
+        for name in DATA_FILES:  # copied once (the node may append meanwhile), then hashed
             if (data_dir / name).is_file():
-                members.append((f"data/{name}", data_dir / name))
+                body = (data_dir / name).read_bytes()
+                if name.endswith(".jsonl"):
+                    body = body[: body.rfind(b"\n") + 1]  # whole lines only
+                (work / name).write_bytes(body)
+                members.append((f"data/{name}", work / name))
+        if cfg.store.backend == "jetstream":
+            from gateway.stores.jssnapshot import SnapshotError, snapshot_all
+
+            try:
+                sizes = asyncio.run(snapshot_all(cfg.store.servers, cfg.store.prefix, work / "js"))
+            except (SnapshotError, OSError, TimeoutError, nats.errors.Error) as exc:
+                raise BackupError(f"JetStream snapshot failed: {redact(str(exc))}") from None
+            manifest["jetstream"] = sizes
+            for f in sorted((work / "js").iterdir()):
+                members.append((f"jetstream/{f.name}", f))
         members.append(("config/node.toml", Path(cfg.source)))
         members.append(("config/keyring.toml", cfg.resolve(cfg.node.keyring)))
         members.append(("config/catalog.toml", cfg.resolve(cfg.node.catalog)))
@@ -204,6 +224,8 @@ def restore(archive: str | Path, config_path: str | Path, *, force: bool = False
         targets: list[tuple[str, Path, bool]] = []  # archive name, destination, overwrite?
         for arc in files:
             name = arc.partition("/")[2]
+            if arc == "data/jetstream-hwm.json":
+                continue  # the restored streams start the mark over (below)
             if arc == "data/exchange.db":
                 targets.append((arc, _store_path(cfg), force))
             elif arc.startswith("data/"):
@@ -211,6 +233,16 @@ def restore(archive: str | Path, config_path: str | Path, *, force: bool = False
         for _arc, dst, overwrite in targets:  # check all before writing any
             if dst.exists() and not overwrite:
                 raise BackupError(f"{dst} exists; stop the node and pass --force to overwrite it")
+        if cfg.store.backend == "jetstream":
+            from gateway.stores.jssnapshot import SnapshotError, restore_all
+
+            try:
+                streams = asyncio.run(restore_all(cfg.store.servers, cfg.store.prefix,
+                                                  work / "jetstream"))
+            except (SnapshotError, OSError, TimeoutError, nats.errors.Error) as exc:
+                raise BackupError(f"JetStream restore failed: {redact(str(exc))}") from None
+            written.extend(f"JetStream stream {s}" for s in streams)
+            (data_dir / "jetstream-hwm.json").unlink(missing_ok=True)
         for arc, dst, overwrite in targets:
             _place(work / arc, dst, overwrite)
             written.append(str(dst))

@@ -106,3 +106,50 @@ def test_a_damaged_archive_is_refused(tmp_path: Path) -> None:
     assert not (node.folder / "data" / "exchange.db").exists()
     missing = _gateway("backup", "--config", str(node.folder / "node.toml"), "--out", str(tmp_path / "x"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+async def test_cluster_backup_snapshots_jetstream_and_restores_into_a_new_one(
+    tmp_path: Path, prefix: str
+) -> None:
+    from gateway.stores.natsproc import NatsServer
+
+    cat, ring = write_files(tmp_path)
+    old = NatsServer(tmp_path / "nats-old").start()
+    new = NatsServer(tmp_path / "nats-new").start()
+    node = GatewayNode(tmp_path / "a", cat, ring, servers=[old.url], prefix=prefix)
+    archive = tmp_path / "a.tar.gz"
+    acked: dict[str, int] = {}
+    try:
+        node.start(wait_for="/readyz")
+        async with client(node.url, ring) as owner, client(node.url, ring, READER) as reader:
+            for n in range(20):
+                keys = [f"k{n}-{j}" for j in range(50)]
+                res = await owner.push("test.r2", [rec(k, n) for k in keys])
+                acked.update({k: res["first"] + j for j, k in enumerate(keys)})
+            await reader.commit("test.r3", 5)
+        out = await asyncio.to_thread(_gateway, "backup", "--config", str(node.folder / "node.toml"),
+                                      "--out", str(archive))
+        assert out.returncode == 0, out.stderr
+        assert stat.S_IMODE(os.stat(archive).st_mode) == 0o600
+        node.stop()
+        fresh = GatewayNode(tmp_path / "b", cat, tmp_path / "b-ring.toml", servers=[new.url],
+                            prefix=prefix)
+        fresh.folder.mkdir(parents=True)
+        (fresh.folder / "node.toml").write_text(fresh.config_text())
+        res = _gateway("restore", str(archive), "--config", str(fresh.folder / "node.toml"))
+        assert res.returncode == 0, res.stderr
+        assert f"JetStream stream {prefix}_REC" in res.stdout
+        again = _gateway("restore", str(archive), "--config", str(fresh.folder / "node.toml"),
+                         "--force")
+        assert again.returncode == 2 and "already has" in again.stderr
+        fresh.start(wait_for="/readyz")
+        async with client(fresh.url, tmp_path / "b-ring.toml", READER) as reader:
+            got = {r["key"]: r["offset"] for r in await pull_all(reader, "test.r2")}
+            assert got == acked
+            assert (await reader.get("test.r2", "k7-3"))["offset"] == acked["k7-3"]
+            assert (await reader.pull("test.r3")).next == 5  # the committed cursor
+        fresh.stop()
+    finally:
+        node.stop()
+        old.stop()
+        new.stop()
