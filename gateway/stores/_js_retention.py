@@ -94,13 +94,13 @@ class _Retention(_Base):
         stream = self.names["keys"]
         pre = f"{self.prefix}.key.{_token(resource)}."
         dropped = 0
-        sem = asyncio.Semaphore(64)
+        sem = asyncio.Semaphore(256)
 
         async def one(key: str) -> None:
             nonlocal dropped
             subject = pre + _digest(key)
             async with sem:
-                got = await self._leader_get(stream, {"last_by_subj": subject})
+                got = await self._direct_get(stream, {"last_by_subj": subject})
                 if got is None:
                     return
                 try:
