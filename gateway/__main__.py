@@ -193,8 +193,8 @@ def _cmd_backup(args: argparse.Namespace) -> int:
     print(f"wrote {args.out} (mode 0600, {size} bytes, {len(manifest['files'])} files: {dbs}) "
           f"in {manifest['seconds']:.2f} s")
     if manifest["backend"] == "jetstream":
-        print("cluster mode: the records are in JetStream; snapshot them with "
-              "python -m gateway.stores.jssnapshot backup (docs/operations.md)")
+        print(f"cluster mode: JetStream snapshot of {len(manifest.get('jetstream', {}))} streams "
+              "and buckets included")
     return 0
 
 
@@ -208,6 +208,44 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         return 2
     for path in written:
         print(f"restored {path}")
+    return 0
+
+
+def _overlap(text: str) -> int:
+    from gateway.stores.retention import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--overlap {exc}") from None
+
+
+def _cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from gateway.keyring import load_keyring, rotate_text, write_private
+
+    path = Path(args.keyring)
+    load_keyring(path)  # a bad file is refused with file: key: reason before anything changes
+    try:
+        text, new_id, retired = rotate_text(path.read_text(), args.client, args.overlap)
+    except ValueError as exc:
+        print(f"error: {path}: {exc}", file=sys.stderr)
+        return 2
+    write_private(path, text)
+    load_keyring(path)
+    print(f"added key {new_id} for {args.client}; retiring {', '.join(retired) or 'nothing'} in "
+          f"{args.overlap} s. Reload the nodes (SIGHUP, or catalog publish in cluster mode) and "
+          "give the new key to the client (its secret is in the keyring)")
+    return 0
+
+
+def _cmd_node_key_rotate(args: argparse.Namespace) -> int:
+    from gateway.config import load_node_config
+    from gateway.governance.webhooks import KEY_FILE, rotate_node_key
+
+    cfg = load_node_config(args.config)
+    old, new = rotate_node_key(cfg.resolve(cfg.node.data_dir) / KEY_FILE, args.overlap)
+    print(f"node key {new} replaces {old}, which stays listed at /v1/node-keys for "
+          f"{args.overlap} s; send the node SIGHUP to sign with the new key")
     return 0
 
 
@@ -236,6 +274,22 @@ def build_parser() -> argparse.ArgumentParser:
     ki.add_argument("--out", default="configs/keyring.dev.toml")
     ki.add_argument("--force", action="store_true", help="replace an existing keyring")
     ki.set_defaults(func=_cmd_keys_init)
+
+    kr = ksub.add_parser("rotate", help="add a new key for a client and retire its current keys "
+                         "after an overlap (keyring: not_before / not_after)")
+    kr.add_argument("client", help="the subsystem, e.g. SH/GOV/psb/hukou")
+    kr.add_argument("--keyring", required=True, help="the keyring file (rewritten, mode 0600)")
+    kr.add_argument("--overlap", type=_overlap, default="7d",
+                    help="how long the old keys stay valid: 7d (default), 12h, 30m, 90s")
+    kr.set_defaults(func=_cmd_keys_rotate)
+
+    nk = sub.add_parser("node-key", help="the node's Ed25519 key (webhook deliveries, audit checkpoints)")
+    nksub = nk.add_subparsers(dest="node_key_command", metavar="ACTION", required=True)
+    nkr = nksub.add_parser("rotate", help="make a new node key; the old one stays listed at "
+                           "/v1/node-keys for the overlap; SIGHUP the node to use it")
+    nkr.add_argument("--config", required=True, help="the node's config TOML (its data_dir)")
+    nkr.add_argument("--overlap", type=_overlap, default="7d", help="7d (default), 12h, ...")
+    nkr.set_defaults(func=_cmd_node_key_rotate)
 
     o = sub.add_parser("operator-key", help="the operator's Ed25519 key that signs published bundles")
     osub = o.add_subparsers(dest="operator_key_command", metavar="ACTION", required=True)

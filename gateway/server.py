@@ -56,6 +56,18 @@ def ssl_context(config: NodeConfig) -> ssl.SSLContext | None:
     return ctx
 
 
+def reload_tls(config: NodeConfig, ctx: ssl.SSLContext | None) -> None:
+    """Load the configured certificate and key into the live context again (SIGHUP): new
+    connections get the renewed certificate, open ones keep theirs. ConfigError when the
+    files do not load (the old certificate stays)."""
+    if ctx is None:
+        return
+    fresh = ssl_context(config)  # checks the files (and client_ca) first
+    assert fresh is not None
+    n = config.node
+    ctx.load_cert_chain(str(config.resolve(n.tls_cert or "")), str(config.resolve(n.tls_key or "")))
+
+
 def bind_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     """A listening socket; SO_REUSEPORT lets several worker processes share the port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -117,8 +129,11 @@ async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload
         try:
             new = load_state(config)
             node.citizen.check_keyring(new.keyring, config.node.keyring)
+            reload_tls(config, tls)  # new handshakes use the renewed certificate
+            rotated = node.node_key.reload()  # after `node-key rotate`
             node.swap_state(new)
-            node.log.event("reloaded", resources=len(node.state.catalog.resources))
+            node.log.event("reloaded", resources=len(node.state.catalog.resources),
+                           tls=tls is not None, node_key=node.node_key.id, node_key_rotated=rotated)
         except ConfigError as exc:
             node.log.event("reload_refused", error=str(exc))
 

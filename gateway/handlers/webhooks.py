@@ -131,5 +131,6 @@ async def node_keys(call: Call) -> web.Response:
     """GET /v1/node-keys (unsigned): the public key this node signs webhook deliveries with.
 
     In cluster mode every node has its own key; a delivery's ``keyid`` says which node's
-    ``/v1/node-keys`` lists it."""
-    return respond(call.request, 200, {"keys": [call.node.node_key.public_doc()]})
+    ``/v1/node-keys`` lists it. After a rotation the retired key is listed too (with
+    ``until``) while its overlap lasts."""
+    return respond(call.request, 200, {"keys": call.node.node_key.public_docs()})
