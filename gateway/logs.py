@@ -39,9 +39,9 @@ class AccessLog:
             if len(self._buf) >= 1024:
                 self.flush()
 
-    def event(self, event: str, **fields: object) -> None:
+    def event(self, event: str, *, level: str = "info", **fields: object) -> None:
         fields = {k: redact(v) if isinstance(v, str) else v for k, v in fields.items()}
-        self._buf.append(_enc({"ts": round(time.time(), 3), "level": "info", "event": event, **fields}))
+        self._buf.append(_enc({"ts": round(time.time(), 3), "level": level, "event": event, **fields}))
         self.flush()
 
     def error(self, request_id: str, message: str, exc: BaseException | None) -> None:

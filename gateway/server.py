@@ -135,7 +135,7 @@ async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload
             node.log.event("reloaded", resources=len(node.state.catalog.resources),
                            tls=tls is not None, node_key=node.node_key.id, node_key_rotated=rotated)
         except ConfigError as exc:
-            node.log.event("reload_refused", error=str(exc))
+            node.log.event("reload_refused", level="warning", error=str(exc))
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     await stop.wait()
