@@ -116,10 +116,32 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
         cluster = cluster_store(args.config, args.db)
         if cluster is not None:
             return cluster_verify(cluster, args.checkpoints, args.key, defaults)
-        return audit_verify(db_path(args.config, args.db), None, args.checkpoints, args.key, defaults)
+        return audit_verify(db_path(args.config, args.db), None, args.checkpoints, args.key, defaults,
+                            archive=args.archive)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _cmd_audit_archive(args: argparse.Namespace) -> int:
+    from gateway.governance.archive import ArchiveError, archive
+    from gateway.governance.cli import db_path, parse_time
+    from gateway.governance.webhooks import KEY_FILE, load_node_key
+
+    try:
+        before = parse_time(args.before, "--before")
+        db = db_path(args.config, args.db)
+        key = load_node_key(db.parent / KEY_FILE)
+        done = archive(db, Path(args.out), before, key, prune=args.prune)
+    except (ValueError, ArchiveError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not done["archived"]:
+        print("nothing to archive: no block of the live log ends before --before after the archive")
+        return 0
+    print(f"archived entries {done['first']}..{done['last']} ({done['archived']}) into "
+          f"{done['segment']}; pruned {done['pruned']} blocks from the live log")
+    return 0
 
 
 def _cmd_audit_export(args: argparse.Namespace) -> int:
@@ -132,7 +154,7 @@ def _cmd_audit_export(args: argparse.Namespace) -> int:
         if cluster is not None:
             return cluster_export(cluster, args.since, args.until, out)
         assert path is not None
-        return audit_export(path, args.since, args.until, out)
+        return audit_export(path, args.since, args.until, out, archive=args.archive)
 
     try:
         if args.out and args.out != "-":
@@ -309,9 +331,19 @@ def build_parser() -> argparse.ArgumentParser:
     av = asub.add_parser("verify", help="check the hash chain, the signed checkpoints (truncation, rewriting) "
                                         "and the citizen index; exit 1 when any fails")
     ae = asub.add_parser("export", help="write entries as JSON lines (verifiable with verify --log)")
-    for x in (av, ae):
+    aa = asub.add_parser("archive", help="move entries older than --before into a compressed, signed, "
+                                         "chained segment in --out (with --prune: delete them from the "
+                                         "live log once the segment reads back intact)")
+    for x in (av, ae, aa):
         x.add_argument("--config", help="node config TOML (finds DATA_DIR/governance.db)")
         x.add_argument("--db", help="governance database file (default var/governance.db)")
+    for x in (av, ae):
+        x.add_argument("--archive", metavar="DIR", help="the archive folder: its segments come first "
+                                                        "(needed once entries were pruned)")
+    aa.add_argument("--before", required=True, help="YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)")
+    aa.add_argument("--out", required=True, metavar="DIR", help="the archive folder (made 0700)")
+    aa.add_argument("--prune", action="store_true", help="delete the archived entries from the live log")
+    aa.set_defaults(func=_cmd_audit_archive)
     av.add_argument("--log", help="verify an exported JSON-lines file instead of the store")
     av.add_argument("--checkpoints", action="append", default=[], metavar="FILE",
                     help="signed checkpoint file (repeatable; default: the node's [node] audit_checkpoints, "

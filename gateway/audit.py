@@ -259,13 +259,14 @@ class ChainWalk:
     each entry whose link holds; at the first broken or missing link it stops and sets
     ``problem``. ``count`` is the number of good entries, ``last`` the last good seq."""
 
-    def __init__(self) -> None:
+    def __init__(self, prev: str = GENESIS, seq: int = 0) -> None:
         self.count = 0
-        self.last = 0
+        self.last = seq
         self.problem: str | None = None
+        self._start = (prev, seq)  # another point than the genesis: an archive segment's start
 
     def entries(self, rows: Iterable[tuple[str, bytes]]) -> Iterator[tuple[str, AuditEntry]]:
-        prev, seq = GENESIS, 0
+        prev, seq = self._start
         for where, raw in rows:
             try:
                 e = msgspec.json.decode(raw, type=AuditEntry)

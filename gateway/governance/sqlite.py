@@ -132,8 +132,9 @@ class SQLiteGovernance:
         db.execute("BEGIN IMMEDIATE")
         try:
             row = db.execute("SELECT entries FROM audit_log ORDER BY first_seq DESC LIMIT 1").fetchone()
-            if row is None:
-                seq, prev = 0, GENESIS
+            if row is None:  # empty, or every entry archived and pruned: go on from there
+                pruned = db.execute("SELECT value FROM meta WHERE name = 'audit_pruned_head'").fetchone()
+                seq, prev = (int(pruned[0].split()[0]), pruned[0].split()[1]) if pruned else (0, GENESIS)
             else:
                 last = _dec_entry.decode(row[0].rpartition(b"\n")[2])
                 seq, prev = last.seq, last.hash
