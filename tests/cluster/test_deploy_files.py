@@ -71,3 +71,35 @@ def test_dashboard_is_grafana_json() -> None:
     ids = [p["id"] for p in doc["panels"]]
     assert len(ids) == len(set(ids))
     assert all(p["targets"] and p["datasource"]["uid"] == "${datasource}" for p in doc["panels"])
+
+
+UNIT = DEPLOY / "systemd" / "onestop-exchange.service"
+CONTAINERFILE = DEPLOY / "Containerfile"
+
+
+def test_systemd_unit_runs_real_commands() -> None:
+    text = UNIT.read_text()
+    commands = re.findall(r"^Exec(?:StartPre|Start)=/opt/onestop/bin/python -m gateway (\S+)", text, re.M)
+    assert commands == ["check-config", "serve"]
+    for sub in commands:
+        out = subprocess.run([str(Path(__import__("sys").executable)), "-m", "gateway", sub, "--help"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in text and "UMask=0077" in text
+    if shutil.which("systemd-analyze"):
+        out = subprocess.run(["systemd-analyze", "verify", str(UNIT)], capture_output=True, text=True,
+                             timeout=60)
+        other = [ln for ln in (out.stdout + out.stderr).splitlines()
+                 if ln.strip() and "/opt/onestop/bin/python is not executable" not in ln]
+        assert not other, other
+
+
+def test_containerfile_builds_from_the_wheel() -> None:
+    text = CONTAINERFILE.read_text()
+    for src in re.findall(r"^COPY (?!--from)(\S+(?: \S+)*) \S+$", text, re.M):
+        for path in src.split():
+            assert (ROOT / path).exists(), f"COPY {path}: no such file in the repository"
+    final = text.split("\nFROM ")[-1]
+    assert "pip install --no-cache-dir /wheels/onestop_exchange-*.whl" in final
+    assert "COPY --from=wheel /wheels /wheels" in final and "USER onestop" in final
+    assert 'CMD ["serve", "--config", "/etc/onestop/node.toml"]' in final
