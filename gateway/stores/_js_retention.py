@@ -27,6 +27,8 @@ from gateway.stores.retention import RetentionPolicy, RetentionResult
 
 #: Seconds a node trusts its copy of a resource's earliest offset.
 _EARLIEST_TTL_S = 2.0
+#: Key entries written this long after their batch are checked one by one, not by time.
+_INDEX_LAG_MS = 60_000
 
 
 class _Batch(msgspec.Struct, array_like=True):
@@ -59,6 +61,7 @@ class _Retention(_Base):
         """Purge the resource's batches beyond ``policy`` (and, unless it compacts, their
         keys' entries where those are still the purged records)."""
         self._check()
+        started_ms = int(time.time() * 1000)
         res = RetentionResult(resource, earliest=await self.earliest(resource))
         subject = f"{self.prefix}.rec.{_token(resource)}"
         age_cut = now_ms - policy.max_age_s * 1000 if policy.max_age_s is not None else None
@@ -84,10 +87,65 @@ class _Retention(_Base):
         res.batches_dropped = drop
         res.records_dropped = sum(b.count for b in batches[:drop])
         if not policy.compact:
-            keys = {k for b in batches[:drop] for k in b.keys}
-            res.keys_dropped = await self._drop_keys(resource, keys, earliest)
+            # Key entries are written right after their batch: those written before the first
+            # kept batch (or before this pass began) belong to removed records; one purge takes
+            # them. The few written later (index lag) are checked one by one.
+            cutoff_ms = batches[drop].ts_ms if drop < len(batches) else started_ms
+            res.keys_dropped = await self._purge_keys_before(resource, cutoff_ms)
+            late = {k for b in batches[:drop] if b.ts_ms >= cutoff_ms - _INDEX_LAG_MS for k in b.keys}
+            res.keys_dropped += await self._drop_keys(resource, late, earliest)
         res.earliest = await self._raise_earliest(resource, earliest)
         return res
+
+    async def _purge_keys_before(self, resource: str, cutoff_ms: int) -> int:
+        """Purge the resource's key entries written before ``cutoff_ms``; how many went."""
+        nc = self.nc
+        assert nc is not None
+        stream = self.names["keys"]
+        subject = f"{self.prefix}.key.{_token(resource)}.*"
+        start = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(cutoff_ms // 1000))
+        start += f".{cutoff_ms % 1000:03d}Z"
+        # Entries written after this are never purged here (whatever their time).
+        last_before = (await self._call(self.js.stream_info(stream))).state.last_seq
+        config = {"deliver_policy": "by_start_time", "opt_start_time": start,
+                  "filter_subject": subject, "ack_policy": "none", "mem_storage": True,
+                  "num_replicas": 1, "inactive_threshold": 10_000_000_000}
+        msg = await self._request(f"$JS.API.CONSUMER.CREATE.{stream}",
+                                  _enc({"stream_name": stream, "config": config}))
+        try:
+            answer = msgspec.json.decode(msg.data)
+            name = answer["name"]
+            pending = answer.get("num_pending", 0)
+        except (msgspec.DecodeError, KeyError, TypeError):
+            raise StoreUnavailable(f"cannot look up key entries: {msg.data[:200]!r}") from None
+        seq: int | None = None
+        try:
+            if pending:
+                got: asyncio.Queue[Any] = asyncio.Queue()
+                inbox = nc.new_inbox()
+                sub = await self._call(nc.subscribe(inbox, cb=got.put))
+                try:
+                    await self._call(nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}",
+                                                _enc({"batch": 1, "no_wait": True}), reply=inbox))
+                    async with asyncio.timeout(self.op_timeout_s):
+                        first = await got.get()
+                finally:
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
+                if not (first.headers or {}).get("Status") and first.reply:
+                    seq = _ack_stream_seq(first.reply)
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.publish(f"$JS.API.CONSUMER.DELETE.{stream}.{name}", b"")
+        if seq is None:  # nothing written since the cutoff: every entry up to last_before goes
+            seq = last_before + 1
+        seq = min(seq, last_before + 1)
+        msg = await self._request(f"$JS.API.STREAM.PURGE.{stream}",
+                                  _enc({"filter": subject, "seq": seq}))
+        answer = msgspec.json.decode(msg.data or b"{}")
+        if not isinstance(answer, dict) or answer.get("error"):
+            raise StoreError(f"JetStream refused a purge of {stream}: {answer!r}")
+        return int(answer.get("purged", 0))
 
     async def _drop_keys(self, resource: str, keys: set[str], earliest: int) -> int:
         """Purge each key's entry whose record lies below ``earliest``."""
