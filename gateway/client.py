@@ -61,8 +61,9 @@ class ExchangeClient:
         client: str,
         *,
         timeout: float = 40.0,
-        retries: int = 4,
+        retries: int = 8,
         backoff: float = 0.1,
+        max_backoff: float = 2.0,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.urls = [urls] if isinstance(urls, str) else list(urls)
@@ -74,6 +75,7 @@ class ExchangeClient:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        self.max_backoff = max_backoff
         self._session = session
         self._own_session = session is None
         self._node = 0
@@ -145,7 +147,10 @@ class ExchangeClient:
                 last = ExchangeError(0, "transport", f"{type(exc).__name__}: {exc} ({base})")
             self._node += 1  # fail over to the next node, if any
             if attempt + 1 < attempts:
-                await asyncio.sleep(self.backoff * (2**attempt) * (0.5 + random.random()))
+                # 0.1, 0.2, 0.4, 0.8, 1.6, then 2 s (jittered): the defaults ride out a NATS
+                # leader election (a few seconds) without the caller seeing a 503.
+                delay = min(self.backoff * (2**attempt), self.max_backoff)
+                await asyncio.sleep(delay * (0.5 + random.random()))
         assert last is not None
         raise last
 

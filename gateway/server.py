@@ -14,6 +14,7 @@ from gateway.app import Node, build_state, make_server
 from gateway.catalog import load_catalog
 from gateway.config import NodeConfig
 from gateway.filemodes import check_private
+from gateway.governance.webhooks import load_node_key
 from gateway.keyring import load_keyring
 from gateway.redact import redact_python_logs
 from gateway.stores import open_store
@@ -125,17 +126,30 @@ async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    def reload() -> None:
+    reloading: list[asyncio.Task[None]] = []
+
+    async def reload_now() -> None:
         try:
-            new = load_state(config)
+            # Parse and compile off the event loop (a 16,000-resource catalog takes seconds):
+            # requests go on being served with the old state until the swap.
+            new = await asyncio.to_thread(load_state, config)
             node.citizen.check_keyring(new.keyring, config.node.keyring)
+            await asyncio.to_thread(ssl_context, config)  # the TLS files load (checked off-loop)
             reload_tls(config, tls)  # new handshakes use the renewed certificate
-            rotated = node.node_key.reload()  # after `node-key rotate`
+            key_path = node.node_key.path  # after `node-key rotate`: read off-loop, swap here
+            rotated = key_path is not None and node.node_key.adopt(
+                await asyncio.to_thread(load_node_key, key_path))
             node.swap_state(new)
             node.log.event("reloaded", resources=len(node.state.catalog.resources),
                            tls=tls is not None, node_key=node.node_key.id, node_key_rotated=rotated)
         except ConfigError as exc:
             node.log.event("reload_refused", level="warning", error=str(exc))
+
+    def reload() -> None:
+        if reloading and not reloading[-1].done():
+            reloading[-1].add_done_callback(lambda _t: reload())  # once the one running ends
+            return
+        reloading[:] = [loop.create_task(reload_now())]
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     await stop.wait()

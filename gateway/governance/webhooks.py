@@ -102,9 +102,10 @@ class NodeKey:
 
     def reload(self) -> bool:
         """Read the key file again; True when it holds another key now (then signs with it)."""
-        if self.path is None:
-            return False
-        fresh = load_node_key(self.path)
+        return self.adopt(load_node_key(self.path)) if self.path is not None else False
+
+    def adopt(self, fresh: NodeKey) -> bool:
+        """Sign with ``fresh`` from now on (call on the event loop); True when it is another key."""
         self.retired = fresh.retired
         if fresh.id == self.id:
             return False
