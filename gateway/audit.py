@@ -93,9 +93,21 @@ def load_key(path: str | Path) -> bytes:
         return bytes.fromhex(kp.read_text().strip())
     key = os.urandom(32)
     kp.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(kp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(key.hex())
+    # Written whole under a private name, then linked into place: of several workers starting
+    # at once one wins, the others read its key (never a half-written file).
+    tmp = kp.with_name(f".{kp.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(key.hex())
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, kp)
+        except FileExistsError:
+            return bytes.fromhex(kp.read_text().strip())
+    finally:
+        tmp.unlink(missing_ok=True)
     return key
 
 
