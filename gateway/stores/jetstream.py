@@ -328,7 +328,7 @@ class JetStreamStore(
                 log.warning("JetStream set-up after reconnect failed: %s", redact(str(exc)))
                 if self.nc is None or not self.nc.is_connected:
                     return  # the next reconnect tries again
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(0.25)  # calls answer 503 meanwhile: look again soon
 
     async def _check_schema(self) -> None:
         """Record the layout's version in the ``P_meta`` bucket; refuse a newer one (every call
