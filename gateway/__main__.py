@@ -1,5 +1,5 @@
 """``python -m gateway``: serve a node, check configs, manage dev keys, synthesize catalogs,
-audit (verify, export) and webhooks (list, replay)."""
+audit (verify, export), webhooks (list, replay), retention, backup and restore."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from gateway.stores.base import StoreError
 from gateway.tomlfile import ConfigError, read_toml
 
 
@@ -114,10 +115,32 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
         cluster = cluster_store(args.config, args.db)
         if cluster is not None:
             return cluster_verify(cluster, args.checkpoints, args.key, defaults)
-        return audit_verify(db_path(args.config, args.db), None, args.checkpoints, args.key, defaults)
+        return audit_verify(db_path(args.config, args.db), None, args.checkpoints, args.key, defaults,
+                            archive=args.archive)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _cmd_audit_archive(args: argparse.Namespace) -> int:
+    from gateway.governance.archive import ArchiveError, archive
+    from gateway.governance.cli import db_path, parse_time
+    from gateway.governance.webhooks import KEY_FILE, load_node_key
+
+    try:
+        before = parse_time(args.before, "--before")
+        db = db_path(args.config, args.db)
+        key = load_node_key(db.parent / KEY_FILE)
+        done = archive(db, Path(args.out), before, key, prune=args.prune)
+    except (ValueError, ArchiveError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not done["archived"]:
+        print("nothing to archive: no block of the live log ends before --before after the archive")
+        return 0
+    print(f"archived entries {done['first']}..{done['last']} ({done['archived']}) into "
+          f"{done['segment']}; pruned {done['pruned']} blocks from the live log")
+    return 0
 
 
 def _cmd_audit_export(args: argparse.Namespace) -> int:
@@ -130,7 +153,7 @@ def _cmd_audit_export(args: argparse.Namespace) -> int:
         if cluster is not None:
             return cluster_export(cluster, args.since, args.until, out)
         assert path is not None
-        return audit_export(path, args.since, args.until, out)
+        return audit_export(path, args.since, args.until, out, archive=args.archive)
 
     try:
         if args.out and args.out != "-":
@@ -172,6 +195,81 @@ def _cmd_webhooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_retention_apply(args: argparse.Namespace) -> int:
+    from gateway.stores.cli import retention_apply
+
+    return retention_apply(args.config)
+
+
+def _cmd_backup(args: argparse.Namespace) -> int:
+    from gateway.backup import BackupError, backup
+
+    try:
+        manifest = backup(args.config, args.out, force=args.force)
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    size = Path(args.out).stat().st_size
+    dbs = ", ".join(f"{k} (schema {v['schema_version']})" for k, v in manifest["databases"].items())
+    print(f"wrote {args.out} (mode 0600, {size} bytes, {len(manifest['files'])} files: {dbs}) "
+          f"in {manifest['seconds']:.2f} s")
+    if manifest["backend"] == "jetstream":
+        print(f"cluster mode: JetStream snapshot of {len(manifest.get('jetstream', {}))} streams "
+              "and buckets included")
+    return 0
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from gateway.backup import BackupError, restore
+
+    try:
+        written = restore(args.archive, args.config, force=args.force)
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"restored {path}")
+    return 0
+
+
+def _overlap(text: str) -> int:
+    from gateway.stores.retention import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--overlap {exc}") from None
+
+
+def _cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from gateway.keyring import load_keyring, rotate_text, write_private
+
+    path = Path(args.keyring)
+    load_keyring(path)  # a bad file is refused with file: key: reason before anything changes
+    try:
+        text, new_id, retired = rotate_text(path.read_text(), args.client, args.overlap)
+    except ValueError as exc:
+        print(f"error: {path}: {exc}", file=sys.stderr)
+        return 2
+    write_private(path, text)
+    load_keyring(path)
+    print(f"added key {new_id} for {args.client}; retiring {', '.join(retired) or 'nothing'} in "
+          f"{args.overlap} s. Reload the nodes (SIGHUP, or catalog publish in cluster mode) and "
+          "give the new key to the client (its secret is in the keyring)")
+    return 0
+
+
+def _cmd_node_key_rotate(args: argparse.Namespace) -> int:
+    from gateway.config import load_node_config
+    from gateway.governance.webhooks import KEY_FILE, rotate_node_key
+
+    cfg = load_node_config(args.config)
+    old, new = rotate_node_key(cfg.resolve(cfg.node.data_dir) / KEY_FILE, args.overlap)
+    print(f"node key {new} replaces {old}, which stays listed at /v1/node-keys for "
+          f"{args.overlap} s; send the node SIGHUP to sign with the new key")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m gateway", description=__doc__)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -198,6 +296,22 @@ def build_parser() -> argparse.ArgumentParser:
     ki.add_argument("--force", action="store_true", help="replace an existing keyring")
     ki.set_defaults(func=_cmd_keys_init)
 
+    kr = ksub.add_parser("rotate", help="add a new key for a client and retire its current keys "
+                         "after an overlap (keyring: not_before / not_after)")
+    kr.add_argument("client", help="the subsystem, e.g. SH/GOV/psb/hukou")
+    kr.add_argument("--keyring", required=True, help="the keyring file (rewritten, mode 0600)")
+    kr.add_argument("--overlap", type=_overlap, default="7d",
+                    help="how long the old keys stay valid: 7d (default), 12h, 30m, 90s")
+    kr.set_defaults(func=_cmd_keys_rotate)
+
+    nk = sub.add_parser("node-key", help="the node's Ed25519 key (webhook deliveries, audit checkpoints)")
+    nksub = nk.add_subparsers(dest="node_key_command", metavar="ACTION", required=True)
+    nkr = nksub.add_parser("rotate", help="make a new node key; the old one stays listed at "
+                           "/v1/node-keys for the overlap; SIGHUP the node to use it")
+    nkr.add_argument("--config", required=True, help="the node's config TOML (its data_dir)")
+    nkr.add_argument("--overlap", type=_overlap, default="7d", help="7d (default), 12h, ...")
+    nkr.set_defaults(func=_cmd_node_key_rotate)
+
     o = sub.add_parser("operator-key", help="the operator's Ed25519 key that signs published bundles")
     osub = o.add_subparsers(dest="operator_key_command", metavar="ACTION", required=True)
     oi = osub.add_parser("init", help="write a new private key (mode 0600) and FILE.pub; print the public key")
@@ -216,9 +330,19 @@ def build_parser() -> argparse.ArgumentParser:
     av = asub.add_parser("verify", help="check the hash chain, the signed checkpoints (truncation, rewriting) "
                                         "and the citizen index; exit 1 when any fails")
     ae = asub.add_parser("export", help="write entries as JSON lines (verifiable with verify --log)")
-    for x in (av, ae):
+    aa = asub.add_parser("archive", help="move entries older than --before into a compressed, signed, "
+                                         "chained segment in --out (with --prune: delete them from the "
+                                         "live log once the segment reads back intact)")
+    for x in (av, ae, aa):
         x.add_argument("--config", help="node config TOML (finds DATA_DIR/governance.db)")
         x.add_argument("--db", help="governance database file (default var/governance.db)")
+    for x in (av, ae):
+        x.add_argument("--archive", metavar="DIR", help="the archive folder: its segments come first "
+                                                        "(needed once entries were pruned)")
+    aa.add_argument("--before", required=True, help="YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)")
+    aa.add_argument("--out", required=True, metavar="DIR", help="the archive folder (made 0700)")
+    aa.add_argument("--prune", action="store_true", help="delete the archived entries from the live log")
+    aa.set_defaults(func=_cmd_audit_archive)
     av.add_argument("--log", help="verify an exported JSON-lines file instead of the store")
     av.add_argument("--checkpoints", action="append", default=[], metavar="FILE",
                     help="signed checkpoint file (repeatable; default: the node's [node] audit_checkpoints, "
@@ -231,6 +355,26 @@ def build_parser() -> argparse.ArgumentParser:
     ae.add_argument("--until", help="end time, exclusive: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ")
     ae.add_argument("--out", help="output file (default: standard output)")
     ae.set_defaults(func=_cmd_audit_export)
+
+    r = sub.add_parser("retention", help="retention and compaction (catalog: retention, max_records, compact)")
+    rsub = r.add_subparsers(dest="retention_command", metavar="ACTION", required=True)
+    ra = rsub.add_parser("apply", help="apply the catalog's retention policies to the store once "
+                         "(a node does it every [store] retention_interval_s)")
+    ra.add_argument("--config", required=True, help="node config TOML (its catalog file and store)")
+    ra.set_defaults(func=_cmd_retention_apply)
+
+    b = sub.add_parser("backup", help="back up a node while it serves: databases (SQLite online "
+                       "backup), keys and config into one tar.gz (mode 0600)")
+    b.add_argument("--config", required=True, help="the node's config TOML")
+    b.add_argument("--out", required=True, help="the archive to write (refused if it exists)")
+    b.add_argument("--force", action="store_true", help="overwrite --out")
+    b.set_defaults(func=_cmd_backup)
+    rs = sub.add_parser("restore", help="restore a backup into a stopped (or new) node")
+    rs.add_argument("archive", help="a file written by backup")
+    rs.add_argument("--config", required=True, help="config TOML of the node to restore into")
+    rs.add_argument("--force", action="store_true",
+                    help="overwrite existing databases, keys, keyring and catalog")
+    rs.set_defaults(func=_cmd_restore)
 
     w = sub.add_parser("webhooks", help="webhook subscriptions: list, replay a dead-lettered one")
     wsub = w.add_subparsers(dest="webhooks_command", metavar="ACTION", required=True)
@@ -256,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
             return publish_main(args.rest)
         return args.func(args)
     except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except StoreError as exc:  # e.g. a database written by a newer release
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

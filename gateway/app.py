@@ -45,6 +45,7 @@ from gateway.release import Releaser
 from gateway.routes import RELEASES, ROUTES, Access, Endpoint, Route
 from gateway.services.proxy import ServiceRegistry
 from gateway.stores.base import Store, StoreError, StoreUnavailable
+from gateway.stores.retention import RetentionJob
 from gateway.wire import PROBLEM, int_param, json_encode, respond
 
 KNOWN_METHODS = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}
@@ -105,6 +106,8 @@ class Node:
         self.webhooks = Deliverer(store=store, governance=self.governance, releaser=self.releaser,
                                   audit=self.audit, node_key=self.node_key, log=self.log,
                                   catalog=lambda: self.state.catalog, registry=self.metrics.registry)
+        self.retention = RetentionJob(store, lambda: self.state.catalog,
+                                      interval_s=config.store.retention_interval_s)
         self.inflight = 0
         self.max_inflight = config.limits.max_inflight
         self.metrics.inflight.set_function(lambda: self.inflight)  # read at scrape time only
@@ -152,10 +155,13 @@ class Node:
         self.services.start()
         self.webhooks.start()
         self.log.start()
+        self.retention.start()  # the catalog's retention policies, every retention_interval_s
+        self.metrics.watch(self.store, self.audit, self.config.resolve(self.config.node.data_dir))
         self.status.ready = True
 
     async def stop(self) -> None:
         self.status.ready = False
+        await self.retention.stop()
         await self.webhooks.stop()
         await self.services.close()
         if self.audit:

@@ -92,9 +92,21 @@ def load_key(path: str | Path) -> bytes:
         return bytes.fromhex(kp.read_text().strip())
     key = os.urandom(32)
     kp.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(kp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(key.hex())
+    # Written whole under a private name, then linked into place: of several workers starting
+    # at once one wins, the others read its key (never a half-written file).
+    tmp = kp.with_name(f".{kp.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(key.hex())
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, kp)
+        except FileExistsError:
+            return bytes.fromhex(kp.read_text().strip())
+    finally:
+        tmp.unlink(missing_ok=True)
     return key
 
 
@@ -257,13 +269,14 @@ class ChainWalk:
     each entry whose link holds; at the first broken or missing link it stops and sets
     ``problem``. ``count`` is the number of good entries, ``last`` the last good seq."""
 
-    def __init__(self) -> None:
+    def __init__(self, prev: str = GENESIS, seq: int = 0) -> None:
         self.count = 0
-        self.last = 0
+        self.last = seq
         self.problem: str | None = None
+        self._start = (prev, seq)  # another point than the genesis: an archive segment's start
 
     def entries(self, rows: Iterable[tuple[str, bytes]]) -> Iterator[tuple[str, AuditEntry]]:
-        prev, seq = GENESIS, 0
+        prev, seq = self._start
         for where, raw in rows:
             try:
                 e = msgspec.json.decode(raw, type=AuditEntry)

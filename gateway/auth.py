@@ -86,6 +86,10 @@ def check_head(keyring: Keyring, subsystems: Mapping[str, object], headers: Mapp
         raise _unauth("unknown key id")
     if key.client != client:
         raise _unauth("the key does not belong to the subsystem named in X-Exchange-Client")
+    if (key.not_before is not None or key.not_after is not None) and not key.valid_at(
+            time.time() if now is None else now):
+        raise _unauth("the key is outside its validity window (not_before / not_after); "
+                      "sign with the subsystem's current key")
     signed = m.group("signed")
     canonical = None if signed is None else _canonical(signed, headers)
     if canonical is None:

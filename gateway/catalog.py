@@ -19,6 +19,7 @@ from fastpath import compile_plan
 from gateway.governance.spec import Quota, check_governance
 from gateway.governance.targets import DEFAULT_MAX_SUBSCRIPTIONS, WebhookTarget, check_targets
 from gateway.services.spec import Composite, Service, ServiceGrant, ServiceIndex, check_services
+from gateway.stores.retention import parse_duration
 from gateway.tomlfile import ConfigError, convert, load_toml
 
 MEMBER_RE = re.compile(r"^[A-Z0-9-]{1,16}/[A-Z]{2,8}/[a-z0-9][a-z0-9._-]{0,63}$")
@@ -65,6 +66,9 @@ class Resource(msgspec.Struct, forbid_unknown_fields=True):
     personal: bool = False
     key: str | None = None
     citizen: str | None = None  # field naming the citizen of a personal record (default: the key)
+    retention: str | None = None  # keep records this long ("400d"; gateway/stores/retention.py)
+    max_records: int | None = None  # keep at least the newest this many records
+    compact: bool = False  # beyond retention, keep every key's latest record for keyed reads
 
 
 class Grant(msgspec.Struct, forbid_unknown_fields=True):
@@ -279,6 +283,7 @@ def _check(doc: CatalogFile, src: str) -> None:
                 )
         if r.citizen is not None and r.citizen not in r.fields:
             raise ConfigError(src, f"{where}.citizen", f"citizen field {r.citizen!r} is not among the fields")
+        _check_retention(src, where, r)
         resources[r.id] = r
     check_governance(src, subsystems, doc.portals, doc.quotas)
     seen: set[tuple[str, str]] = set()
@@ -305,6 +310,19 @@ def _check(doc: CatalogFile, src: str) -> None:
                 raise ConfigError(src, f"{where}.masks.{f}", f"{f!r} is not a field of {g.resource!r}")
             if len(spec) != 2 or min(spec) < 0:
                 raise ConfigError(src, f"{where}.masks.{f}", "must be [keep_head, keep_tail], two integers >= 0")
+
+
+def _check_retention(src: str, where: str, r: Resource) -> None:
+    if r.retention is not None:
+        try:
+            parse_duration(r.retention)
+        except ValueError as exc:
+            raise ConfigError(src, f"{where}.retention", str(exc)) from None
+    if r.max_records is not None and not 1 <= r.max_records <= 10**12:
+        raise ConfigError(src, f"{where}.max_records", f"must be between 1 and 10^12, got {r.max_records}")
+    if r.compact and r.retention is None and r.max_records is None:
+        raise ConfigError(src, f"{where}.compact",
+                          "compaction applies beyond a retention; set retention and/or max_records")
 
 
 def load_catalog(path: str | Path) -> Catalog:

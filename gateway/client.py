@@ -46,6 +46,8 @@ class ExchangeError(Exception):
 class PullResult(msgspec.Struct):
     records: list[dict[str, Any]]
     next: int
+    #: Set when retention removed records after ``after``: the resource's earliest offset.
+    earliest: int | None = None
 
 
 class ExchangeClient:
@@ -59,8 +61,9 @@ class ExchangeClient:
         client: str,
         *,
         timeout: float = 40.0,
-        retries: int = 4,
+        retries: int = 8,
         backoff: float = 0.1,
+        max_backoff: float = 2.0,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.urls = [urls] if isinstance(urls, str) else list(urls)
@@ -72,6 +75,7 @@ class ExchangeClient:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        self.max_backoff = max_backoff
         self._session = session
         self._own_session = session is None
         self._node = 0
@@ -143,7 +147,10 @@ class ExchangeClient:
                 last = ExchangeError(0, "transport", f"{type(exc).__name__}: {exc} ({base})")
             self._node += 1  # fail over to the next node, if any
             if attempt + 1 < attempts:
-                await asyncio.sleep(self.backoff * (2**attempt) * (0.5 + random.random()))
+                # 0.1, 0.2, 0.4, 0.8, 1.6, then 2 s (jittered): the defaults ride out a NATS
+                # leader election (a few seconds) without the caller seeing a 503.
+                delay = min(self.backoff * (2**attempt), self.max_backoff)
+                await asyncio.sleep(delay * (0.5 + random.random()))
         assert last is not None
         raise last
 
@@ -161,7 +168,7 @@ class ExchangeClient:
         """Records after ``after`` (default: the committed cursor), long-polling ``wait`` s."""
         doc = await self.request("GET", f"/v1/resources/{resource}/records",
                                  params={"after": after, "limit": limit, "wait": wait})
-        return PullResult(doc["records"], doc["next"])
+        return PullResult(doc["records"], doc["next"], doc.get("earliest"))
 
     async def commit(self, resource: str, offset: int, *, force: bool = False) -> int:
         """Commit the cursor; raises ExchangeError 409 when it would move backwards."""

@@ -41,6 +41,7 @@ class StoreSection(msgspec.Struct, forbid_unknown_fields=True):
     servers: list[str] = msgspec.field(default_factory=lambda: ["nats://127.0.0.1:4222"])
     replicas: int = 1
     prefix: str = "exg"
+    retention_interval_s: float = 300.0  # how often the catalog's retention policies are applied
 
 
 class LimitsSection(msgspec.Struct, forbid_unknown_fields=True):
@@ -111,6 +112,9 @@ def _check(cfg: NodeConfig, file: Path) -> None:
         if value is not None and not lo <= value <= hi:
             raise ConfigError(file, f"limits.{key}", f"must be between {lo} and {hi}, got {value}")
     st = cfg.store
+    if not 1 <= st.retention_interval_s <= 86400:
+        raise ConfigError(file, "store.retention_interval_s",
+                          f"must be between 1 and 86400, got {st.retention_interval_s}")
     if st.backend == "jetstream":
         if not st.servers:
             raise ConfigError(file, "store.servers", "needs at least one nats:// URL")

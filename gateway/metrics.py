@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+from typing import Any
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -58,6 +62,18 @@ class Metrics:
         )
         self.audit_queue = Gauge("exchange_audit_queue_depth", "Audit entries waiting to be written", registry=r)
         self.catalog_resources = Gauge("exchange_catalog_resources", "Resources in the loaded catalog", registry=r)
+        # Read at scrape time from the node (watch): what the alert rules in deploy/ look at.
+        self.store_up = Gauge("exchange_store_up", "1 when the store can serve (readiness), else 0",
+                              registry=r)
+        self.audit_capacity = Gauge("exchange_audit_queue_capacity",
+                                    "Audit entries the queue holds before requests are refused", registry=r)
+        self.data_free = Gauge("exchange_data_dir_free_bytes", "Free bytes on the data_dir's file system",
+                               registry=r)
+        self.data_size = Gauge("exchange_data_dir_size_bytes", "Size of the data_dir's file system",
+                               registry=r)
+        self.nats_connected = Gauge("exchange_nats_connected",
+                                    "1 when the node's NATS connection is up (cluster mode), else 0",
+                                    registry=r)
         self._req_children: dict[tuple[str, str, int], object] = {}
         self._lat_children: dict[str, object] = {}
 
@@ -72,6 +88,31 @@ class Metrics:
         if h is None:
             h = self._lat_children[route] = self.latency.labels(route)
         h.observe(seconds)  # type: ignore[attr-defined]
+
+    def watch(self, store: Any, audit: Any, data_dir: str | Path) -> None:
+        """Read the store's readiness, the audit queue and the data_dir's disk at scrape time."""
+
+        def up() -> float:
+            reason = getattr(store, "unready_reason", None)
+            if reason is not None:
+                return 0.0 if reason() else 1.0
+            return 1.0 if getattr(store, "_state", "open") == "open" else 0.0
+
+        def disk(field: str) -> float:
+            try:
+                return float(getattr(shutil.disk_usage(data_dir), field))
+            except OSError:
+                return float("nan")
+
+        self.store_up.set_function(up)
+        self.data_free.set_function(lambda: disk("free"))
+        self.data_size.set_function(lambda: disk("total"))
+        if audit is not None:
+            self.audit_capacity.set(audit.queue.maxsize)
+        if hasattr(store, "connected"):
+            self.nats_connected.set_function(lambda: 1.0 if store.connected else 0.0)
+        else:
+            self.nats_connected.set(1.0)  # no NATS to lose (the embedded store)
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""

@@ -14,6 +14,7 @@ from gateway.app import Node, build_state
 from gateway.catalog import load_catalog
 from gateway.config import NodeConfig
 from gateway.filemodes import check_private
+from gateway.governance.webhooks import load_node_key
 from gateway.keyring import load_keyring
 from gateway.protocol import make_server
 from gateway.stores import open_store
@@ -54,6 +55,18 @@ def ssl_context(config: NodeConfig) -> ssl.SSLContext | None:
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(config.source, "node.client_ca", f"cannot load {ca}: {exc}") from None
     return ctx
+
+
+def reload_tls(config: NodeConfig, ctx: ssl.SSLContext | None) -> None:
+    """Load the configured certificate and key into the live context again (SIGHUP): new
+    connections get the renewed certificate, open ones keep theirs. ConfigError when the
+    files do not load (the old certificate stays)."""
+    if ctx is None:
+        return
+    fresh = ssl_context(config)  # checks the files (and client_ca) first
+    assert fresh is not None
+    n = config.node
+    ctx.load_cert_chain(str(config.resolve(n.tls_cert or "")), str(config.resolve(n.tls_key or "")))
 
 
 def bind_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
@@ -113,17 +126,35 @@ async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    def reload() -> None:
+    reloading: list[asyncio.Task[None]] = []
+
+    async def reload_now() -> None:
         try:
-            new = load_state(config)
+            # Parse and compile off the event loop (a 16,000-resource catalog takes seconds):
+            # requests go on being served with the old state until the swap.
+            new = await asyncio.to_thread(load_state, config)
             node.citizen.check_keyring(new.keyring, config.node.keyring)
+            await asyncio.to_thread(ssl_context, config)  # the TLS files load (checked off-loop)
+            reload_tls(config, tls)  # new handshakes use the renewed certificate
+            key_path = node.node_key.path  # after `node-key rotate`: read off-loop, swap here
+            rotated = key_path is not None and node.node_key.adopt(
+                await asyncio.to_thread(load_node_key, key_path))
             node.swap_state(new)
-            node.log.event("reloaded", resources=len(node.state.catalog.resources))
+            node.log.event("reloaded", resources=len(node.state.catalog.resources),
+                           tls=tls is not None, node_key=node.node_key.id, node_key_rotated=rotated)
         except ConfigError as exc:
             node.log.event("reload_refused", level="warning", error=str(exc))
 
+    def reload() -> None:
+        if reloading and not reloading[-1].done():
+            reloading[-1].add_done_callback(lambda _t: reload())  # once the one running ends
+            return
+        reloading[:] = [loop.create_task(reload_now())]
+
     loop.add_signal_handler(signal.SIGHUP, reload)
     await stop.wait()
+    for task in reloading:
+        task.cancel()
     node.drain()  # not ready; long-polls answer now instead of being cut at shutdown_timeout_s
     node.log.event("draining", inflight=node.inflight)
     await runner.cleanup()  # stops accepting, waits for in-flight requests up to shutdown_timeout

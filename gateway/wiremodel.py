@@ -47,9 +47,10 @@ class PushResult(msgspec.Struct):
     replayed: bool
 
 
-class PullPage(msgspec.Struct):
+class PullPage(msgspec.Struct, omit_defaults=True):
     records: list[OutRecord]
     next: int
+    earliest: int | None = None  # set when retention removed records after ``after`` (docs/operations.md)
 
 
 class Cursor(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -188,10 +189,11 @@ class WebhookBatch(msgspec.Struct):
     next: int
 
 
-class NodeKey(msgspec.Struct):
+class NodeKey(msgspec.Struct, omit_defaults=True):
     id: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{16}$")]
     alg: Literal["Ed25519"]
     public_key: Annotated[str, msgspec.Meta(description="base64url of the raw 32 bytes")]
+    until: str | None = None  # a retired key, listed while its overlap lasts
 
 
 class NodeKeys(msgspec.Struct):

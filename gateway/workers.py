@@ -2,11 +2,14 @@
 
 Each worker is a full node with its own event loop and store connection; the kernel
 spreads connections over them. The parent forwards SIGTERM/SIGINT/SIGHUP to the
-workers and exits when they have all stopped.
+workers and exits when they have all stopped. A worker that dies (a crash, kill -9) is
+replaced (after 1 s, doubling up to 30 s while replacements keep dying); one that refuses
+to start (exit 2: a bad config, a newer schema) stops them all with that status.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import signal
 import sys
@@ -27,30 +30,59 @@ def _worker(config: NodeConfig, accept_reset: bool) -> None:
 
 
 def serve_workers(config: NodeConfig, workers: int, *, accept_reset: bool = False) -> int:
-    """Start ``workers`` processes and wait for them; returns the exit code."""
+    """Start ``workers`` processes, replace those that die, and wait; returns the exit code."""
+    import os
+    import time
+    from multiprocessing.connection import wait
+
     if not 1 <= workers <= 256:
         print("error: --workers must be between 1 and 256", file=sys.stderr)
         return 2
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(config, accept_reset), name=f"gateway-worker-{i}")
-             for i in range(workers)]
-    for p in procs:
+
+    def spawn(i: int) -> mp.process.BaseProcess:
+        p = ctx.Process(target=_worker, args=(config, accept_reset), name=f"gateway-worker-{i}")
         p.start()
+        return p
+
+    procs = {i: spawn(i) for i in range(workers)}
+    born = dict.fromkeys(procs, time.monotonic())
+    stopping = False
 
     def forward(sig: int, _frame: object) -> None:
-        for p in procs:
+        nonlocal stopping
+        if sig != signal.SIGHUP:
+            stopping = True
+        for p in list(procs.values()):
             if p.pid and p.is_alive():
-                try:
-                    import os
-
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(p.pid, sig)
-                except ProcessLookupError:
-                    pass
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
     code = 0
-    for p in procs:
-        p.join()
-        code = code or (p.exitcode or 0)
+    delay = 1.0
+    while procs:
+        wait([p.sentinel for p in procs.values()], timeout=1.0)
+        for i, p in list(procs.items()):
+            if p.is_alive():
+                continue
+            p.join()
+            del procs[i]
+            if stopping:
+                code = code or (p.exitcode or 0)
+                continue
+            if p.exitcode == 2:  # refused to start: replacing it would fail the same way
+                print(f'{{"event":"worker_refused","worker":{i},"exitcode":2}}', file=sys.stderr,
+                      flush=True)
+                code = 2
+                forward(signal.SIGTERM, None)
+                continue
+            if time.monotonic() - born[i] > 60:
+                delay = 1.0  # it had lived a while: not a crash loop
+            print(f'{{"event":"worker_replaced","worker":{i},"exitcode":{p.exitcode},'
+                  f'"after_s":{delay:g}}}', file=sys.stderr, flush=True)
+            time.sleep(delay)
+            procs[i], born[i] = spawn(i), time.monotonic()
+            delay = min(delay * 2, 30.0)
     return code

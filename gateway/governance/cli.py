@@ -8,6 +8,7 @@ They open ``DATA_DIR/governance.db`` directly (SQLite, WAL: safe while the node 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
@@ -180,7 +181,8 @@ def _rows(db: sqlite3.Connection) -> Iterator[tuple[str, bytes]]:
 
 
 def audit_verify(path: Path | None, log: str | None = None, checkpoint_files: Sequence[str] = (),
-                 key_files: Sequence[str] = (), defaults: tuple[Path, Path] | None = None) -> int:
+                 key_files: Sequence[str] = (), defaults: tuple[Path, Path] | None = None, *,
+                 archive: str | None = None) -> int:
     """Verify the SQLite governance store (or an exported file, ``log``) and print the
     verdict; exit status 0 verified, 1 broken, truncated, rewritten or not vouched for.
 
@@ -208,12 +210,28 @@ def audit_verify(path: Path | None, log: str | None = None, checkpoint_files: Se
         raise FileNotFoundError(f"governance store {path} not found")
     keys = _trusted_keys(key_files, key_default)
     checkpoints = _checkpoint_rows(checkpoint_files, cp_default)  # before the chain is read
+    from gateway.governance.archive import ArchiveError, check_signatures, live_start, segment_rows
+
     db = _open(path)
     try:
         db.execute("BEGIN")  # one snapshot for the chain and the citizen index
+        start = live_start(db)
+        if start > 1 and not archive:
+            print(f"BROKEN: the live log starts at entry {start}: entries 1..{start - 1} were "
+                  "archived; pass --archive DIR to verify the archive and the live log as one chain")
+            return 1
         index = (IndexRow(f"audit_citizen rowid {rowid}", citizen, seq, entry) for rowid, citizen, seq, entry in
                  db.execute("SELECT rowid, citizen, seq, entry FROM audit_citizen ORDER BY seq, citizen"))
-        report = check(_rows(db), checkpoints, keys, index)
+        rows = itertools.chain(segment_rows(archive), _rows(db)) if archive else _rows(db)
+        try:
+            report = check(rows, checkpoints, keys, index)
+        except ArchiveError as exc:
+            print(f"BROKEN: {exc}")
+            return 1
+        if archive:
+            for problem in check_signatures(archive, keys):
+                report.problem("archive", problem)
+            report.ok.append(f"archive {archive}: segments complete, chained and covered by the checks above")
         db.execute("ROLLBACK")
     finally:
         db.close()
@@ -232,10 +250,24 @@ def parse_time(value: str, flag: str) -> float:
         raise ValueError(f"{flag} must be YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS[Z], got {value!r}") from None
 
 
-def audit_export(path: Path, since: str | None, until: str | None, out: TextIO) -> int:
-    """Write the entries with since <= ts < until as JSON lines; return how many."""
+def audit_export(path: Path, since: str | None, until: str | None, out: TextIO, *,
+                 archive: str | None = None) -> int:
+    """Write the entries with since <= ts < until as JSON lines (the archive's first, when
+    given); return how many."""
     lo = parse_time(since, "--since") if since else None
     hi = parse_time(until, "--until") if until else None
+    n = 0
+    if archive:
+        from gateway.governance.archive import ArchiveError, segment_rows
+
+        try:
+            for _where, line in segment_rows(archive):
+                ts = msgspec.json.decode(line, type=_Ts).ts
+                if (lo is None or ts >= lo) and (hi is None or ts < hi):
+                    out.write(line.decode() + "\n")
+                    n += 1
+        except ArchiveError as exc:
+            raise ValueError(str(exc)) from None
     sql, args = "SELECT entries FROM audit_log WHERE 1=1", []
     if lo is not None:
         sql += " AND ts_last >= ?"

@@ -18,6 +18,7 @@ from gateway.audit import GENESIS, AuditEntry, seal
 from gateway.filemodes import private_file
 from gateway.governance.idempotency import Claim
 from gateway.governance.model import Consent, Subscription
+from gateway.stores.base import StoreError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_log (first_seq INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL,
@@ -48,7 +49,26 @@ def connect(path: str | Path) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous=FULL")
     db.execute("PRAGMA busy_timeout=30000")
     db.executescript(SCHEMA)
+    check_schema(db, path)
     return db
+
+
+#: Version 1: the layout above (databases from before versions were recorded have it too).
+SCHEMA_VERSION = 1
+
+
+def check_schema(db: sqlite3.Connection, path: str | Path) -> None:
+    """Record the schema version in a new database; refuse one written by a newer release."""
+    db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)",
+               (str(SCHEMA_VERSION),))
+    found = db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()[0]
+    if not str(found).isdigit() or int(found) > SCHEMA_VERSION:
+        db.close()
+        raise StoreError(
+            f"{path}: the governance database has schema version {str(found)[:20]!r}, newer than "
+            f"this release supports ({SCHEMA_VERSION}): it was written by a newer release of the "
+            "node. Run that release, or restore a backup taken before the upgrade "
+            "(docs/operations.md)")
 
 
 class SQLiteGovernance:
@@ -112,8 +132,9 @@ class SQLiteGovernance:
         db.execute("BEGIN IMMEDIATE")
         try:
             row = db.execute("SELECT entries FROM audit_log ORDER BY first_seq DESC LIMIT 1").fetchone()
-            if row is None:
-                seq, prev = 0, GENESIS
+            if row is None:  # empty, or every entry archived and pruned: go on from there
+                pruned = db.execute("SELECT value FROM meta WHERE name = 'audit_pruned_head'").fetchone()
+                seq, prev = (int(pruned[0].split()[0]), pruned[0].split()[1]) if pruned else (0, GENESIS)
             else:
                 last = _dec_entry.decode(row[0].rpartition(b"\n")[2])
                 seq, prev = last.seq, last.hash

@@ -87,16 +87,45 @@ def delivery_string(date: str, client: str, subscription: str, path: str, query:
     return "\n".join((DELIVERY_ALGORITHM, date, client, subscription, "POST", path, query, body_sha256))
 
 
+#: The public halves of this node's retired signing keys, each listed at ``/v1/node-keys``
+#: until its ``until`` (epoch seconds), written by ``python -m gateway node-key rotate``.
+RETIRED_FILE = "node-signing.retired.json"
+
+
 class NodeKey:
-    """The node's Ed25519 signing key; every node has its own, named by its key id."""
+    """The node's Ed25519 signing key; every node has its own, named by its key id. After a
+    rotation (:func:`rotate_node_key`) :meth:`reload` swaps the new key in (SIGHUP) and the
+    retired keys stay listed until their overlap ends, so that deliveries and checkpoints
+    signed with them still verify."""
 
-    __slots__ = ("id", "public", "_private")
+    __slots__ = ("id", "public", "_private", "path", "retired")
 
-    def __init__(self, private: Ed25519PrivateKey) -> None:
+    def __init__(self, private: Ed25519PrivateKey, path: Path | None = None) -> None:
         self._private = private
         self.public = private.public_key().public_bytes(serialization.Encoding.Raw,
                                                         serialization.PublicFormat.Raw)
         self.id = key_id(self.public)
+        self.path = path
+        self.retired: list[dict[str, object]] = load_retired(path) if path is not None else []
+
+    def reload(self) -> bool:
+        """Read the key file again; True when it holds another key now (then signs with it)."""
+        return self.adopt(load_node_key(self.path)) if self.path is not None else False
+
+    def adopt(self, fresh: NodeKey) -> bool:
+        """Sign with ``fresh`` from now on (call on the event loop); True when it is another key."""
+        self.retired = fresh.retired
+        if fresh.id == self.id:
+            return False
+        self._private, self.public, self.id = fresh._private, fresh.public, fresh.id
+        return True
+
+    def public_docs(self, now: float | None = None) -> list[dict[str, object]]:
+        """The current key and the retired ones still in their overlap (``/v1/node-keys``)."""
+        now = time.time() if now is None else now
+        return [self.public_doc()] + [
+            {"id": r["id"], "alg": "Ed25519", "public_key": r["public_key"], "until": r["until_iso"]}
+            for r in self.retired if isinstance(r.get("until"), (int, float)) and r["until"] > now]
 
     def sign(self, data: bytes) -> bytes:
         return self._private.sign(data)
@@ -142,7 +171,48 @@ def load_node_key(path: str | Path) -> NodeKey:
         raise ConfigError(kp, "", f"not an unencrypted PEM private key ({exc})") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise ConfigError(kp, "", f"holds a {type(key).__name__.lstrip('_')}, not an Ed25519 private key")
-    return NodeKey(key)
+    return NodeKey(key, kp)
+
+
+def load_retired(key_path: Path) -> list[dict[str, object]]:
+    """The retired keys beside ``key_path`` (none when the file is missing or unreadable)."""
+    path = key_path.with_name(RETIRED_FILE)
+    try:
+        doc = msgspec.json.decode(path.read_bytes())
+    except (OSError, msgspec.DecodeError):
+        return []
+    return [r for r in doc if isinstance(r, dict)] if isinstance(doc, list) else []
+
+
+def rotate_node_key(key_path: str | Path, overlap_s: int, now: float | None = None) -> tuple[str, str]:
+    """Make a new node key; the old one is listed (public half) for ``overlap_s`` more seconds.
+    Answers (old key id, new key id). The node picks the new key up on SIGHUP."""
+    kp = Path(key_path)
+    old = load_node_key(kp)
+    now = time.time() if now is None else now
+    until = now + overlap_s
+    retired = [r for r in old.retired if isinstance(r.get("until"), (int, float)) and r["until"] > now]
+    retired.append({"id": old.id, "public_key": b64url(old.public), "until": until,
+                    "until_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until))})
+    _write_atomic(kp.with_name(RETIRED_FILE), _enc.encode(retired))
+    pem = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM,
+                                                     serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption())
+    _write_atomic(kp, pem)
+    return old.id, load_node_key(kp).id
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class Deliverer:

@@ -64,5 +64,6 @@ async def node_keys(x: Exchange) -> Answer:
     """GET /v1/node-keys (unsigned): the public key this node signs webhook deliveries with.
 
     In cluster mode every node has its own key; a delivery's ``keyid`` says which node's
-    ``/v1/node-keys`` lists it."""
-    return Answer(200, NodeKeys(keys=[NodeKey(**x.backends.node_key.public_doc())]))
+    ``/v1/node-keys`` lists it. After a rotation the retired key is listed too (with
+    ``until``) while its overlap lasts."""
+    return Answer(200, NodeKeys(keys=[NodeKey(**d) for d in x.backends.node_key.public_docs()]))

@@ -18,6 +18,7 @@ from gateway.errors import Problem
 from gateway.exchange import Answer, Exchange
 from gateway.release import OutRecord
 from gateway.stores.base import CursorConflict, IdempotencyConflict, Record
+from gateway.stores.retention import earliest_for, policy_of
 from gateway.validation import decode_push
 from gateway.wire import body_format, wants_msgpack
 from gateway.wiremodel import MAX_OFFSET, Cursor, PullPage, PushResult
@@ -73,7 +74,10 @@ async def pull(x: Exchange) -> Answer:
     out = _release(x, recs)
     b.metrics.records_pulled.inc(len(out))
     x.facts.count = len(out)
-    return Answer(200, PullPage(records=out, next=recs[-1].offset if recs else after))
+    earliest = await earliest_for(b.store, entry.id) if policy_of(entry.spec) else 0
+    # retention removed records after `after`: the page says where the log now starts
+    return Answer(200, PullPage(records=out, next=recs[-1].offset if recs else after,
+                                earliest=earliest if earliest > after + 1 else None))
 
 
 async def _wait_unless_draining(drained: asyncio.Event, waiting: Coroutine[Any, Any, bool]) -> bool:

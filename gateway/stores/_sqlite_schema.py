@@ -5,11 +5,15 @@ from __future__ import annotations
 import sqlite3
 import time
 
+from gateway.stores._sqlite_migrations import after_migration, migrate
 from gateway.stores.base import StoreError, StoreUnavailable
 
-SCHEMA_VERSION = 1
+#: Version 1: the first release. Version 2: ``batches.created_ms`` and ``retention``
+#: (retention and compaction), incremental auto-vacuum (see :mod:`._sqlite_migrations`).
+SCHEMA_VERSION = 2
 
-#: ``batches``: one row per pushed batch; its records' offsets are ``id * OFFSET_STRIDE + index``.
+#: ``batches``: one row per pushed batch; its records' offsets are ``id * OFFSET_STRIDE + index``
+#: (compaction may rewrite a batch to fewer records; the offsets stay).
 #: ``latest``: per key, the offset of its newest record (the data stays in the batch: random
 #: keys dirty one index page per record, so the index rows are kept as small as possible).
 SCHEMA = """
@@ -27,7 +31,8 @@ CREATE TABLE IF NOT EXISTS batches (
     first_offset INTEGER NOT NULL,
     last_offset INTEGER NOT NULL,
     count INTEGER NOT NULL,
-    blob BLOB NOT NULL
+    blob BLOB NOT NULL,
+    created_ms INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS batches_by_resource ON batches (resource_id, last_offset);
 CREATE TABLE IF NOT EXISTS latest (
@@ -55,6 +60,10 @@ CREATE TABLE IF NOT EXISTS idempotency (
     PRIMARY KEY (client, resource_id, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency (created_ms);
+CREATE TABLE IF NOT EXISTS retention (
+    resource_id INTEGER PRIMARY KEY,
+    earliest INTEGER NOT NULL
+);
 """
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
@@ -96,8 +105,12 @@ def connect(
 
 
 def initialise(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
-    """Switch to WAL and create the schema; safe when several processes race to do it."""
+    """Switch to WAL, create the schema or migrate an older one to :data:`SCHEMA_VERSION`;
+    refuse a newer one. Safe when several processes race to do it."""
     deadline = time.monotonic() + busy_timeout_ms / 1000
+    # Space freed by retention goes back to the file system (only takes effect on a new file;
+    # the migration from version 1 sets it and vacuums once).
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     while True:
         try:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -110,18 +123,42 @@ def initialise(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
         raise StoreUnavailable(f"the database refused WAL mode (journal_mode is {mode!r})")
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        conn.execute(
-            "INSERT OR IGNORE INTO meta (k, v) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
-        )
-        version = conn.execute("SELECT v FROM meta WHERE k = 'schema_version'").fetchone()[0]
+        found = stored_version(conn)
+        if found is not None and found > SCHEMA_VERSION:
+            raise StoreError(newer_message(found))
+        if found is None:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT INTO meta (k, v) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+            )
+        else:
+            migrate(conn, found, SCHEMA_VERSION)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    if version != SCHEMA_VERSION:
-        raise StoreError(
-            f"database schema version {version!r} is not the supported {SCHEMA_VERSION}"
-        )
+    if found is not None and found < SCHEMA_VERSION:
+        after_migration(conn, found)
+
+
+def stored_version(conn: sqlite3.Connection) -> int | None:
+    """The database's schema version, None for a new (empty) database."""
+    has_meta = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+    ).fetchone()
+    if has_meta is None:
+        return None
+    row = conn.execute("SELECT v FROM meta WHERE k = 'schema_version'").fetchone()
+    if row is None or type(row[0]) is not int:
+        raise StoreError(f"the database has no readable schema version ({row!r})")
+    return row[0]
+
+
+def newer_message(found: int) -> str:
+    return (
+        f"the database has schema version {found}, newer than this release supports "
+        f"({SCHEMA_VERSION}): it was written by a newer release of the node. Run that "
+        "release, or restore a backup taken before the upgrade (docs/operations.md)"
+    )

@@ -27,6 +27,7 @@ except ImportError:  # not POSIX
 
 from fastpath import encode_batch
 from gateway.stores._notify import Notifier
+from gateway.stores._sqlite_retention import retain
 from gateway.stores._sqlite_schema import connect, initialise
 from gateway.stores.base import (
     OFFSET_STRIDE,
@@ -36,10 +37,13 @@ from gateway.stores.base import (
     StoreError,
     StoreUnavailable,
 )
+from gateway.stores.retention import RetentionPolicy
 
 #: A group stops growing at this many operations or records (bounds commit latency).
 MAX_GROUP_OPS = 1024
 MAX_GROUP_RECORDS = 50_000
+#: Pages an incremental vacuum after a retention step gives back at most (4 KiB each).
+VACUUM_PAGES = 50_000
 
 
 @dataclass(slots=True)
@@ -62,6 +66,15 @@ class CursorOp:
 
 
 @dataclass(slots=True)
+class RetentionOp:
+    resource: str
+    policy: RetentionPolicy
+    now_ms: int
+    budget: int  # at most this many batches dropped or rewritten by this op
+    future: asyncio.Future[Any]
+
+
+@dataclass(slots=True)
 class PingOp:
     future: asyncio.Future[Any]
 
@@ -71,7 +84,7 @@ class StopOp:
     pass
 
 
-Op = AppendOp | CursorOp | PingOp | StopOp
+Op = AppendOp | CursorOp | RetentionOp | PingOp | StopOp
 
 #: Called on the loop after each commit: ({resource: new head}, outcomes, stats).
 Deliver = Callable[
@@ -128,6 +141,7 @@ class Writer(threading.Thread):
         self.notifier = notifier
         self._conn: sqlite3.Connection | None = None
         self._rids: dict[str, int] = {}
+        self._recompact: dict[str, int] = {}  # resource -> batch id where re-compaction goes on
         self.ready: asyncio.Future[None] = loop.create_future()
 
     # -- thread body -----------------------------------------------------------------------
@@ -204,6 +218,7 @@ class Writer(threading.Thread):
         new_rids: dict[str, int] = {}
         latest: dict[tuple[int, str], int] = {}
         records = 0
+        freed = False
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -221,6 +236,10 @@ class Writer(threading.Thread):
                                 records += result.count
                         elif isinstance(op, CursorOp):
                             result = self._set_cursor(conn, op, now_ms, new_rids)
+                        elif isinstance(op, RetentionOp):
+                            result = retain(conn, self._rids.get(op.resource), op.resource,
+                                            op.policy, op.now_ms, op.budget, self._recompact)
+                            freed = freed or result[0].records_dropped > 0
                         else:
                             conn.execute(
                                 "INSERT OR REPLACE INTO meta (k, v) VALUES ('pinged_ms', ?)",
@@ -260,6 +279,9 @@ class Writer(threading.Thread):
             )
             return
         self._rids.update(new_rids)
+        if freed:  # give the pages back to the file system (its own small write transaction)
+            with contextlib.suppress(sqlite3.Error):
+                conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
         seconds = time.perf_counter() - started
         stats = self.stats
         stats.commits += 1
@@ -301,9 +323,9 @@ class Writer(threading.Thread):
         count = len(framed)
         last = base + count - 1
         conn.execute(
-            "INSERT INTO batches (id, resource_id, first_offset, last_offset, count, blob)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (next_id, rid, base, last, count, blob),
+            "INSERT INTO batches (id, resource_id, first_offset, last_offset, count, blob,"
+            " created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (next_id, rid, base, last, count, blob, now_ms),
         )
         if key is not None:
             conn.execute(

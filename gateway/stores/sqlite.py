@@ -26,6 +26,7 @@ from gateway.stores._sqlite_writer import (
     CommitInfo,
     CursorOp,
     PingOp,
+    RetentionOp,
     StopOp,
     Writer,
 )
@@ -38,6 +39,7 @@ from gateway.stores.base import (
     StoreUnavailable,
     check_batch,
 )
+from gateway.stores.retention import RetentionPolicy, RetentionResult
 
 __all__ = ["SQLiteStore", "MAX_BATCH_RECORDS"]
 
@@ -222,6 +224,29 @@ class SQLiteStore:
         except (TimeoutError, StoreError):
             return False
 
+    async def apply_retention(
+        self, resource: str, policy: RetentionPolicy, now_ms: int, *, budget: int = 256
+    ) -> RetentionResult:
+        """Drop (or compact) the resource's batches beyond ``policy``, ``budget`` batches per
+        write transaction so that pushes never wait long behind it."""
+        total = RetentionResult(resource)
+        while True:
+            writer = self._ready_writer()
+            fut: asyncio.Future[tuple[RetentionResult, bool]] = self._loop.create_future()  # type: ignore[union-attr]
+            writer.queue.put(RetentionOp(resource, policy, now_ms, budget, fut))
+            step, more = await fut
+            total.earliest = step.earliest
+            total.batches_dropped += step.batches_dropped
+            total.records_dropped += step.records_dropped
+            total.records_compacted += step.records_compacted
+            total.keys_dropped += step.keys_dropped
+            if not more:
+                return total
+
+    async def earliest(self, resource: str) -> int:
+        """One more than the last offset retention removed; 0 when it removed none."""
+        return await self._run(self._earliest_sync, resource)
+
     # -- reads (reader threads) --------------------------------------------------------------
 
     async def read(self, resource: str, after: int, limit: int) -> list[Record]:
@@ -359,6 +384,10 @@ class SQLiteStore:
         rid = self._rid(conn, name)
         if rid is None:
             return []
+        # Compacted records below the earliest offset serve keyed reads only.
+        row = conn.execute("SELECT earliest FROM retention WHERE resource_id = ?", (rid,)).fetchone()
+        if row is not None and row[0] > after + 1:
+            after = row[0] - 1
         out: list[Record] = []
         # Every batch selected holds at least one record > after, hence LIMIT limit.
         cur = conn.execute(
@@ -406,6 +435,13 @@ class SQLiteStore:
             raise StoreError(f"the latest {key!r} of {name!r} points at a missing offset {offset}")
         off, ts, k, data = decoded[0]
         return Record(off, k, ts, data)
+
+    def _earliest_sync(self, conn: sqlite3.Connection, name: str) -> int:
+        rid = self._rid(conn, name)
+        if rid is None:
+            return 0
+        row = conn.execute("SELECT earliest FROM retention WHERE resource_id = ?", (rid,)).fetchone()
+        return row[0] if row else 0
 
     def _cursor_sync(self, conn: sqlite3.Connection, client: str, name: str) -> int:
         rid = self._rid(conn, name)

@@ -70,3 +70,56 @@ async def test_two_workers_jetstream(nats_server: NatsServer, tmp_path: Path, pr
         await _check(node, ring, "test.r7")
     finally:
         node.stop()
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+async def test_a_dead_worker_is_replaced(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    cat, ring = write_files(tmp_path)
+    node = GatewayNode(tmp_path / "node", cat, ring, backend="sqlite", workers=2)
+    try:
+        node.start(wait_for="/readyz")
+        assert node.proc is not None
+        cmdlines = {p: Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")
+                    for p in _children(node.proc.pid)}
+        workers = [p for p, cmd in cmdlines.items()
+                   if "spawn_main" in cmd and "resource_tracker" not in cmd]
+        assert len(workers) == 2, cmdlines
+        victim = max(workers)
+        os.kill(victim, signal.SIGKILL)
+        for _ in range(200):
+            if '"event":"worker_replaced"' in node.log_tail(10_000) and \
+                    node.log_tail(10_000).count('"event":"listening"') >= 3:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"the worker was not replaced:\n{node.log_tail()}")
+        await _check(node, ring, "test.r8")  # both workers answer again
+    finally:
+        node.stop()
+
+
+def test_workers_racing_to_create_audit_key_share_one(tmp_path: Path) -> None:
+    import multiprocessing as mp
+
+    from gateway.audit import load_key
+
+    path = tmp_path / "audit.key"
+    with mp.get_context("fork").Pool(8) as pool:
+        keys = pool.map(load_key, [path] * 32)
+    assert len({k.hex() for k in keys}) == 1
+    assert path.read_text().strip() == keys[0].hex()
