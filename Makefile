@@ -14,7 +14,7 @@ help:
 	@echo "make serve   - one node on http://127.0.0.1:8080 (embedded SQLite store, sample Shanghai catalog)"
 	@echo "make test    - install everything and run the whole test suite"
 	@echo "make lint    - ruff"
-	@echo "make bench   - python -m loadtest bench and python -m fastpath.bench into out/bench"
+	@echo "make bench   - python -m bench fastpath and python -m loadtest bench into out/bench"
 	@echo "make cluster - three NATS servers and three gateway nodes on loopback (make cluster-down stops them)"
 
 $(BIN)/python:
@@ -45,11 +45,12 @@ test-fast: install $(KEYRING)
 	$(BIN)/python -m pytest -q -x tests
 
 lint: install
-	$(BIN)/ruff check gateway fastpath simulator loadtest tests
+	$(BIN)/ruff check gateway fastpath simulator loadtest bench devkit harness tests
 
 bench: install $(KEYRING)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	$(BIN)/python -m fastpath.bench --json out/bench/fastpath.json
+	mkdir -p out/bench
+	$(BIN)/python -m bench fastpath --json out/bench/fastpath.json
 	$(BIN)/python -m loadtest bench --out out/bench
 
 clean:

@@ -18,9 +18,9 @@ from clusterkit import (
     rec,
     write_files,
 )
+from support import NatsServer, free_port
 
 from gateway.client import ExchangeError
-from gateway.stores.natsproc import NatsServer, free_port
 
 pytestmark = pytest.mark.cluster
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 from clusterkit import GatewayNode, client, operator_key, rec, write_files
+from support import free_port
 
 from gateway.client import ExchangeError
 from gateway.publish import main as publish_main
 from gateway.redact import redact, redact_url
-from gateway.stores.natsproc import free_port
 
 pytestmark = pytest.mark.cluster
 

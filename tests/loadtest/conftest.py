@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from loadtest_helpers import run_cli
 
-from loadtest.servers import child_env, free_port, server_process
+from harness import child_env, free_port, server_process
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_CATALOG = ROOT / "configs" / "catalog" / "shanghai.toml"
@@ -32,11 +32,11 @@ def city_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def hello_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The bare aiohttp hello server (loadtest.baseline) on a free port."""
+    """The bare aiohttp hello server (bench.baseline) on a free port."""
     port = free_port()
     log = tmp_path_factory.mktemp("hello") / "hello.log"
     with server_process(
-        [sys.executable, "-m", "loadtest.baseline", "hello", "--listen", f"127.0.0.1:{port}"],
+        [sys.executable, "-m", "bench.baseline", "hello", "--listen", f"127.0.0.1:{port}"],
         f"http://127.0.0.1:{port}/healthz",
         env=child_env(),
         log=log,

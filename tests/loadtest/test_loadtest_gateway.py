@@ -117,7 +117,7 @@ def test_remote_worker_joins_a_master(tmp_path: Path, gateway_url: str, city_fil
     import sys
     import time
 
-    from loadtest.servers import child_env, free_port
+    from harness import child_env, free_port
 
     catalog, keyring = city_files
     out, port = tmp_path / "remote", free_port()
