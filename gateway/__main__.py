@@ -260,6 +260,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "catalog":
             if args.catalog_command == "synth":
                 return _cmd_catalog_synth(args.rest)
+            try:
+                import nats  # noqa: F401 - publishing talks to JetStream
+            except ImportError:
+                print("error: `catalog publish` (cluster mode) needs nats-py, which is not "
+                      "installed: pip install 'onestop-exchange[cluster]'", file=sys.stderr)
+                return 2
             from gateway.publish import main as publish_main
 
             return publish_main(args.rest)
