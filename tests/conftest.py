@@ -18,6 +18,19 @@ def _need_nats() -> None:
         pytest.skip("nats-server is not installed (make deps installs it)")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist (``--dist loadgroup``): the tests that share a module-scoped fixture (two
+    cluster nodes, a long simulation) run on one worker, so that it is built once, unless
+    they name an ``xdist_group`` of their own (e.g. ``bench``: CPU-pinned load runs)."""
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        info = getattr(item, "_fixtureinfo", None)
+        defs = info.name2fixturedefs.values() if info is not None else ()
+        if any(d and d[-1].scope in ("module", "package", "class") for d in defs):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
     """A private nats-server with JetStream for the session (skips when not installed).

@@ -15,6 +15,7 @@ from support import NodeProcess, free_port, wait_until
 
 from gateway.client import ExchangeClient
 from gateway.keyring import dev_keyring_text, load_keyring, write_private
+from harness import http_status as http_status  # re-exported for the cluster tests
 from harness import repo_root
 
 ROOT = repo_root()

@@ -182,6 +182,8 @@ def test_bench_says_how_to_install_wrk(tmp_path: Path) -> None:
     ),
     reason="wrk not installed",
 )
+@pytest.mark.slow
+@pytest.mark.xdist_group("bench")  # wrk and the servers pinned to the cores: one bench at a time
 def test_bench_harness_on_the_bare_servers(tmp_path: Path) -> None:
     out = tmp_path / "bench"
     res = run_cli(
@@ -256,6 +258,8 @@ def test_seed_and_worker_refuse_bad_input(tmp_path: Path, city_files) -> None:
     ),
     reason="wrk not installed",
 )
+@pytest.mark.slow
+@pytest.mark.xdist_group("bench")  # wrk and the servers pinned to the cores: one bench at a time
 def test_bench_measures_the_gateway(tmp_path: Path) -> None:
     out = tmp_path / "bench"
     res = run_cli(

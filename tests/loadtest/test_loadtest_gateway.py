@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from loadtest_helpers import run_cli
+
+pytestmark = pytest.mark.slow  # Locust runs against a node
 
 CLASSES = ["CitizenPortalUser", "AgencyProducer", "AgencyConsumer", "CatalogBrowser"]
 
