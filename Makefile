@@ -67,7 +67,7 @@ clean:
 	rm -rf build *.egg-info fastpath/*.c fastpath/*.so .pytest_cache
 
 cluster: install $(KEYRING) deps
-	bash scripts/cluster.sh up
+	bash devkit/cluster.sh up
 
 cluster-down:
-	bash scripts/cluster.sh down
+	bash devkit/cluster.sh down

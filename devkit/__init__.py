@@ -5,6 +5,7 @@
 - :mod:`devkit.nats`: local nats-server processes with JetStream (tests, benches, dev).
 - :mod:`devkit.demo`: demo agency backends for the sample catalog's services
   (``python -m devkit.demo``).
+- ``devkit/cluster.sh``: three NATS servers and three nodes on loopback (``make cluster``).
 
 The product (``gateway``, ``fastpath``) never imports this package; see docs/development.md.
 """
