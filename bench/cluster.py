@@ -37,7 +37,7 @@ from bench.city import (
 )
 from devkit.nats import NatsServer, find_binary
 from harness import bench_cpus, free_port, node_process, pin_process
-from harness.wrk import lua_script, run_wrk
+from harness.wrk import WrkResult, lua_script, run_wrk
 from loadtest.population import load_city
 
 UNIQUE_BODIES = 500
@@ -68,11 +68,11 @@ def _measure(
     log = folder / "node.log"
     out: dict[str, float] = {}
 
-    def wrk(name: str, requests: list[bytes]) -> float:
+    def wrk(name: str, requests: list[bytes]) -> WrkResult:
         script = folder / f"{name}.lua"
         script.write_text(lua_script(requests))
         res = run_wrk(f"http://{host}/", duration, connections, script=script, cpu=load_cpu)
-        return res.check(f"{label} {name}", log).rps
+        return res.check(f"{label} {name}", log)
 
     with node_process(node, f"http://{host}", args=args, cpu=server_cpu, log=log):
         if workers > 1:
@@ -84,14 +84,15 @@ def _measure(
         body = batch_body(fields, key, 0)
         # every request another Idempotency-Key, the same 100 keys in each body
         push = [signed_push(owner, host, path, body, f"same-{n}") for n in range(UNIQUE_BODIES)]
-        rps = wrk("push", push)
-        out["push_records_per_s"] = rps * BATCH
+        res = wrk("push", push)
+        out["push_records_per_s"] = res.rps * BATCH
+        out["push_p99_ms"] = res.p99_ms
         # The same, but every request pushes other keys (no two concurrent pushes share one).
         pushes = [signed_push(owner, host, path, batch_body(fields, key, (n + 1) * BATCH),
                               f"unique-{n}") for n in range(UNIQUE_BODIES)]
-        out["push_unique_records_per_s"] = wrk("push-unique", pushes) * BATCH
+        out["push_unique_records_per_s"] = wrk("push-unique", pushes).rps * BATCH
         pull = signed_get(reader, host, path, f"after=0&limit={PULL_LIMIT}")
-        out["pull_records_per_s"] = wrk("pull", [pull]) * per_pull
+        out["pull_records_per_s"] = wrk("pull", [pull]).rps * per_pull
     return out
 
 

@@ -18,10 +18,15 @@ def _need_nats() -> None:
         pytest.skip("nats-server is not installed (make deps installs it)")
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under xdist (``--dist loadgroup``): the tests that share a module-scoped fixture (two
     cluster nodes, a long simulation) run on one worker, so that it is built once, unless
-    they name an ``xdist_group`` of their own (e.g. ``bench``: CPU-pinned load runs)."""
+    they name an ``xdist_group`` of their own (e.g. ``bench``: CPU-pinned load runs). The
+    slow and cluster tests go first, so that the long ones do not start last and leave a
+    worker idle at the end."""
+    items.sort(key=lambda item: not (item.get_closest_marker("slow")
+                                     or item.get_closest_marker("cluster")))  # stable
     for item in items:
         if item.get_closest_marker("xdist_group"):
             continue

@@ -7,14 +7,15 @@ loopback port; its stderr goes to ``node.log`` in its folder.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from support import NodeProcess, free_port, wait_until
+from support import NodeProcess, free_port, wait_until, write_keyring
 
 from gateway.client import ExchangeClient
-from gateway.keyring import dev_keyring_text, load_keyring, write_private
+from gateway.keyring import load_keyring
 from harness import http_status as http_status  # re-exported for the cluster tests
 from harness import repo_root
 
@@ -48,7 +49,7 @@ def write_files(folder: Path) -> tuple[Path, Path]:
     cat.write_text(catalog_text())
     ring = folder / "keyring.toml"
     if not ring.exists():  # mode 0600 (nodes refuse a keyring others may read), with a citizen_key
-        write_private(ring, dev_keyring_text([OWNER, READER]))
+        write_keyring(ring, [OWNER, READER], citizen_key=secrets.token_hex(32))
     return cat, ring
 
 
