@@ -24,17 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.city import (
-    BATCH,
-    PULL_LIMIT,
-    batch_body,
-    pick_target,
-    seed_reads,
-    signed_get,
-    signed_push,
-    write_city,
-    write_node_config,
-)
+from bench import city as kit
 from devkit.nats import NatsServer, find_binary
 from harness import bench_cpus, free_port, node_process, pin_process
 from harness.wrk import WrkResult, lua_script, run_wrk
@@ -50,9 +40,9 @@ def _measure(
 ) -> dict[str, float]:
     from gateway.signing import Signer
 
-    city = load_city(catalog, keyring)
-    target = pick_target(city)
-    fields, key = city.fields_of(target.resource)
+    population = load_city(catalog, keyring)
+    target = kit.pick_target(population)
+    fields, key = population.fields_of(target.resource)
     port = free_port()
     host = f"127.0.0.1:{port}"
     folder = work / label
@@ -62,8 +52,9 @@ def _measure(
         store.update(servers=[nats_url], replicas=1, prefix=f"bench{port}")
     else:
         store["synchronous"] = "FULL"
-    node = write_node_config(folder, port, city.catalog.instance, catalog="../catalog.toml",
-                             keyring="../keyring.toml", store=store)
+    node = kit.write_node_config(folder, port, population.catalog.instance,
+                                 catalog="../catalog.toml", keyring="../keyring.toml",
+                                 store=store)
     args = ["--workers", str(workers)] if workers > 1 else []
     log = folder / "node.log"
     out: dict[str, float] = {}
@@ -77,21 +68,22 @@ def _measure(
     with node_process(node, f"http://{host}", args=args, cpu=server_cpu, log=log):
         if workers > 1:
             time.sleep(3.0)  # let every worker bind before the load starts
-        per_pull = asyncio.run(seed_reads(f"http://{host}", target, fields, key))
+        per_pull = asyncio.run(kit.seed_reads(f"http://{host}", target, fields, key))
         owner = Signer(target.owner.key_id, target.owner.secret, target.owner.client)
         reader = Signer(target.reader.key_id, target.reader.secret, target.reader.client)
         path = f"/v1/resources/{target.resource}/records"
-        body = batch_body(fields, key, 0)
+        body = kit.batch_body(fields, key, 0)
         # every request another Idempotency-Key, the same 100 keys in each body
-        push = [signed_push(owner, host, path, body, f"same-{n}") for n in range(UNIQUE_BODIES)]
+        push = [kit.signed_push(owner, host, path, body, f"same-{n}") for n in range(UNIQUE_BODIES)]
         res = wrk("push", push)
-        out["push_records_per_s"] = res.rps * BATCH
+        out["push_records_per_s"] = res.rps * kit.BATCH
         out["push_p99_ms"] = res.p99_ms
         # The same, but every request pushes other keys (no two concurrent pushes share one).
-        pushes = [signed_push(owner, host, path, batch_body(fields, key, (n + 1) * BATCH),
-                              f"unique-{n}") for n in range(UNIQUE_BODIES)]
-        out["push_unique_records_per_s"] = wrk("push-unique", pushes).rps * BATCH
-        pull = signed_get(reader, host, path, f"after=0&limit={PULL_LIMIT}")
+        pushes = [kit.signed_push(owner, host, path,
+                                  kit.batch_body(fields, key, (n + 1) * kit.BATCH), f"unique-{n}")
+                  for n in range(UNIQUE_BODIES)]
+        out["push_unique_records_per_s"] = wrk("push-unique", pushes).rps * kit.BATCH
+        pull = kit.signed_get(reader, host, path, f"after=0&limit={kit.PULL_LIMIT}")
         out["pull_records_per_s"] = wrk("pull", [pull]).rps * per_pull
     return out
 
@@ -107,7 +99,7 @@ def bench_cluster(
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="exg-cluster-bench-") as tmp:
         work = Path(tmp)
-        catalog, keyring, what = write_city(work, resources)
+        catalog, keyring, what = kit.write_city(work, resources)
         result["catalog"] = what
         nats = NatsServer(work / "nats").start()
         try:
