@@ -30,6 +30,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("xdist_group"):
             continue
+        if "nats_cluster" in getattr(item, "fixturenames", ()):  # three nats-servers each:
+            item.add_marker(pytest.mark.xdist_group("nats-cluster"))  # one such test at a time
+            continue
         info = getattr(item, "_fixtureinfo", None)
         defs = info.name2fixturedefs.values() if info is not None else ()
         if any(d and d[-1].scope in ("module", "package", "class") for d in defs):
