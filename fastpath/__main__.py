@@ -1,8 +1,6 @@
-"""``python -m fastpath``: which implementation is loaded, and the benchmark.
+"""``python -m fastpath info``: which implementation is loaded, and from where.
 
-Commands:
-  info     print the implementation in use (cython or python) and where it comes from
-  bench    run the benchmark (same as ``python -m fastpath.bench``; see ``bench --help``)
+The benchmark lives beside the product: ``python -m bench fastpath`` (docs/fastpath.md).
 """
 
 from __future__ import annotations
@@ -35,12 +33,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m fastpath",
         description="OneStop Exchange fast path (Cython modules with pure-Python twins).",
     )
-    parser.add_argument("command", choices=["info", "bench"], help="info | bench [bench options]")
+    parser.add_argument("command", choices=["info", "bench"], help="info | bench (moved)")
     args, rest = parser.parse_known_args(argv[:1])
-    if args.command == "bench":
-        from fastpath.bench import main as bench_main
-
-        return bench_main(argv[1:])
+    if args.command == "bench":  # the fast path imports nothing of the tools beside it
+        print("the benchmark moved beside the product: python -m bench fastpath "
+              f"{' '.join(argv[1:])}".rstrip(), file=sys.stderr)
+        return 2
     if argv[1:]:
         parser.error(f"info takes no options, not {' '.join(argv[1:])!r}")
     return _info()

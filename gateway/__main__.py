@@ -94,8 +94,16 @@ def _cmd_operator_key_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_catalog_synth(argv: list[str]) -> int:
-    from gateway.synth import main as synth_main
-
+    # The synthesiser is a development tool (devkit/, beside the product, not installed
+    # with it): it makes made-up catalogs for scale tests and benchmarks.
+    try:
+        from devkit.synth import main as synth_main
+    except ImportError as exc:
+        print(f"error: `catalog synth` is a development tool (devkit/synth.py), not installed "
+              f"with the package ({exc.name} is missing): run it from the root folder of a "
+              "source checkout with the dev extra installed (pip install -e '.[dev]')",
+              file=sys.stderr)
+        return 2
     return synth_main(argv)
 
 
@@ -395,6 +403,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "catalog":
             if args.catalog_command == "synth":
                 return _cmd_catalog_synth(args.rest)
+            try:
+                import nats  # noqa: F401 - publishing talks to JetStream
+            except ImportError:
+                print("error: `catalog publish` (cluster mode) needs nats-py, which is not "
+                      "installed: pip install 'onestop-exchange[cluster]'", file=sys.stderr)
+                return 2
             from gateway.publish import main as publish_main
 
             return publish_main(args.rest)

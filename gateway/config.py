@@ -116,6 +116,12 @@ def _check(cfg: NodeConfig, file: Path) -> None:
         raise ConfigError(file, "store.retention_interval_s",
                           f"must be between 1 and 86400, got {st.retention_interval_s}")
     if st.backend == "jetstream":
+        try:
+            import nats  # noqa: F401 - cluster mode's client: say so here when it is missing
+        except ImportError:
+            raise ConfigError(file, "store.backend", "jetstream (cluster mode) needs nats-py, "
+                              "which is not installed: pip install 'onestop-exchange[cluster]'"
+                              ) from None
         if not st.servers:
             raise ConfigError(file, "store.servers", "needs at least one nats:// URL")
         for url in st.servers:

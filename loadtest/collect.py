@@ -185,10 +185,10 @@ def on_quitting(environment: Any, **_kw: Any) -> None:
     """Master / local: write summary.json and apply the SLO gate."""
     if isinstance(environment.runner, WorkerRunner):
         return
+    from loadtest.runconfig import current_config
     from loadtest.slo import evaluate, format_breaches, load_slo
-    from loadtest.users import config
 
-    cfg = config()
+    cfg = current_config()
     start = _times.get("start") or environment.stats.total.start_time
     stop = _times.get("stop") or time.time()
     duration = max(stop - start, 1e-3)

@@ -17,37 +17,21 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from harness import child_env, free_port
 from loadtest.errors import LoadTestError
+from loadtest.host import check_host
 from loadtest.mix import load_mix
 from loadtest.population import load_city
 from loadtest.profile import SHAPES
 from loadtest.runconfig import ENV, RunConfig, write_config
-from loadtest.servers import child_env, free_port
 from loadtest.units import parse_duration
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 CLOSED_CLASSES = ("CitizenPortalUser", "AgencyProducer", "AgencyConsumer", "CatalogBrowser")
 ALL_CLASSES = (*CLOSED_CLASSES, "OpenModelUser", "SignedPingUser")
-
-
-def check_host(host: str, timeout_s: float = 3.0) -> None:
-    """Fail clearly unless ``host`` answers HTTP (any status) on ``/healthz``."""
-    if not host.startswith(("http://", "https://")):
-        raise LoadTestError(f"--host must be an http:// or https:// URL, got {host!r}")
-    url = host.rstrip("/") + "/healthz"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s):
-            return
-    except urllib.error.HTTPError:
-        return  # it answered
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise LoadTestError(f"cannot reach {host}: {reason}") from None
 
 
 def pick_classes(requested: list[str] | None, shares: dict[str, float]) -> list[str]:

@@ -66,3 +66,13 @@ def read_config(path: str | Path | None = None) -> RunConfig:
         raise LoadTestError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except msgspec.DecodeError as exc:
         raise LoadTestError(f"{path}: not a run configuration ({exc})") from None
+
+
+_current: list[RunConfig] = []
+
+
+def current_config() -> RunConfig:
+    """This process's run configuration (``$LOADTEST_CONFIG``, read once)."""
+    if not _current:
+        _current.append(read_config())
+    return _current[0]

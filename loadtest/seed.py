@@ -12,6 +12,7 @@ import argparse
 import asyncio
 
 from loadtest.errors import LoadTestError
+from loadtest.host import check_host
 from loadtest.population import City, load_city, make_record, workload
 
 BATCH = 500
@@ -67,8 +68,6 @@ def seed_city(host: str, city: City, citizens: int, limit: int = 0) -> int:
 
 def seed_main(args: argparse.Namespace) -> int:
     """The ``seed`` command."""
-    from loadtest.run import check_host
-
     city = load_city(args.catalog, args.keyring)
     check_host(args.host)
     n = seed_city(args.host, city, args.citizens, args.resources)

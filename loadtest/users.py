@@ -45,7 +45,7 @@ from loadtest.population import (
     workload,
 )
 from loadtest.profile import rate_factor
-from loadtest.runconfig import RunConfig, read_config
+from loadtest.runconfig import RunConfig, current_config
 
 _ENC = msgspec.json.Encoder()
 _DEC = msgspec.json.Decoder()
@@ -64,9 +64,7 @@ def _date() -> str:
 
 def config() -> RunConfig:
     """The run's configuration (read once per process)."""
-    if "config" not in _state:
-        _state["config"] = read_config()
-    return _state["config"]
+    return current_config()
 
 
 def city() -> City:

@@ -7,24 +7,19 @@ loopback port; its stderr goes to ``node.log`` in its folder.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
+import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.client import ExchangeClient
-from gateway.keyring import dev_keyring_text, load_keyring, write_private
-from gateway.stores.natsproc import free_port
+from support import NodeProcess, free_port, wait_until, write_keyring
 
-ROOT = Path(__file__).resolve().parents[2]
+from gateway.client import ExchangeClient
+from gateway.keyring import load_keyring
+from harness import http_status as http_status  # re-exported for the cluster tests
+from harness import repo_root
+
+ROOT = repo_root()
 OWNER = "SH/GOV/t/own"
 READER = "SH/GOV/c/read"
 RESOURCES = [f"test.r{i}" for i in range(10)]
@@ -54,7 +49,7 @@ def write_files(folder: Path) -> tuple[Path, Path]:
     cat.write_text(catalog_text())
     ring = folder / "keyring.toml"
     if not ring.exists():  # mode 0600 (nodes refuse a keyring others may read), with a citizen_key
-        write_private(ring, dev_keyring_text([OWNER, READER]))
+        write_keyring(ring, [OWNER, READER], citizen_key=secrets.token_hex(32))
     return cat, ring
 
 
@@ -66,8 +61,9 @@ def operator_key(folder: Path) -> tuple[Path, str]:
     return path, generate(path, force=True)
 
 
-class GatewayNode:
-    """One ``python -m gateway serve`` process (``workers`` > 1: several sharing the port)."""
+class GatewayNode(NodeProcess):
+    """One ``python -m gateway serve`` process (``workers`` > 1: several sharing the port)
+    on a free port, with the jetstream store (or sqlite, for ``--workers``)."""
 
     def __init__(
         self,
@@ -82,98 +78,20 @@ class GatewayNode:
         workers: int = 1,
         operator_keys: list[str] | None = None,
     ) -> None:
+        store: dict[str, Any] = {"backend": backend}
+        if backend == "jetstream":
+            store.update(servers=servers or [], replicas=replicas, prefix=prefix)
+        super().__init__(folder, keyring, catalog=catalog, store=store, port=free_port(),
+                         workers=workers,
+                         node={"operator_keys": operator_keys or [], "access_log": False})
         self.folder = folder
-        self.catalog = catalog
-        self.keyring = keyring
-        self.servers = servers or []
-        self.prefix = prefix
-        self.replicas = replicas
-        self.backend = backend
-        self.workers = workers
-        self.operator_keys = operator_keys or []  # trusted signers of published bundles
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def config_text(self) -> str:
-        store = f'[store]\nbackend = "{self.backend}"\n'
-        if self.backend == "jetstream":
-            store += (
-                f"servers = {json.dumps(self.servers)}\nreplicas = {self.replicas}\n"
-                f'prefix = "{self.prefix}"\n'
-            )
-        return (
-            f'[node]\nlisten = "127.0.0.1:{self.port}"\ncatalog = "{self.catalog}"\n'
-            f'keyring = "{self.keyring}"\ndata_dir = "{self.folder / "data"}"\n'
-            f"operator_keys = {json.dumps(self.operator_keys)}\n"
-            f"access_log = false\n\n{store}"
-        )
-
-    def start(self, wait_for: str = "/healthz", timeout: float = 30.0, args: tuple[str, ...] = ()
-              ) -> GatewayNode:
-        """Start (``serve`` with extra ``args``) and wait until ``wait_for`` answers (any status
-        when it is /readyz)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        conf = self.folder / "node.toml"
-        conf.write_text(self.config_text())
-        cmd = [sys.executable, "-m", "gateway", "serve", "--config", str(conf)]
-        if self.workers > 1:
-            cmd += ["--workers", str(self.workers)]
-        cmd += list(args)
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        with open(self.folder / "node.log", "ab") as log:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node exited with {self.proc.returncode}:\n{self.log_tail()}")
-            status = http_status(self.url + wait_for)
-            listening = self.log_tail(10_000).count('"event":"listening"')
-            if (status is not None and (status == 200 or wait_for == "/readyz")
-                    and listening >= self.workers):
-                return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"node did not answer {wait_for} within {timeout} s:\n{self.log_tail()}")
-
-    def log_tail(self, n: int = 30) -> str:
-        try:
-            return "\n".join((self.folder / "node.log").read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def kill(self) -> None:
-        """kill -9 the node (and its workers)."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 15 s. Idempotent."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
-def http_status(url: str, timeout: float = 2.0) -> int | None:
-    """The status of a GET, None when nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (OSError, ValueError):
-        return None
+    def start(self, wait_for: str = "/healthz", timeout: float = 30.0,  # type: ignore[override]
+              args: tuple[str, ...] = ()) -> GatewayNode:
+        """Start (``serve`` with extra ``args``) and wait until ``wait_for`` answers (any
+        status when it is /readyz)."""
+        super().start(wait_for, any_status=wait_for == "/readyz", timeout=timeout, args=args)
+        return self
 
 
 def client(urls: str | list[str], keyring: Path, who: str = OWNER, **kw: Any) -> ExchangeClient:
@@ -200,10 +118,4 @@ async def pull_all(c: ExchangeClient, rid: str, after: int = 0) -> list[dict[str
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
     """Re-run ``check`` until it is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if await check():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.1)
+    await wait_until(check, timeout, 0.1)

@@ -111,7 +111,7 @@ def test_a_damaged_archive_is_refused(tmp_path: Path) -> None:
 async def test_cluster_backup_snapshots_jetstream_and_restores_into_a_new_one(
     tmp_path: Path, prefix: str
 ) -> None:
-    from gateway.stores.natsproc import NatsServer
+    from devkit.nats import NatsServer
 
     cat, ring = write_files(tmp_path)
     old = NatsServer(tmp_path / "nats-old").start()

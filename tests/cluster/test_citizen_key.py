@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clusterkit import ROOT, GatewayNode, eventually, http_status
+from clusterkit import ROOT, GatewayNode, eventually
+from support import NatsServer, free_port
 
 from gateway.client import ExchangeClient, ExchangeError
 from gateway.keyring import dev_keyring_text, load_keyring, write_private
-from gateway.stores.natsproc import NatsServer, free_port
+from harness import http_status
 
 pytestmark = pytest.mark.cluster
 

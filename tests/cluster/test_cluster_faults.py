@@ -18,9 +18,9 @@ from clusterkit import (
     rec,
     write_files,
 )
+from support import NatsServer, free_port
 
 from gateway.client import ExchangeError
-from gateway.stores.natsproc import NatsServer, free_port
 
 pytestmark = pytest.mark.cluster
 
@@ -101,11 +101,11 @@ async def test_kill_nats_server_and_node_during_pushes(
         for node in nodes:
             await eventually(lambda node=node: _ready(node.url), timeout=30)
         tasks = [asyncio.create_task(pusher(i)) for i in range(4)]
-        await asyncio.sleep(2.0)
+        await eventually(lambda: len(acked) >= 40, timeout=30)  # every pusher under way
         nats_cluster[0].kill()
         nodes[0].kill()
         killed.set()
-        await asyncio.sleep(5.0)
+        await eventually(lambda: len(after_kill) >= 8, timeout=30)  # the cluster carries on
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 60)
         assert after_kill, "no push was acknowledged after the kills"

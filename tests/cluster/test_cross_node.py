@@ -22,9 +22,9 @@ from clusterkit import (
     rec,
     write_files,
 )
+from support import NatsServer
 
 from gateway.client import ExchangeError
-from gateway.stores.natsproc import NatsServer
 
 pytestmark = pytest.mark.cluster
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from clusterkit import ROOT, GatewayNode, write_files
 
-from gateway.stores.natsproc import NatsServer
+from devkit.nats import NatsServer
 
 DEPLOY = ROOT / "deploy"
 RULES = DEPLOY / "prometheus" / "alerts.yml"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from clusterkit import READER, GatewayNode, client, eventually, pull_all, rec, write_files
+from support import NatsServer, free_port
 
 from gateway.client import ExchangeError
-from gateway.stores.natsproc import NatsServer, free_port
 
 pytestmark = pytest.mark.cluster
 

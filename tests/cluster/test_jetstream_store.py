@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from support import NatsServer, free_port
 
 from fastpath import encode_batch
 from gateway.stores.base import StoreUnavailable
 from gateway.stores.jetstream import JetStreamStore, _Claim, _digest, _enc, _token
-from gateway.stores.natsproc import NatsServer, free_port
 
 pytestmark = pytest.mark.cluster
 CLIENT = "SH/GOV/t/own"

@@ -21,8 +21,8 @@ from clusterkit import (
     write_files,
 )
 
+from devkit.nats import NatsServer, supports_sync_always
 from gateway.client import ExchangeError
-from gateway.stores.natsproc import NatsServer, supports_sync_always
 
 pytestmark = pytest.mark.cluster
 

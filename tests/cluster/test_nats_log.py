@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from clusterkit import GatewayNode, http_status, write_files
 
-from gateway.stores.natsproc import NatsServer, find_binary, free_port
+from devkit.nats import NatsServer, find_binary
+from harness import free_port
 
 pytestmark = pytest.mark.cluster
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from clusterkit import OWNER, catalog_text, operator_key, write_files
+from support import free_port
 
 from gateway.keyring import dev_keyring_text
 from gateway.publish import Bundle, build_bundle, decode_bundle, encode_bundle, main
-from gateway.stores.natsproc import free_port
 from gateway.tomlfile import ConfigError
 
 

@@ -10,12 +10,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from clusterkit import GatewayNode, client, operator_key, rec, write_files
+from clusterkit import GatewayNode, client, eventually, operator_key, rec, write_files
+from support import free_port
 
 from gateway.client import ExchangeError
 from gateway.publish import main as publish_main
 from gateway.redact import redact, redact_url
-from gateway.stores.natsproc import free_port
 
 pytestmark = pytest.mark.cluster
 
@@ -59,7 +59,8 @@ async def test_nats_down_answers_and_logs_carry_no_password(tmp_path: Path, pref
                 assert info.value.status == 503
                 assert f"127.0.0.1:{port}" in info.value.detail
                 assert PASSWORD not in info.value.detail and "exguser" not in info.value.detail
-        await asyncio.sleep(2.0)  # the audit writer reports its failed writes meanwhile
+        # the audit writer reports its failed writes
+        await eventually(lambda: "audit_write_failed" in node.log_tail(100_000), timeout=30)
     finally:
         node.stop()
     log = node.log_tail(100_000)

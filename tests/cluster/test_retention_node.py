@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from clusterkit import OWNER, READER, ROOT, GatewayNode, client, write_files
 
-from gateway.stores.natsproc import NatsServer
+from devkit.nats import NatsServer
 
 pytestmark = pytest.mark.cluster
 

@@ -14,9 +14,9 @@ import nats
 import pytest
 from clusterkit import ROOT, GatewayNode, write_files
 
+from devkit.nats import NatsServer
 from gateway.stores.base import StoreError
 from gateway.stores.jetstream import SCHEMA_VERSION, JetStreamStore
-from gateway.stores.natsproc import NatsServer
 from gateway.stores.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.cluster

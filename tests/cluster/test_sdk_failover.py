@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from clusterkit import READER, GatewayNode, client, pull_all, rec, write_files
+from support import free_port
 
 from gateway.client import ExchangeError
-from gateway.stores.natsproc import free_port
 
 pytestmark = pytest.mark.cluster
 

@@ -23,6 +23,7 @@ from clusterkit import (
     rec,
     write_files,
 )
+from support import NatsServer
 
 from gateway.client import ExchangeClient, ExchangeError
 from gateway.keyring import load_keyring
@@ -36,7 +37,6 @@ from gateway.publish import (
     encode_bundle,
     sign_bundle,
 )
-from gateway.stores.natsproc import NatsServer
 
 pytestmark = pytest.mark.cluster
 PREFIX = "signed"

@@ -9,10 +9,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 from clusterkit import OWNER, READER, GatewayNode, client, pull_all, rec, write_files
+from support import NatsServer
 
 from gateway.keyring import load_keyring
 from gateway.signing import Signer
-from gateway.stores.natsproc import NatsServer
 
 pytestmark = pytest.mark.cluster
 

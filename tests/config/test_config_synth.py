@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from devkit.synth import synth_catalog, synth_keyring, write_catalog
 from gateway.catalog import catalog_from_obj, load_catalog
 from gateway.keyring import load_keyring
-from gateway.synth import synth_catalog, synth_keyring, write_catalog
 
 REPO = Path(__file__).resolve().parents[2]
-CLI = "import sys; from gateway.synth import main; sys.exit(main(sys.argv[1:]))"
+CLI = "import sys; from devkit.synth import main; sys.exit(main(sys.argv[1:]))"
 RESOURCE_ID = re.compile(r"^(?P<code>[a-z0-9-]+)\.[a-z]+-(?P<n>\d+)$")
 
 

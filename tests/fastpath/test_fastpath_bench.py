@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import fastpath
-from fastpath import bench
+from bench import fastpath as bench
 from fastpath.__main__ import main as fastpath_main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +61,7 @@ def test_resource_catalog_is_deterministic() -> None:
 )
 def test_bad_options_are_refused(args: list[str], message: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "fastpath.bench", *args],
+        [sys.executable, "-m", "bench", "fastpath", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

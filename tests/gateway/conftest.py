@@ -53,18 +53,6 @@ def make_node(
 
 
 @pytest.fixture(scope="session")
-def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private nats-server with JetStream for this session (skips when not installed)."""
-    from gateway.stores.natsproc import NatsServer, find_binary
-
-    if find_binary() is None:
-        pytest.skip("nats-server is not installed (make deps)")
-    server = NatsServer(str(tmp_path_factory.mktemp("nats"))).start()
-    yield server.url
-    server.stop()
-
-
-@pytest.fixture(scope="session")
 def jetstream_node(make_node: Callable[..., NodeProcess], nats_url: str) -> NodeProcess:
     """A node on the jetstream backend (cluster mode) with its own stream prefix."""
     return make_node(

@@ -1,9 +1,6 @@
-"""Test kit for the gateway's HTTP tests: node processes on loopback, raw signed requests,
-problem assertions and record builders (fixtures are in conftest.py).
-
-A node is ``python -m gateway serve --config <tmp node.toml>`` in a subprocess, listening on
-``127.0.0.1:0``; the port is read from its ``listening`` log line and readiness from /readyz.
-Its stderr goes to a file so that tests can grep the logs (e.g. for secrets).
+"""Test kit for the gateway's HTTP tests: raw signed requests, problem assertions and record
+builders (fixtures are in conftest.py). Nodes are :class:`support.NodeProcess`: ``python -m
+gateway serve`` in a subprocess on ``127.0.0.1:0``, its log in a file the tests can grep.
 """
 
 from __future__ import annotations
@@ -12,14 +9,9 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
-import os
-import signal
+import secrets
 import ssl
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,13 +21,18 @@ from typing import Any
 import aiohttp
 import yarl
 from multidict import CIMultiDictProxy
+from support import SAMPLE_CATALOG, catalog_subsystems
+from support import NodeProcess as NodeProcess  # re-exported: the gateway tests import it here
+from support import wait_until as wait_until  # re-exported
+from support import write_keyring as _write_keyring
 
 from gateway.catalog import Catalog
 from gateway.keyring import Keyring
 from gateway.signing import sign_headers
+from harness import repo_root
 
-ROOT = Path(__file__).resolve().parents[2]
-CATALOG = ROOT / "configs" / "catalog" / "shanghai.toml"
+ROOT = repo_root()
+CATALOG = SAMPLE_CATALOG
 
 # Subsystems of the sample catalog with the roles the tests need.
 OWNER = "SH/GOV/psb/hukou"  # owns psb.id-card (conditional, key id_number) and psb.hukou
@@ -49,189 +46,10 @@ OPEN = "housing.affordable-listings"  # open, owner UNGRANTED, key listing_id
 RESTRICTED = "psb.case-files"  # restricted, owner SH/GOV/psb/cases
 RESTRICTED_OWNER = "SH/GOV/psb/cases"
 
-START_TIMEOUT_S = 30.0
-
-
-# -- node processes -------------------------------------------------------------------
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    return json.dumps(str(v))
-
-
-class NodeProcess:
-    """One gateway node in a subprocess, with its config, data_dir and log file."""
-
-    def __init__(
-        self,
-        workdir: Path,
-        keyring: Path,
-        *,
-        catalog: Path = CATALOG,
-        limits: dict[str, Any] | None = None,
-        node: dict[str, Any] | None = None,
-        store: dict[str, Any] | None = None,
-        probe_ssl: ssl.SSLContext | None = None,
-        args: tuple[str, ...] = (),
-        port: int = 0,
-    ) -> None:
-        self.workdir = workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.keyring = keyring
-        self.catalog = catalog
-        self.limits = dict(limits or {})
-        self.node_extra = dict(node or {})
-        self.store = dict(store or {})
-        self.data_dir = workdir / "data"
-        self.config = workdir / "node.toml"
-        self.log_path = workdir / "node.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = port
-        self.args = args
-        self.scheme = "https" if "tls_cert" in self.node_extra else "http"
-        self.probe_ssl = probe_ssl or (_insecure_ssl() if self.scheme == "https" else None)
-        self._log_offset = 0
-
-    @property
-    def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}"
-
-    def write_config(self) -> None:
-        node = {
-            "listen": f"127.0.0.1:{self.port}",
-            "catalog": str(self.catalog),
-            "keyring": str(self.keyring),
-            "data_dir": str(self.data_dir),
-            **self.node_extra,
-        }
-        lines = ["[node]"] + [f"{k} = {_toml_value(v)}" for k, v in node.items()]
-        if self.store:
-            lines += ["", "[store]"] + [f"{k} = {_toml_value(v)}" for k, v in self.store.items()]
-        if self.limits:
-            lines += ["", "[limits]"] + [f"{k} = {_toml_value(v)}" for k, v in self.limits.items()]
-        self.config.write_text("\n".join(lines) + "\n")
-
-    def start(self) -> NodeProcess:
-        """Start the process (same port as before on a restart) and wait until ready."""
-        assert self.proc is None or self.proc.poll() is not None, "node already running"
-        self.write_config()
-        with self.log_path.open("ab") as log:
-            self._log_offset = log.tell()
-            env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gateway",
-                    "serve",
-                    "--config",
-                    str(self.config),
-                    *self.args,
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self._wait_ready()
-        return self
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc is None or self.proc.poll() is not None:
-                raise RuntimeError(f"node exited during start-up:\n{self.log_tail()}")
-            if not self.port:
-                self.port = self._port_from_log()
-            if self.port:
-                try:
-                    with urllib.request.urlopen(
-                        self.url + "/readyz", timeout=2, context=self.probe_ssl
-                    ) as r:
-                        if r.status == 200:
-                            return
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    pass
-            time.sleep(0.05)
-        raise RuntimeError(f"node not ready within {START_TIMEOUT_S} s:\n{self.log_tail()}")
-
-    def _port_from_log(self) -> int:
-        with self.log_path.open("rb") as f:
-            f.seek(self._log_offset)
-            for line in f:
-                if b'"listening"' in line:
-                    url = json.loads(line)["url"]
-                    return int(url.rsplit(":", 1)[1])
-        return 0
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def log_tail(self, n: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-n:])
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    def wait(self, timeout: float = 30.0) -> int:
-        assert self.proc is not None
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        """kill -9: no chance to flush or close anything."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> int | None:
-        """SIGTERM and wait (SIGKILL when it hangs); the exit status."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
-
-
-def _insecure_ssl() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 def write_keyring(path: Path, catalog: Path = CATALOG) -> Path:
-    """A development keyring written by ``python -m gateway keys init``."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "keys",
-            "init",
-            "--catalog",
-            str(catalog),
-            "--out",
-            str(path),
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"keys init failed ({proc.returncode}): {proc.stderr.strip()}")
+    """A development keyring like ``python -m gateway keys init`` writes: a key per subsystem
+    of ``catalog`` and a citizen_key."""
+    _write_keyring(path, catalog_subsystems(catalog), citizen_key=secrets.token_hex(32))
     return path
 
 
@@ -437,20 +255,6 @@ def id_card(tag: str | None = None, **overrides: Any) -> dict[str, Any]:
 
 def today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
-
-
-async def wait_until(pred: Callable[[], Any], timeout: float = 10.0, every: float = 0.05) -> None:
-    """Poll an (async) predicate until it holds; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if asyncio.iscoroutine(v):
-            v = await v
-        if v:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(every)
 
 
 async def raw_http(

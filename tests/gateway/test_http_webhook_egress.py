@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from gwkit import CATALOG, GRANTED, ID_CARD, NodeProcess, Raw, assert_problem, id_card, wait_until
+from support import free_port
 
 from gateway.governance.egress import FAILURE_CLASSES
 from gateway.keyring import Keyring
@@ -24,12 +25,6 @@ from gateway.keyring import Keyring
 SUBSCRIBE = f"/v1/resources/{ID_CARD}/subscriptions"
 NATS = ("127.0.0.1", 4222)
 LEAKS = re.compile(r"NATS|INFO|server_id|SURPRISE|\d+\.\d+\.\d+\.\d+|::|\s")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _target(url_prefix: str, *, private: bool) -> str:
@@ -41,7 +36,7 @@ def _target(url_prefix: str, *, private: bool) -> str:
 def egress(make_node: Callable[..., NodeProcess], tmp_path_factory: pytest.TempPathFactory
            ) -> tuple[NodeProcess, dict[str, int]]:
     """A node whose catalog allows the employment subsystem a few loopback endpoints."""
-    ports = {name: _free_port() for name in ("banner", "web", "closed", "internal")}
+    ports = {name: free_port() for name in ("banner", "web", "closed", "internal")}
     extra = "".join([
         _target(f"http://127.0.0.1:{ports['banner']}/", private=True),
         _target(f"http://127.0.0.1:{ports['web']}/", private=True),

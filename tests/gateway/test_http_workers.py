@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import signal
-import socket
 from collections.abc import Callable
 
 import aiohttp
 from gwkit import GRANTED, ID_CARD, NodeProcess, Raw, id_card, wait_until
+from support import free_port
 
 from gateway.keyring import Keyring
 
@@ -15,9 +15,7 @@ from gateway.keyring import Keyring
 async def test_two_workers_share_port_and_store(
     make_node: Callable[..., NodeProcess], keyring: Keyring
 ) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     n = make_node(args=("--workers", "2"), port=port)
     await wait_until(lambda: n.log_text().count('"listening"') == 2, timeout=30)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:

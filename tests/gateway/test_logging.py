@@ -16,7 +16,7 @@ import pytest
 from gwkit import CATALOG, NodeProcess, wait_until
 
 from gateway.logs import JsonLineHandler
-from gateway.stores.natsproc import free_port
+from harness import free_port
 
 BAD_HEADER_LINE = b"GET /v1/catalog HTTP/1.1\r\nHost x\r\n\r\n"  # an error line, level "error"
 

@@ -3,10 +3,9 @@ fail-over to the next node URL, and errors surface as ExchangeError with the pro
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from gwkit import ID_CARD, OWNER, UNGRANTED, NodeProcess, id_card
+from support import free_port
 
 from gateway.client import ExchangeClient, ExchangeError
 from gateway.keyring import Keyring
@@ -38,9 +37,7 @@ async def test_records_iterator_commits_and_resumes(sdk) -> None:
 
 
 async def test_fail_over_to_the_next_node_url(node: NodeProcess, keyring: Keyring) -> None:
-    with socket.socket() as s:  # a port where nothing listens
-        s.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    dead = f"http://127.0.0.1:{free_port()}"  # a port where nothing listens
     key = keyring.for_client(OWNER)
     assert key is not None
     async with ExchangeClient(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -24,19 +23,13 @@ from svckit import running_node
 from gateway.audit import AuditEntry
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVER = "nats://127.0.0.1:4222"
-
-
 @pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    with socket.socket() as s:
-        if s.connect_ex(("127.0.0.1", 4222)) != 0:
-            pytest.skip("no NATS on 127.0.0.1:4222")
+async def prefix(nats_url: str) -> AsyncIterator[str]:
     p = "ga" + uuid.uuid4().hex[:8]
     try:
         yield p
     finally:
-        nc = await nats.connect(SERVER)
+        nc = await nats.connect(nats_url)
         js = nc.jetstream()
         for info in await js.streams_info():
             if info.config.name.startswith((p, f"KV_{p}")):
@@ -52,8 +45,9 @@ async def verify(*args: str) -> subprocess.CompletedProcess[str]:
     return r
 
 
-async def test_cluster_checkpoints_witness_the_shared_chain(tmp_path: Path, prefix: str) -> None:
-    store = f'[store]\nbackend = "jetstream"\nservers = ["{SERVER}"]\nprefix = "{prefix}"\n'
+async def test_cluster_checkpoints_witness_the_shared_chain(tmp_path: Path, prefix: str,
+                                                           nats_url: str) -> None:
+    store = f'[store]\nbackend = "jetstream"\nservers = ["{nats_url}"]\nprefix = "{prefix}"\n'
     citizen_key = secrets.token_hex(32)  # one per cluster
     async with running_node(tmp_path / "a", store=store, citizen_key=citizen_key) as a, \
             running_node(tmp_path / "b", store=store, keys=a.keys, citizen_key=citizen_key) as b:
@@ -74,7 +68,7 @@ async def test_cluster_checkpoints_witness_the_shared_chain(tmp_path: Path, pref
     r = await verify("--config", cfg)  # node a's own key only: b's checkpoints are noted, not checked
     assert r.returncode == 0 and "by keys not trusted here" in r.stdout, r.stdout
 
-    nc = await nats.connect(SERVER)
+    nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
         info = await js.stream_info(f"{prefix}_AUDIT_CHECKPOINTS")

@@ -1,4 +1,4 @@
-"""The governance store contract, on SQLite and (when NATS runs on 127.0.0.1:4222) JetStream."""
+"""The governance store contract, on SQLite and (when nats-server is installed) JetStream."""
 
 from __future__ import annotations
 
@@ -31,19 +31,14 @@ def _sqlite(tmp: Path) -> Factory:
     return make
 
 
-def _jetstream(tmp: Path) -> Factory:
-    import socket
-
-    with socket.socket() as s:
-        if s.connect_ex(("127.0.0.1", 4222)) != 0:
-            pytest.skip("no NATS on 127.0.0.1:4222")
+def _jetstream(tmp: Path, nats_url: str) -> Factory:
     from gateway.governance.jetstream import JetStreamGovernance
 
     prefix = "gt" + uuid.uuid4().hex[:8]
 
     @contextlib.asynccontextmanager
     async def make() -> AsyncIterator[JetStreamGovernance]:
-        g = JetStreamGovernance(["nats://127.0.0.1:4222"], prefix=prefix)
+        g = JetStreamGovernance([nats_url], prefix=prefix)
         await g.open()
         try:
             yield g
@@ -52,10 +47,10 @@ def _jetstream(tmp: Path) -> Factory:
     return make
 
 
-async def _cleanup_js(prefix: str) -> None:
+async def _cleanup_js(prefix: str, nats_url: str) -> None:
     import nats
 
-    nc = await nats.connect("nats://127.0.0.1:4222")
+    nc = await nats.connect(nats_url)
     js = nc.jetstream()
     for name in (f"{prefix}_AUDIT", f"{prefix}_AUDITCIT", f"{prefix}_AUDIT_CHECKPOINTS", f"KV_{prefix}_consents",
                  f"KV_{prefix}_subs"):
@@ -66,12 +61,15 @@ async def _cleanup_js(prefix: str) -> None:
 
 @pytest.fixture(params=["sqlite", "jetstream"])
 async def factory(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Factory]:
-    f = _sqlite(tmp_path) if request.param == "sqlite" else _jetstream(tmp_path)
+    if request.param == "sqlite":
+        yield _sqlite(tmp_path)
+        return
+    nats_url = request.getfixturevalue("nats_url")  # tests/conftest.py: skips without nats-server
+    f = _jetstream(tmp_path, nats_url)
     yield f
-    if request.param == "jetstream":
-        async with f() as g:
-            prefix = g.prefix
-        await _cleanup_js(prefix)
+    async with f() as g:
+        prefix = g.prefix
+    await _cleanup_js(prefix, nats_url)
 
 
 def entry(i: int, citizens: list[str] | None = None) -> AuditEntry:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -46,14 +45,12 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     if request.param == "sqlite":
         yield '[store]\nsynchronous = "NORMAL"\n'
         return
-    with socket.socket() as s:
-        if s.connect_ex(("127.0.0.1", 4222)) != 0:
-            pytest.skip("no NATS on 127.0.0.1:4222")
+    nats_url = request.getfixturevalue("nats_url")  # tests/conftest.py: skips without nats-server
     prefix = "wh" + uuid.uuid4().hex[:8]
-    yield f'[store]\nbackend = "jetstream"\nservers = ["nats://127.0.0.1:4222"]\nprefix = "{prefix}"\n'
+    yield f'[store]\nbackend = "jetstream"\nservers = ["{nats_url}"]\nprefix = "{prefix}"\n'
     import nats
 
-    nc = await nats.connect("nats://127.0.0.1:4222")
+    nc = await nats.connect(nats_url)
     js = nc.jetstream()
     for info in await js.streams_info():
         if info.config.name.startswith((prefix, f"KV_{prefix}")):

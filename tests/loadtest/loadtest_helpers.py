@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loadtest.servers import child_env
+from harness import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 

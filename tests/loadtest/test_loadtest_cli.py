@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from loadtest_helpers import run_cli
 
-from loadtest.servers import free_port
+from harness import free_port
 
 
 def _run_args(host: str, city: tuple[Path, Path], out: Path, *extra: str) -> list[str]:
@@ -182,6 +182,8 @@ def test_bench_says_how_to_install_wrk(tmp_path: Path) -> None:
     ),
     reason="wrk not installed",
 )
+@pytest.mark.slow
+@pytest.mark.xdist_group("bench")  # wrk and the servers pinned to the cores: one bench at a time
 def test_bench_harness_on_the_bare_servers(tmp_path: Path) -> None:
     out = tmp_path / "bench"
     res = run_cli(
@@ -256,9 +258,9 @@ def test_seed_and_worker_refuse_bad_input(tmp_path: Path, city_files) -> None:
     ),
     reason="wrk not installed",
 )
+@pytest.mark.slow
+@pytest.mark.xdist_group("bench")  # wrk and the servers pinned to the cores: one bench at a time
 def test_bench_measures_the_gateway(tmp_path: Path) -> None:
-    if not (Path(__file__).resolve().parents[2] / "gateway" / "synth.py").exists():
-        pytest.skip("gateway.synth is not there yet")
     out = tmp_path / "bench"
     res = run_cli(
         "bench",

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from loadtest_helpers import run_cli
+
+pytestmark = pytest.mark.slow  # Locust runs against a node
 
 CLASSES = ["CitizenPortalUser", "AgencyProducer", "AgencyConsumer", "CatalogBrowser"]
 
@@ -115,9 +118,8 @@ def test_remote_worker_joins_a_master(tmp_path: Path, gateway_url: str, city_fil
     import os
     import subprocess
     import sys
-    import time
 
-    from loadtest.servers import child_env, free_port
+    from harness import child_env, free_port, wait_for
 
     catalog, keyring = city_files
     out, port = tmp_path / "remote", free_port()
@@ -154,9 +156,7 @@ def test_remote_worker_joins_a_master(tmp_path: Path, gateway_url: str, city_fil
     )
     try:
         conf = out / "run-config.json"
-        deadline = time.monotonic() + 30
-        while not conf.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for(conf.exists, 30, what="the master's run-config.json", proc=master)
         worker = run_cli(
             "worker",
             "--master",

@@ -8,9 +8,9 @@ import time
 import pytest
 from aiohttp import web
 
+from harness import free_port
 from loadtest.errors import LoadTestError
 from loadtest.openmodel import Schedule, raw_request, run_open_model
-from loadtest.servers import free_port
 
 
 def test_schedule_arithmetic() -> None:

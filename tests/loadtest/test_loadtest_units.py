@@ -1,4 +1,4 @@
-"""Durations, the request mix from scenario files, shapes, wrk's report, compare."""
+"""Durations, the request mix from scenario files, shapes, compare."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from loadtest.errors import LoadTestError
 from loadtest.mix import load_mix
 from loadtest.profile import diurnal_factor, factor
 from loadtest.units import parse_duration
-from loadtest.wrk import lua_quote, lua_script, parse_output
 
 
 @pytest.mark.parametrize(
@@ -107,33 +106,6 @@ def test_locust_shape_classes() -> None:
 
 def test_the_test_process_never_imports_locust() -> None:
     assert "locust" not in sys.modules
-
-
-WRK_OUTPUT = """Running 2s test @ http://127.0.0.1:8080/
-  1 threads and 8 connections
-  Thread Stats   Avg      Stdev     Max   +/- Stdev
-    Latency   403.12us  100.00us   2.00ms   90.00%
-    Req/Sec    19.50k     1.00k   21.00k    70.00%
-  Latency Distribution
-     50%  380.00us
-     75%  420.00us
-     90%  500.00us
-     99%    1.20ms
-  39000 requests in 2.00s, 5.00MB read
-  Non-2xx or 3xx responses: 3
-Requests/sec:  19500.12
-Transfer/sec:      2.50MB
-"""
-
-
-def test_wrk_report_and_lua() -> None:
-    r = parse_output(WRK_OUTPUT)
-    assert r.rps == 19500.12 and r.requests == 39000 and r.non_2xx == 3
-    assert r.p50_ms == pytest.approx(0.38) and r.p99_ms == pytest.approx(1.2)
-    assert lua_quote(b'a"b\\c\r\n\x01') == '"a\\"b\\\\c\\r\\n\\001"'
-    assert "request = function()" in lua_script([b"GET / HTTP/1.1\r\n\r\n"])
-    with pytest.raises(LoadTestError):
-        parse_output("garbage")
 
 
 def _run_summary() -> dict:

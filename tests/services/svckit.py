@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import support
 from aiohttp import web
+from support import free_port as free_port  # re-exported for the services tests
+from support import wait_until as wait_until  # re-exported
 
 from gateway.app import Node
 from gateway.config import load_node_config
-from gateway.keyring import write_private
 from gateway.protocol import make_server
 from gateway.server import load_state
 from gateway.signing import Signer
@@ -109,22 +111,11 @@ fields = ["*"]
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def write_keyring(path: Path, clients: list[str] | None = None, *, citizen_key: str | None = None,
                   keys: dict[str, tuple[str, str]] | None = None) -> dict[str, tuple[str, str]]:
-    """A keyring file (mode 0600, as nodes require) with fresh keys, or ``keys``, and, when
-    given, the cluster's ``citizen_key``."""
-    if keys is None:
-        keys = {c: ("k-" + c.replace("/", "-").lower(), secrets.token_hex(32)) for c in clients or SUBSYSTEMS}
-    lines = [f'citizen_key = "{citizen_key}"\n'] if citizen_key else []
-    lines += [f'[[keys]]\nid = "{kid}"\nclient = "{c}"\nsecret = "{sec}"\n' for c, (kid, sec) in keys.items()]
-    write_private(path, "\n".join(lines))
-    return keys
+    """A keyring file (mode 0600) with fresh keys for ``clients`` (SUBSYSTEMS), or ``keys``,
+    and, when given, the cluster's ``citizen_key``."""
+    return support.write_keyring(path, clients or SUBSYSTEMS, citizen_key=citizen_key, keys=keys)
 
 
 @dataclass
@@ -335,10 +326,3 @@ def grant_toml(consumer: str, service: str, methods: list[str] | None = None,
     return (f'\n[[service_grants]]\nconsumer = "{consumer}"\nservice = "{service}"\n'
             f"methods = {json.dumps(methods or ['GET', 'POST', 'PUT', 'DELETE', 'HEAD'])}\n"
             f"paths = {json.dumps(paths or ['/'])}\n")
-
-
-async def wait_until(pred: Callable[[], Awaitable[bool]], timeout: float = 10.0, step: float = 0.02) -> None:
-    """Poll ``pred`` until true (bounded); fail with a clear message otherwise."""
-    async with asyncio.timeout(timeout):
-        while not await pred():
-            await asyncio.sleep(step)

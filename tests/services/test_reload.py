@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
+from support import NodeProcess
 from svckit import (
     BASE_CATALOG,
     CONSUMER,
     PORTAL,
     backend,
-    free_port,
     grant_toml,
     service_toml,
     wait_until,
@@ -35,28 +32,11 @@ async def test_sighup_reloads_atomically_and_refuses_bad_files(tmp_path: Path) -
         keyring = tmp_path / "keyring.toml"
         catalog.write_text(BASE_CATALOG + service_toml(A, [url]) + grant_toml(PORTAL, A))
         keys = write_keyring(keyring)
-        port = free_port()
-        (tmp_path / "node.toml").write_text(
-            f'[node]\nlisten = "127.0.0.1:{port}"\ncatalog = "catalog.toml"\nkeyring = "keyring.toml"\n'
-            'data_dir = "data"\naccess_log = false\n')
-        log = tmp_path / "node.log"
-        with log.open("wb") as f:
-            proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config", str(tmp_path / "node.toml")],
-                                    cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
-                                    env={**os.environ, "PYTHONPATH": str(ROOT)})
-        base = f"http://127.0.0.1:{port}"
+        node = NodeProcess(tmp_path / "node", keyring, catalog=catalog, node={"access_log": False})
+        await asyncio.to_thread(node.start)
+        log, base = node.log_path, node.url
         try:
             async with aiohttp.ClientSession() as s:
-                async def ready() -> bool:
-                    try:
-                        async with s.get(base + "/readyz") as r:
-                            return r.status == 200
-                    except aiohttp.ClientError:
-                        assert proc.poll() is None, log.read_text()
-                        return False
-
-                await wait_until(ready, timeout=30)
-
                 async def call(client: str, path: str, key: tuple[str, str] | None = None) -> int:
                     kid, sec = key or keys[client]
                     hdrs = Signer(kid, sec, client).headers("GET", path)
@@ -66,7 +46,7 @@ async def test_sighup_reloads_atomically_and_refuses_bad_files(tmp_path: Path) -
 
                 async def hup_and_wait(word: str) -> None:
                     count = log.read_text().count(word)
-                    proc.send_signal(signal.SIGHUP)
+                    node.signal(signal.SIGHUP)
 
                     async def logged() -> bool:
                         return log.read_text().count(word) > count
@@ -99,5 +79,4 @@ async def test_sighup_reloads_atomically_and_refuses_bad_files(tmp_path: Path) -
                 await hup_and_wait('"reload_refused"')
                 assert await call(CONSUMER, "/v1/catalog") == 200
         finally:
-            proc.send_signal(signal.SIGTERM)
-            await asyncio.to_thread(proc.wait, 30)
+            await asyncio.to_thread(node.stop)

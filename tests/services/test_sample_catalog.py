@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 from svckit import free_port, running_node
 
+from devkit.demo import make_app
 from gateway.client import ExchangeClient, ExchangeError, WebhookVerificationError, verify_webhook
-from gateway.services.demo import make_app
 
 ROOT = Path(__file__).resolve().parents[2]
 SHANGHAI = (ROOT / "configs" / "catalog" / "shanghai.toml").read_text()

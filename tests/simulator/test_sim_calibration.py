@@ -9,6 +9,8 @@ from sim_helpers import SCENARIOS, small, write
 from simulator.runner import simulate
 from simulator.scenario import load
 
+pytestmark = pytest.mark.slow  # long simulations
+
 
 @pytest.fixture(scope="module")
 def shanghai() -> dict:

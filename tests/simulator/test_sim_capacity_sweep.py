@@ -1,4 +1,4 @@
-"""Capacity search, sweeps (process pool; Dask optional) and the bench command."""
+"""Capacity search, sweeps (process pool; Dask optional) and the bench of the model."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sim_helpers import small, write
 
+from bench.simulator import main as bench_simulator
 from simulator.__main__ import main
 from simulator.capacity import search
 from simulator.targets import parse_target
@@ -190,7 +191,7 @@ def test_bench_compares_with_bare_simpy(
     busy: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "bench.json"
-    assert main(["bench", str(busy), "--json", str(out)]) == 0
+    assert bench_simulator([str(busy), "--json", str(out)]) == 0  # python -m bench simulator
     b = json.loads(out.read_text())
     assert b["bare_simpy_mmc"]["customers"] == b["full"]["entities"] > 0
     assert b["full"]["events"] > 0 and b["ratio_cpu"] > 0

@@ -11,6 +11,8 @@ import pytest
 from simulator.scenario import from_dict
 from simulator.validate import BUILTIN, Row, check, mmc_dict
 
+pytestmark = pytest.mark.slow  # long simulations
+
 
 @pytest.fixture(scope="module", params=BUILTIN, ids=lambda c: f"rho={c[0]}")
 def row(request: pytest.FixtureRequest) -> Row:

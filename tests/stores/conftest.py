@@ -59,37 +59,15 @@ def sqlite_backend(tmp_path: Path, namespace: str) -> StoreFactory:
 BACKENDS: dict[str, Backend] = {"sqlite": sqlite_backend}
 
 
-_nats: Any = None
-
-
-def _nats_url() -> str:
-    """A nats-server with JetStream for this test session (own port and folder, 8 MB payloads)."""
-    global _nats
-    if _nats is None:
-        import atexit
-        import tempfile
-
-        from gateway.stores.natsproc import NatsServer, find_binary
-
-        if find_binary() is None:
-            pytest.skip("nats-server is not installed (make deps)")
-        folder = tempfile.TemporaryDirectory(prefix="exg-nats-")
-        server = NatsServer(folder.name).start()
-        atexit.register(folder.cleanup)
-        atexit.register(server.stop)
-        _nats = server
-    return _nats.url
-
-
-def jetstream_backend(tmp_path: Path, namespace: str) -> StoreFactory:
-    """A JetStream store on a session nats-server; each test its own stream/bucket prefix."""
-    url = _nats_url()
+def jetstream_backend(tmp_path: Path, namespace: str, nats_url: str = "") -> StoreFactory:
+    """A JetStream store on the session's nats-server (the ``nats_url`` fixture of
+    tests/conftest.py, which ``fresh_store_factory`` passes); each test its own prefix."""
 
     @contextlib.asynccontextmanager
     async def factory() -> AsyncIterator[Store]:
         from gateway.stores.jetstream import JetStreamStore
 
-        store = JetStreamStore([url], prefix=namespace)
+        store = JetStreamStore([nats_url], prefix=namespace)
         await store.open()
         try:
             yield store
@@ -106,6 +84,9 @@ BACKENDS["jetstream"] = jetstream_backend
 def fresh_store_factory(request: Any, tmp_path: Path) -> Callable[[], StoreFactory]:
     """Makes factories of one backend, each over a new namespace (for property tests)."""
     backend = BACKENDS[request.param]
+    if request.param == "jetstream":  # a server for the session (skips without nats-server)
+        url = request.getfixturevalue("nats_url")
+        return lambda: jetstream_backend(tmp_path, f"t{uuid.uuid4().hex[:12]}", url)
     return lambda: backend(tmp_path, f"t{uuid.uuid4().hex[:12]}")
 
 

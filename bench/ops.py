@@ -1,7 +1,7 @@
 """Operations bench: space given back by retention and the time of a backup, on a resource
 of N records (default 1,000,000; distinct keys, 100-record batches), on both stores.
 
-    .venv/bin/python scripts/ops_bench.py --records 1000000 --keep 100000 --out out/ops-bench.json
+    .venv/bin/python -m bench ops --records 1000000 --keep 100000 --out out/ops-bench.json
 
 Prints a table and writes JSON. SQLite: file size before and after ``retention`` keeps the
 newest ``--keep`` records, and ``gateway backup`` time and archive size. JetStream (skipped
@@ -14,16 +14,12 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from gateway.keyring import dev_keyring_text, write_private  # noqa: E402
-from gateway.stores.retention import RetentionPolicy  # noqa: E402
+from gateway.keyring import dev_keyring_text, write_private
+from gateway.stores.retention import RetentionPolicy
 
 RES = "bench.r"
 CLIENT = "SH/GOV/b/own"
@@ -85,9 +81,9 @@ async def bench_sqlite(folder: Path, records: int, keep: int) -> dict:
 
 
 async def bench_jetstream(folder: Path, records: int, keep: int) -> dict | None:
+    from devkit.nats import NatsServer, find_binary
     from gateway.stores.jetstream import JetStreamStore
     from gateway.stores.jssnapshot import snapshot_all
-    from gateway.stores.natsproc import NatsServer, find_binary
 
     if find_binary() is None:
         return None
@@ -116,16 +112,20 @@ async def bench_jetstream(folder: Path, records: int, keep: int) -> dict | None:
             "backup_bytes": sum(sizes.values())}
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench ops``: the table, and the figures as JSON in ``--out``."""
+    p = argparse.ArgumentParser(prog="python -m bench ops", description=__doc__.splitlines()[0])
     p.add_argument("--records", type=int, default=1_000_000)
     p.add_argument("--keep", type=int, default=100_000)
     p.add_argument("--out", default="out/ops-bench.json")
     p.add_argument("--backends", default="sqlite,jetstream")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    backends = args.backends.split(",")
+    if args.records < 1 or not 0 <= args.keep <= args.records or set(backends) - {"sqlite", "jetstream"}:
+        p.error("--records >= 1, 0 <= --keep <= --records, --backends of sqlite,jetstream")
     rows = []
     with tempfile.TemporaryDirectory(prefix="ops-bench-") as tmp:
-        for backend in args.backends.split(","):
+        for backend in backends:
             folder = Path(tmp) / backend
             folder.mkdir()
             fn = bench_sqlite if backend == "sqlite" else bench_jetstream
@@ -144,4 +144,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

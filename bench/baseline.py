@@ -4,7 +4,7 @@
 any aiohttp route). ``push``: aiohttp + msgspec decoding a ``{"records": [...]}`` batch
 posted to ``/v1/resources/{rid}/records`` and dropping it (the ceiling of a push).
 
-Run one with ``python -m loadtest.baseline hello|push --listen 127.0.0.1:PORT``.
+Run one with ``python -m bench.baseline hello|push --listen 127.0.0.1:PORT``.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def make_app(kind: str) -> web.Application:
 
 def main(argv: list[str] | None = None) -> int:
     """Serve one bare server until killed."""
-    parser = argparse.ArgumentParser(prog="python -m loadtest.baseline", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.baseline", description=__doc__)
     parser.add_argument("kind", choices=["hello", "push"])
     parser.add_argument(
         "--listen", default="127.0.0.1:8081", help="host:port (default %(default)s)"

@@ -1,4 +1,4 @@
-"""Service-proxy and audit benchmarks: ``python -m gateway.services.bench``.
+"""Service-proxy and audit benchmarks: ``python -m bench services``.
 
 Measures, in one run, with wrk on loopback:
 
@@ -21,19 +21,29 @@ import argparse
 import asyncio
 import json
 import os
-import re
-import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from harness import (
+    bench_cpus,
+    child_env,
+    cpu_seconds,
+    free_port,
+    node_config_text,
+    pin_process,
+    python_cmd,
+    repo_root,
+    start_process,
+    stop_process,
+    wait_http,
+)
+from harness.wrk import find_wrk, run_wrk
+
 SID = "SH/GOV/hrss/employment/echo"
 CONSUMER = "SH/GOV/bdc/portal"
 OWNER = "SH/GOV/psb/hukou"
@@ -74,43 +84,10 @@ methods = ["GET"]
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pin(core: int | None) -> list[str]:
-    if core is None or not shutil.which("taskset") or (os.cpu_count() or 1) < 2:
-        return []
-    return ["taskset", "-c", str(core)]
-
-
-def _wait_http(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status < 500:
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} did not come up within {timeout:g} s")
-
-
-def _wrk(url: str, headers: dict[str, str], seconds: int, connections: int, core: int | None) -> dict[str, float]:
-    cmd = [*_pin(core), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
-    for k, v in headers.items():
-        cmd += ["-H", f"{k}: {v}"]
-    out = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=seconds + 60).stdout
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    if m is None:
-        raise RuntimeError(f"could not read wrk's output:\n{out}")
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-    return {"rps": float(m.group(1)), "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-            "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan")}
+def _wrk(url: str, headers: dict[str, str], seconds: int, connections: int,
+         core: int | None) -> dict[str, float]:
+    r = run_wrk(url, seconds, connections, headers=headers, cpu=core)
+    return {"rps": r.rps, "non_2xx": r.non_2xx, "p99_ms": r.p99_ms}
 
 
 def _serve_backend(port: int) -> None:
@@ -163,37 +140,29 @@ def _serve_node(config: str, audit: bool) -> None:
 
 
 class _Proc:
-    def __init__(self, args: list[str], core: int | None) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.p = subprocess.Popen([*_pin(core), sys.executable, "-m", "gateway.services.bench", *args],
-                                  cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """``python -m bench.services ARGS`` (a backend or a node), started on ``core``."""
 
-    def pin(self, core: int) -> None:
+    def __init__(self, args: list[str], core: int | None) -> None:
+        self.p: subprocess.Popen[bytes] = start_process(
+            python_cmd("-m", "bench.services", *args), env=child_env(), cwd=repo_root(), cpu=core)
+
+    def pin(self, core: int | None) -> None:
         """Move the process (all its threads) to one core."""
-        if _pin(core):
-            subprocess.run(["taskset", "-a", "-p", "-c", str(core), str(self.p.pid)],
-                           capture_output=True, check=False)
+        pin_process(self.p.pid, core)
 
     def cpu_s(self) -> float:
         """User + system CPU seconds of the process (all threads)."""
-        fields = Path(f"/proc/{self.p.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.p.pid)
 
     def stop(self) -> None:
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(15)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait(5)
+        stop_process(self.p, 15)
 
 
 def _measure(url: str, headers: dict[str, str], seconds: int, connections: int,
-             procs: list[_Proc]) -> dict[str, float]:
-    """wrk on core 1 against ``url``; rps, p99 and CPU microseconds per request of ``procs``."""
+             procs: list[_Proc], core: int | None) -> dict[str, float]:
+    """wrk on ``core`` against ``url``; rps, p99 and CPU microseconds per request of ``procs``."""
     before = [p.cpu_s() for p in procs]
-    r = _wrk(url, headers, seconds, connections, core=1)
+    r = _wrk(url, headers, seconds, connections, core=core)
     total = r["rps"] * seconds
     r["cpu_us"] = [round((p.cpu_s() - b) * 1e6 / total, 1) if total else 0.0 for p, b in zip(procs, before, strict=True)]
     return r
@@ -216,42 +185,42 @@ def run(seconds: int, connections: int, work: Path, rounds: int = 3) -> dict[str
     from gateway.keyring import dev_keyring_text, load_keyring, write_private
     from gateway.signing import Signer
 
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk is not installed: apt-get install -y wrk")
-    bport, on_port, off_port = _free_port(), _free_port(), _free_port()
+    find_wrk()
+    server, load = bench_cpus()
+    bport, on_port, off_port = free_port(), free_port(), free_port()
     (work / "catalog.toml").write_text(CATALOG.replace("BACKEND_PORT", str(bport)))
     write_private(work / "keyring.toml", dev_keyring_text([CONSUMER, OWNER, "SH/GOV/hrss/employment"]))
     for name, port in (("on", on_port), ("off", off_port)):
-        (work / f"node-{name}.toml").write_text(
-            f'[node]\nlisten = "127.0.0.1:{port}"\ncatalog = "catalog.toml"\nkeyring = "keyring.toml"\n'
-            f'data_dir = "data-{name}"\naccess_log = false\n[limits]\nmax_inflight = 100000\n'
-            'max_connections_per_ip = 100000\n')  # wrk connects from loopback only
+        (work / f"node-{name}.toml").write_text(node_config_text(
+            {"listen": f"127.0.0.1:{port}", "catalog": "catalog.toml", "keyring": "keyring.toml",
+             "data_dir": f"data-{name}", "access_log": False},
+            limits={"max_inflight": 100000, "max_connections_per_ip": 100000}))  # wrk: loopback
     ring = load_keyring(work / "keyring.toml")
     key, owner = ring.for_client(CONSUMER), ring.for_client(OWNER)
     assert key is not None and owner is not None
     signer = Signer(key.id, key.secret, CONSUMER)
     qpath, spath = "/v1/resources/psb.residents/records/r1", f"/v1/services/{SID}/hello"
-    backend = _Proc(["--backend", str(bport)], core=0)
-    on = _Proc(["--node", str(work / "node-on.toml")], core=0)
-    off = _Proc(["--node", str(work / "node-off.toml"), "--no-audit"], core=0)
+    backend = _Proc(["--backend", str(bport)], core=server)
+    on = _Proc(["--node", str(work / "node-on.toml")], core=server)
+    off = _Proc(["--node", str(work / "node-off.toml"), "--no-audit"], core=server)
     samples: dict[str, list[dict[str, Any]]] = {k: [] for k in ("direct", "proxy", "on", "off")}
     try:
-        _wait_http(f"http://127.0.0.1:{bport}/")
-        for port in (on_port, off_port):
-            _wait_http(f"http://127.0.0.1:{port}/readyz")
+        wait_http(f"http://127.0.0.1:{bport}/", 30, proc=backend.p, ok=lambda status: status < 500)
+        for port, proc in ((on_port, on), (off_port, off)):
+            wait_http(f"http://127.0.0.1:{port}/readyz", 30, proc=proc.p)
             _push_one(port, owner)
         qh, sh = signer.headers("GET", qpath), signer.headers("GET", spath)
-        plan = [("direct", f"http://127.0.0.1:{bport}/", {}, [backend], 0),
-                ("proxy", f"http://127.0.0.1:{on_port}{spath}", sh, [on, backend], 1),
-                ("on", f"http://127.0.0.1:{on_port}{qpath}", qh, [on], 0),
-                ("off", f"http://127.0.0.1:{off_port}{qpath}", qh, [off], 0)]
+        plan = [("direct", f"http://127.0.0.1:{bport}/", {}, [backend], server),
+                ("proxy", f"http://127.0.0.1:{on_port}{spath}", sh, [on, backend], load),
+                ("on", f"http://127.0.0.1:{on_port}{qpath}", qh, [on], server),
+                ("off", f"http://127.0.0.1:{off_port}{qpath}", qh, [off], server)]
         for _name, url, hdrs, _procs, backend_core in plan:  # warm-up
             backend.pin(backend_core)
-            _wrk(url, hdrs, 1, connections, core=1)
+            _wrk(url, hdrs, 1, connections, core=load)
         for _ in range(rounds):
             for name, url, hdrs, procs, backend_core in plan:
                 backend.pin(backend_core)
-                samples[name].append(_measure(url, hdrs, seconds, connections, procs))
+                samples[name].append(_measure(url, hdrs, seconds, connections, procs, load))
     finally:
         for p in (on, off, backend):
             p.stop()
@@ -281,8 +250,9 @@ def run(seconds: int, connections: int, work: Path, rounds: int = 3) -> dict[str
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gateway.services.bench", description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point."""
+    p = argparse.ArgumentParser(prog="python -m bench services", description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=int, default=5, help="seconds per measurement (1..60, default 5)")
     p.add_argument("--connections", type=int, default=64, help="wrk connections (1..1024, default 64)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; best rps, median CPU (1..10)")

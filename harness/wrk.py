@@ -1,4 +1,4 @@
-"""Drive ``wrk`` for the bench: find it, write its Lua request table, read its report.
+"""Drive ``wrk`` for the benches: find it, write its Lua request table, read its report.
 
 Signed requests: the signature covers the date, so requests are signed in Python just
 before a measurement (``X-Exchange-Date`` = now, accepted for ±300 s) and written
@@ -8,15 +8,14 @@ must finish within the 300 s window; the bench refuses longer durations.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from loadtest.errors import LoadTestError
+from harness import HarnessError, _pinner
 
 INSTALL_HINT = (
     "wrk is not installed; the bench needs it to generate load. Install it with "
@@ -28,10 +27,10 @@ _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 
 
 def find_wrk() -> str:
-    """The path of the wrk binary, or a :class:`LoadTestError` saying how to install it."""
+    """The path of the wrk binary, or a :class:`HarnessError` saying how to install it."""
     path = shutil.which("wrk")
     if not path:
-        raise LoadTestError(INSTALL_HINT)
+        raise HarnessError(INSTALL_HINT)
     return path
 
 
@@ -60,7 +59,7 @@ def lua_script(requests: Sequence[bytes]) -> str:
     """A wrk script that sends the given raw requests in turn, cycling."""
     table = ",\n".join(lua_quote(r) for r in requests)
     return (
-        "-- written by loadtest.bench: pre-signed requests, cycled\n"
+        "-- written by the bench harness: pre-signed requests, cycled\n"
         f"local reqs = {{\n{table}\n}}\n"
         "local n = #reqs\n"
         "local i = 0\n"
@@ -85,6 +84,17 @@ class WrkResult:
     socket_errors: int
     output: str
 
+    def check(self, name: str, log: Path | None = None) -> WrkResult:
+        """This result, or a :class:`HarnessError` when any answer was not 2xx or any socket
+        failed (``log``: where the server's side of the story is)."""
+        if self.non_2xx or self.socket_errors:
+            where = f"; see {log}" if log else ""
+            raise HarnessError(
+                f"{name}: {self.non_2xx} non-2xx answers and {self.socket_errors} socket errors "
+                f"out of {self.requests} requests{where}; wrk said:\n{self.output}"
+            )
+        return self
+
 
 def _ms(value: str, unit: str) -> float:
     return float(value) * _UNITS_MS[unit]
@@ -95,7 +105,7 @@ def parse_output(text: str) -> WrkResult:
     m = re.search(r"Requests/sec:\s+([\d.]+)", text)
     n = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", text)
     if not m or not n:
-        raise LoadTestError(f"could not read wrk's output:\n{text}")
+        raise HarnessError(f"could not read wrk's output:\n{text}")
     lat: dict[str, float] = {}
     for pct, value, unit in re.findall(
         r"^\s+(\d+(?:\.\d+)?)%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M
@@ -121,11 +131,13 @@ def run_wrk(
     connections: int,
     *,
     script: Path | None = None,
+    headers: Mapping[str, str] | None = None,
     threads: int = 1,
     cpu: int | None = None,
     timeout_s: float = 10.0,
 ) -> WrkResult:
-    """Run wrk against ``url`` (optionally pinned to ``cpu``) and return its figures."""
+    """Run wrk against ``url`` (with ``headers`` on every request, optionally pinned to
+    ``cpu``) and return its figures."""
     cmd = [
         find_wrk(),
         f"-t{threads}",
@@ -134,17 +146,14 @@ def run_wrk(
         f"--timeout={max(1, round(timeout_s))}s",
         "--latency",
     ]
+    for name, value in (headers or {}).items():
+        cmd += ["-H", f"{name}: {value}"]
     if script is not None:
         cmd += ["-s", str(script)]
     cmd.append(url)
-
-    def pin() -> None:
-        if cpu is not None:
-            os.sched_setaffinity(0, {cpu})
-
     proc = subprocess.run(
-        cmd, capture_output=True, text=True, preexec_fn=pin, timeout=duration_s + 60
+        cmd, capture_output=True, text=True, preexec_fn=_pinner(cpu), timeout=duration_s + 60
     )
     if proc.returncode != 0:
-        raise LoadTestError(f"wrk failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout}")
+        raise HarnessError(f"wrk failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout}")
     return parse_output(proc.stdout)

@@ -1,4 +1,4 @@
-"""Store micro-benchmark: ``python -m gateway.stores.bench --out FILE``.
+"""Store micro-benchmark: ``python -m bench stores --out FILE``.
 
 Measures the SQLite store alone (no HTTP): durable appends of ``--batch``-record
 batches from ``--tasks`` concurrent tasks, paged reads of 100 records, and keyed
@@ -280,7 +280,8 @@ def _process_counts(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gateway.stores.bench", description=__doc__)
+    """CLI entry point."""
+    parser = argparse.ArgumentParser(prog="python -m bench stores", description=__doc__)
     parser.add_argument("--out", required=True, help="JSON file to write")
     parser.add_argument("--seconds", type=_positive_float, default=3.0, help="per phase")
     parser.add_argument("--tasks", type=_tasks, default=32, help="concurrent tasks")

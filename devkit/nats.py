@@ -11,19 +11,18 @@ on replication (R=3) alone (see docs/cluster.md).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
-import time
 from pathlib import Path
 
-__all__ = ["NatsServer", "find_binary", "free_port", "start_cluster", "supports_sync_always"]
+from harness import HarnessError, free_port, start_process, stop_process, wait_port
+
+__all__ = ["NatsServer", "find_binary", "start_cluster", "supports_sync_always"]
 
 
 def find_binary() -> str | None:
@@ -39,13 +38,6 @@ def find_binary() -> str | None:
         if cand and os.access(cand, os.X_OK):
             return cand
     return None
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def server_version(binary: str) -> tuple[int, ...]:
@@ -120,45 +112,22 @@ class NatsServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         conf = self.directory / "nats.conf"
         conf.write_text(self.config_text())
-        log = open(self.directory / "nats.log", "ab")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen(
-            [self.binary, "-c", str(conf)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        log.close()
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                tail = (self.directory / "nats.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"nats-server exited with {self.proc.returncode}:\n{tail}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), 0.2),
-            ):
-                return self
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"nats-server did not listen on {self.port} within {wait} s")
+        log = self.directory / "nats.log"
+        self.proc = start_process([self.binary, "-c", str(conf)], log=log)
+        try:
+            wait_port(self.port, wait, proc=self.proc, log=log)
+        except HarnessError:
+            self.stop()
+            raise
+        return self
 
     def kill(self) -> None:
         """kill -9 (a crash)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
+        stop_process(self.proc, 10, sig=signal.SIGKILL)
 
     def stop(self) -> None:
         """Stop gracefully (SIGTERM), killing after 10 s. Idempotent."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(self.proc, 10)
 
     @property
     def running(self) -> bool:

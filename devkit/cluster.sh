@@ -2,9 +2,9 @@
 # A three-node OneStop Exchange on one machine: three NATS servers (one JetStream cluster,
 # R=3) and three gateway nodes, all on loopback.
 #
-#   bash scripts/cluster.sh up      # (make cluster)       start, publish the catalog, print URLs
-#   bash scripts/cluster.sh down    # (make cluster-down)  stop everything `up` started
-#   bash scripts/cluster.sh status  # which recorded processes are alive
+#   bash devkit/cluster.sh up      # (make cluster)       start, publish the catalog, print URLs
+#   bash devkit/cluster.sh down    # (make cluster-down)  stop everything `up` started
+#   bash devkit/cluster.sh status  # which recorded processes are alive
 #
 # Configs: configs/cluster/nats-{1,2,3}.conf and node-{1,2,3}.toml. State, logs and the
 # pid list live in var/cluster/, and so does the operator key that signs the published
@@ -185,5 +185,5 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: bash scripts/cluster.sh up|down|status" >&2; exit 2 ;;
+  *) echo "usage: bash devkit/cluster.sh up|down|status" >&2; exit 2 ;;
 esac

@@ -1,4 +1,4 @@
-"""`python -m simulator bench`: the full model against bare SimPy, in the same run.
+"""``python -m bench simulator``: the full model against bare SimPy, in the same run.
 
 Times one replication of a scenario (every centre visit and every gateway request
 an entity) and a bare SimPy M/M/c (a source process, one process per customer, a
@@ -12,13 +12,15 @@ import argparse
 import json
 import platform
 import random
+import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import simpy
 
-from simulator.cli_common import load_scenario
+from simulator.cli_common import ScenarioError, UsageError, load_scenario, positive_int, sample_arg
 from simulator.model import run_replication
 
 
@@ -70,7 +72,31 @@ def full_model(path: str, sample: int) -> dict[str, Any]:
     }
 
 
-def main(args: argparse.Namespace) -> int:
+def build_parser(prog: str = "python -m bench simulator") -> argparse.ArgumentParser:
+    """The command's options (``python -m simulator bench`` forwards to it)."""
+    b = argparse.ArgumentParser(
+        prog=prog,
+        description="Times one full scenario replication and a bare SimPy M/M/c "
+        "serving the same number of customers, in the same run.",
+    )
+    b.add_argument("scenario", nargs="?", default="configs/scenarios/shanghai-2019.toml")
+    b.add_argument("--sample", type=sample_arg, metavar="1:k", default=1)
+    b.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    b.add_argument("--repeat", type=positive_int, default=1, help="runs of each (best is kept)")
+    return b
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: exit 2 with a clear message on a bad scenario or flag."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _bench(args)
+    except (ScenarioError, UsageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _bench(args: argparse.Namespace) -> int:
     best_full: dict[str, Any] | None = None
     best_bare: dict[str, Any] | None = None
     for _ in range(args.repeat):

@@ -1,11 +1,11 @@
 """Benchmark of the fast path: compiled modules vs their Python twins (and aiohttp's router).
 
-``python -m fastpath.bench [--json FILE] [--resources N] [--repeat N] [--quick]`` prints a
+``python -m bench fastpath [--json FILE] [--resources N] [--repeat N] [--quick]`` prints a
 table of operations per second and speed-ups, and writes the same figures as JSON.
 
 * router: ``RouteTable.match`` over a deterministic mix of record pulls, keyed reads,
   cursor commits and catalog reads on a table of ``--resources`` resource ids (16,000 by
-  default, from ``gateway.synth.synth_catalog`` when present), against aiohttp's own
+  default, from :func:`devkit.synth.synth_catalog`), against aiohttp's own
   ``UrlDispatcher.resolve`` on the same table (one aiohttp resource per rid route, requests
   from ``make_mocked_request``; their parsed URLs are built once and cached, which favours
   aiohttp). Every timed run matches fresh ``str`` objects, as a server would.
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import fastpath
+from devkit.synth import synth_catalog
 
 __all__ = ["main", "run", "resource_catalog"]
 
@@ -43,29 +44,11 @@ TARGETS = {
 #: aiohttp's mocked requests are slow to build; it resolves the first this many of the mix.
 AIOHTTP_REQUESTS = 5000
 
-_FIELD_TYPES = ["str", "int", "float", "bool", "date", "str?"]
-
 
 def resource_catalog(resources: int, members: int = 50, seed: int = 0) -> list[dict[str, Any]]:
-    """Resources ``{"id", "key", "fields"}`` like the catalog's (synth_catalog when present)."""
-    try:
-        from gateway.synth import synth_catalog
-    except ImportError:
-        synth_catalog = None
-    if synth_catalog is not None:
-        doc = synth_catalog(resources, min(members, resources), seed)
-        return [{"id": r["id"], "key": r["key"], "fields": r["fields"]} for r in doc["resources"]]
-    rng = random.Random(seed)
-    agencies = [f"agency{i}" for i in range(members)]
-    datasets = ["records", "permits", "accounts", "cases", "register", "certificates"]
-    out = []
-    for n in range(resources):
-        fields = {"id_number": "str"}
-        for i in range(rng.randint(3, 12)):
-            fields[f"field_{i}"] = rng.choice(_FIELD_TYPES)
-        rid = f"{rng.choice(agencies)}.{rng.choice(datasets)}-{n}"
-        out.append({"id": rid, "key": "id_number", "fields": fields})
-    return out
+    """Resources ``{"id", "key", "fields"}`` of a synthetic catalog (:mod:`devkit.synth`)."""
+    doc = synth_catalog(resources, min(members, resources), seed)
+    return [{"id": r["id"], "key": r["key"], "fields": r["fields"]} for r in doc["resources"]]
 
 
 def _value(rng: random.Random, kind: str, key: bool) -> Any:
@@ -429,7 +412,7 @@ def _bounded_int(name: str, low: int, high: int) -> Callable[[str], int]:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point."""
     parser = argparse.ArgumentParser(
-        prog="python -m fastpath.bench",
+        prog="python -m bench fastpath",
         description="Ops/s of the compiled fast path, its Python twins and aiohttp's router.",
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results here")

@@ -1,4 +1,5 @@
-"""``python -m loadtest bench``: the gateway against bare aiohttp, as ratios in one run.
+"""``python -m bench gateway`` (also ``python -m loadtest bench``): the gateway against bare
+aiohttp, as ratios in one run.
 
 Each server runs in its own process pinned to core 0; ``wrk`` (maximum throughput,
 closed loop) and the open-model pacer (latency at half of that maximum, from intended
@@ -8,33 +9,58 @@ start times) run pinned to core 1. Servers, in order:
 2. ``push``: bare aiohttp + msgspec decode-and-drop of a 100-record batch
                                                                     -> push_baseline_records_per_s
 3. the gateway (embedded SQLite store, ``synchronous=FULL``; a synthetic Shanghai-scale
-   catalog of 16,000 resources; keyring from ``gateway.synth``)   -> query_rps, push_records_per_s,
+   catalog of 16,000 resources; keyring from ``devkit.synth``)     -> query_rps, push_records_per_s,
                                                                        pull_records_per_s
+4. the same gateway on its pure-Python twins, a node on JetStream (:mod:`bench.cluster`) and
+   the service proxy and audit (:mod:`bench.services`), each optional.
+
 Signed requests are pre-signed in Python right before each measurement and cycled
-from a Lua table (see :mod:`loadtest.wrk`); each measurement is well inside the ±300 s
+from a Lua table (see :mod:`harness.wrk`); each measurement is well inside the ±300 s
 window of ``X-Exchange-Date``.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import msgspec
-
-from gateway.synth import synth_catalog, synth_keyring, write_catalog
+from bench import cluster as cluster_bench
+from bench import services as services_bench
+from bench.city import (
+    BATCH,
+    PULL_LIMIT,
+    batch_body,
+    pick_target,
+    seed_reads,
+    signed_get,
+    signed_push,
+    write_city,
+    write_node_config,
+)
+from harness import (
+    HarnessError,
+    bench_cpus,
+    child_env,
+    free_port,
+    node_process,
+    pin_process,
+    python_cmd,
+    server_process,
+)
+from harness.wrk import WrkResult, find_wrk, lua_script, run_wrk
 from loadtest.errors import LoadTestError
 from loadtest.openmodel import OpenStats, raw_request, run_open_model_sync
 from loadtest.population import City, Credential, ReadTarget, load_city, make_record
-from loadtest.servers import child_env, free_port, python_cmd, server_process
-from loadtest.wrk import WrkResult, find_wrk, lua_script, run_wrk
+from loadtest.units import parse_duration
 
 KEYS = (
     "hello_rps",
@@ -48,10 +74,7 @@ KEYS = (
     "p99_ms_at_half_load",
     "hello_p99_ms_at_half_load",
 )
-BATCH = 100
 PUSH_REQUESTS = 2000  # distinct pushes (every record another citizen); ~2 s of wrk at today's rate
-PULL_LIMIT = 1000
-SEED_RECORDS = 2000
 READ_KEYS = 1000
 MAX_PHASE_S = 240.0  # pre-signed requests must stay inside the ±300 s date window
 
@@ -77,14 +100,8 @@ class BenchConfig:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def _pin_self(cpu: int | None) -> None:
-    if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
-
-
 def _cpus(cfg: BenchConfig) -> None:
-    n = len(os.sched_getaffinity(0))
-    if n < 2:
+    if bench_cpus() == (None, None):
         cfg.progress("warning: fewer than 2 cores available; server and load share a core")
         cfg.server_cpu = cfg.load_cpu = None
 
@@ -134,12 +151,7 @@ def _wrk(cfg: BenchConfig, url: str, script: Path | None, name: str) -> WrkResul
         "non_2xx": res.non_2xx,
         "socket_errors": res.socket_errors,
     }
-    if res.non_2xx or res.socket_errors:
-        raise LoadTestError(
-            f"{name}: {res.non_2xx} non-2xx answers and {res.socket_errors} socket errors "
-            f"out of {res.requests} requests; wrk said:\n{res.output}"
-        )
-    return res
+    return res.check(name)
 
 
 def bench_hello(cfg: BenchConfig, work: Path) -> tuple[float, float]:
@@ -147,7 +159,7 @@ def bench_hello(cfg: BenchConfig, work: Path) -> tuple[float, float]:
     port = free_port()
     cfg.progress(f"hello: bare aiohttp + uvloop on 127.0.0.1:{port}")
     with server_process(
-        python_cmd("-m", "loadtest.baseline", "hello", "--listen", f"127.0.0.1:{port}"),
+        python_cmd("-m", "bench.baseline", "hello", "--listen", f"127.0.0.1:{port}"),
         f"http://127.0.0.1:{port}/healthz",
         cpu=cfg.server_cpu,
         env=child_env(),
@@ -160,12 +172,6 @@ def bench_hello(cfg: BenchConfig, work: Path) -> tuple[float, float]:
     return res.rps, half.as_dict()["latency_ms"]["p99_ms"]
 
 
-def batch_body(fields: dict[str, str], key: str | None, start: int) -> bytes:
-    """A 100-record push body for citizens ``start .. start+99``."""
-    records = [make_record(fields, key, start + i) for i in range(BATCH)]
-    return msgspec.json.encode({"records": records})
-
-
 def bench_push_baseline(cfg: BenchConfig, work: Path, body: bytes) -> float:
     """push_baseline_records_per_s: the same body, decoded by msgspec and dropped."""
     port = free_port()
@@ -175,7 +181,7 @@ def bench_push_baseline(cfg: BenchConfig, work: Path, body: bytes) -> float:
         "POST", "/v1/resources/bench/records", host, {"Content-Type": "application/json"}, body
     )
     with server_process(
-        python_cmd("-m", "loadtest.baseline", "push", "--listen", host),
+        python_cmd("-m", "bench.baseline", "push", "--listen", host),
         f"http://{host}/healthz",
         cpu=cfg.server_cpu,
         env=child_env(),
@@ -191,64 +197,6 @@ def bench_push_baseline(cfg: BenchConfig, work: Path, body: bytes) -> float:
 
 
 # -- the gateway ------------------------------------------------------------------------
-
-
-def write_city(work: Path, cfg: BenchConfig) -> tuple[Path, Path, str]:
-    """A synthetic catalog and keyring in ``work``; (catalog, keyring, description)."""
-    catalog, keyring = work / "catalog.toml", work / "keyring.toml"
-    doc = synth_catalog(cfg.resources, cfg.members, cfg.seed)
-    write_catalog(doc, catalog)
-    keyring.write_text(synth_keyring(doc))
-    os.chmod(keyring, 0o600)
-    return (
-        catalog,
-        keyring,
-        f"synthetic: {cfg.resources} resources, {cfg.members} members, seed {cfg.seed}",
-    )
-
-
-def write_node_config(work: Path, port: int, instance: str) -> Path:
-    """A node config for the bench: loopback, embedded SQLite (FULL), no access log."""
-    path = work / "node.toml"
-    path.write_text(
-        "[node]\n"
-        f'listen = "127.0.0.1:{port}"\n'
-        f'instance = "{instance}"\n'
-        'catalog = "catalog.toml"\n'
-        'keyring = "keyring.toml"\n'
-        'data_dir = "data"\n'
-        'log_level = "warning"\n'
-        "access_log = false\n"
-        "[store]\n"
-        'backend = "sqlite"\n'
-        'synchronous = "FULL"\n'
-        "[limits]\n"
-        "max_inflight = 65536\n"
-        "max_connections_per_ip = 65536\n"  # every load connection comes from loopback
-    )
-    return path
-
-
-def pick_target(city: City) -> ReadTarget:
-    """A keyed resource read through a conditional grant (the full access path)."""
-    targets = [t for t in city.read_targets() if t.granted] or city.read_targets()
-    if not targets:
-        raise LoadTestError("the catalog has no keyed resource that a keyring client may read")
-    return targets[0]
-
-
-async def _seed(url: str, target: ReadTarget, fields: dict[str, str], key: str | None) -> int:
-    from gateway.client import ExchangeClient
-
-    o = target.owner
-    async with ExchangeClient(url, o.key_id, o.secret, o.client) as c:
-        for start in range(0, SEED_RECORDS, 500):
-            recs = [make_record(fields, key, start + i) for i in range(500)]
-            await c.push(target.resource, recs, idempotency_key=f"bench-seed-{start}")
-        r = target.reader
-    async with ExchangeClient(url, r.key_id, r.secret, r.client) as c:
-        page = await c.pull(target.resource, after=0, limit=PULL_LIMIT)
-        return len(page.records)
 
 
 def pick_personal_target(city: City) -> tuple[ReadTarget, Credential, str] | None:
@@ -293,19 +241,6 @@ async def _seed_consents(url: str, host: str, city: City, target: ReadTarget, po
     return out
 
 
-def signed_push(signer: Any, host: str, path: str, body: bytes, idempotency_key: str) -> bytes:
-    """A raw signed push (v2: Content-Type and Idempotency-Key signed)."""
-    headers = signer.headers("POST", path, "", body, headers={
-        "Content-Type": "application/json", "Idempotency-Key": idempotency_key})
-    return raw_request("POST", path, host, headers, body)
-
-
-def signed_get(signer: Any, host: str, path: str, query: str = "") -> bytes:
-    """A raw signed GET."""
-    headers = signer.headers("GET", path, query)
-    return raw_request("GET", path + ("?" + query if query else ""), host, headers)
-
-
 def bench_gateway(
     cfg: BenchConfig,
     work: Path,
@@ -332,15 +267,9 @@ def bench_gateway(
         f"{label}: python -m gateway serve on {host} ({target.resource}, read by {target.reader.client})"
     )
     out: dict[str, float] = {}
-    with server_process(
-        python_cmd("-m", "gateway", "serve", "--config", str(node)),
-        f"http://{host}/readyz",
-        cpu=cfg.server_cpu,
-        env=child_env(extra_env),
-        log=gw / "gateway.log",
-        timeout_s=120,
-    ):
-        per_pull = asyncio.run(_seed(f"http://{host}", target, fields, key))
+    with node_process(node, f"http://{host}", cpu=cfg.server_cpu, env=extra_env,
+                      log=gw / "gateway.log"):
+        per_pull = asyncio.run(seed_reads(f"http://{host}", target, fields, key))
         reader = Signer(target.reader.key_id, target.reader.secret, target.reader.client)
         owner = Signer(target.owner.key_id, target.owner.secret, target.owner.client)
 
@@ -401,12 +330,12 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         )
     _cpus(cfg)
     cfg.out.mkdir(parents=True, exist_ok=True)
-    _pin_self(cfg.load_cpu)
+    pin_process(os.getpid(), cfg.load_cpu)
     result: dict[str, Any] = dict.fromkeys(KEYS)
     with tempfile.TemporaryDirectory(prefix="loadtest-bench-") as tmp:
         work = Path(tmp)
         result["hello_rps"], result["hello_p99_ms_at_half_load"] = bench_hello(cfg, work)
-        catalog, keyring, what = write_city(work, cfg)
+        catalog, keyring, what = write_city(work, cfg.resources, cfg.members, cfg.seed)
         cfg.details["catalog"] = what
         city = load_city(catalog, keyring)
         target = pick_target(city)
@@ -453,12 +382,11 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
 
 def _bench_cluster(cfg: BenchConfig) -> dict[str, Any]:
     """One node on one local NATS server against the SQLite node (issue: cluster mode)."""
-    from gateway.stores.jetstream_bench import bench_cluster
-
     cfg.progress("cluster: one node on JetStream vs one on SQLite, 1 and 2 workers")
     try:
-        res = bench_cluster(duration=cfg.duration_s, connections=cfg.connections,
-                            resources=min(cfg.resources, 2000), progress=cfg.progress)
+        res = cluster_bench.bench_cluster(duration=cfg.duration_s, connections=cfg.connections,
+                                          resources=min(cfg.resources, 2000),
+                                          progress=cfg.progress)
     except RuntimeError as exc:  # no nats-server here
         cfg.details["cluster_error"] = str(exc)
         return {}
@@ -470,12 +398,10 @@ def _bench_cluster(cfg: BenchConfig) -> dict[str, Any]:
 
 def _bench_services(cfg: BenchConfig, work: Path) -> dict[str, Any]:
     """Signed service call through the gateway vs straight to the backend; audit on vs off."""
-    from gateway.services.bench import run as bench_services
-
     cfg.progress("services: proxy vs direct, keyed read with audit on vs off")
     folder = work / "services"
     folder.mkdir(exist_ok=True)
-    res = bench_services(max(1, round(cfg.duration_s)), cfg.connections, folder, rounds=cfg.repeat)
+    res = services_bench.run(max(1, round(cfg.duration_s)), cfg.connections, folder, rounds=cfg.repeat)
     cfg.details["services"] = res
     return {k: res[k] for k in ("direct_rps", "proxy_rps", "proxy_ratio", "query_rps_audit_on",
                                 "query_rps_audit_off", "audit_cost")}
@@ -506,3 +432,80 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [f"{a:<{w[0]}}  {b:>{w[1]}}  {c}" for a, b, c in rows]
     lines.insert(1, "-" * (w[0] + w[1] + w[2] + 4))
     return "\n".join(lines)
+
+
+def build_parser(prog: str = "python -m bench gateway") -> argparse.ArgumentParser:
+    """The command's options (``python -m loadtest bench`` forwards to it)."""
+    b = argparse.ArgumentParser(
+        prog=prog,
+        description="gateway vs bare aiohttp on pinned cores, writes bench.json (needs wrk)",
+    )
+    b.add_argument("--out", required=True, help="folder for bench.json and bench-details.json")
+    b.add_argument(
+        "--duration",
+        default="10s",
+        help="each measurement's length (default %(default)s, max 240s)",
+    )
+    b.add_argument(
+        "--connections", type=int, default=64, help="wrk connections (default %(default)s)"
+    )
+    b.add_argument(
+        "--resources", type=int, default=16000, help="synthetic catalog size (default %(default)s)"
+    )
+    b.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each measurement N times and keep the best (default %(default)s)",
+    )
+    b.add_argument(
+        "--pure",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure the gateway with GATEWAY_NO_EXTENSIONS=1 (query_rps_pure)",
+    )
+    b.add_argument(
+        "--cluster",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure a node on a local NATS JetStream (cluster_push/pull_records_per_s)",
+    )
+    b.add_argument(
+        "--services",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure the service proxy (proxy_rps, direct_rps) and the audit's cost",
+    )
+    b.add_argument("--no-gateway", action="store_true", help="measure only the bare servers")
+    return b
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: a clear message and exit code 2 instead of a traceback."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.connections < 1:
+            raise LoadTestError(f"--connections must be at least 1, got {args.connections}")
+        cfg = BenchConfig(
+            out=Path(args.out),
+            duration_s=parse_duration(args.duration, "--duration"),
+            connections=args.connections,
+            resources=args.resources,
+            pure=args.pure,
+            cluster=args.cluster,
+            services=args.services,
+            repeat=args.repeat,
+            gateway=not args.no_gateway,
+        )
+        result = run_bench(cfg)
+    except (LoadTestError, HarnessError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print()
+    print(format_table(result))
+    print(f"\nwrote {cfg.out / 'bench.json'} and {cfg.out / 'bench-details.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

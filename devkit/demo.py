@@ -1,6 +1,6 @@
 """Demo agency backends for the sample catalog's services (README examples), on one port.
 
-    python -m gateway.services.demo --listen 127.0.0.1:9101
+    python -m devkit.demo --listen 127.0.0.1:9101
 
 Paths (each service's backend URL in configs/catalog/shanghai.toml points at a prefix):
 ``/psb/identity/verifications`` (POST {id_number, name} -> {match}),
@@ -90,7 +90,7 @@ def make_app() -> web.Application:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gateway.services.demo", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m devkit.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--listen", default="127.0.0.1:9101", help="host:port (default 127.0.0.1:9101)")
     args = p.parse_args(argv)
     host, _, port = args.listen.rpartition(":")

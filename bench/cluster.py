@@ -1,7 +1,7 @@
-"""``python -m gateway.stores.jetstream_bench``: cluster-mode push and pull throughput.
+"""``python -m bench cluster``: cluster-mode push and pull throughput.
 
 One gateway node with the ``jetstream`` store against one local nats-server (started
-here, R=1), measured exactly like ``python -m loadtest bench`` measures the SQLite node
+here, R=1), measured exactly like ``python -m bench gateway`` measures the SQLite node
 (``wrk`` replaying a pre-signed 100-record push, and a pull of 1,000 records; then 500
 different pushes cycled, so that concurrent pushes do not share keys), and the
 SQLite node in the same run for the ratio. Then both backends again with
@@ -17,35 +17,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.stores.natsproc import NatsServer, find_binary
+from bench import city as kit
+from devkit.nats import NatsServer, find_binary
+from harness import bench_cpus, free_port, node_process, pin_process
+from harness.wrk import WrkResult, lua_script, run_wrk
+from loadtest.population import load_city
 
-BATCH = 100
-PULL_LIMIT = 1000
-SEED = 2000
 UNIQUE_BODIES = 500
-
-
-def _node_config(folder: Path, port: int, instance: str, backend: str, nats_url: str) -> Path:
-    store = f'[store]\nbackend = "{backend}"\n'
-    if backend == "jetstream":
-        store += f'servers = ["{nats_url}"]\nreplicas = 1\nprefix = "bench{port}"\n'
-    else:
-        store += 'synchronous = "FULL"\n'
-    path = folder / "node.toml"
-    path.write_text(
-        f'[node]\nlisten = "127.0.0.1:{port}"\ninstance = "{instance}"\n'
-        'catalog = "../catalog.toml"\nkeyring = "../keyring.toml"\ndata_dir = "data"\n'
-        'log_level = "warning"\naccess_log = false\n'
-        f"{store}[limits]\nmax_inflight = 65536\nmax_connections_per_ip = 65536\n"
-    )
-    return path
 
 
 def _measure(
@@ -54,62 +39,52 @@ def _measure(
     load_cpu: int | None,
 ) -> dict[str, float]:
     from gateway.signing import Signer
-    from loadtest.bench import _seed, batch_body, pick_target, signed_get, signed_push
-    from loadtest.population import load_city
-    from loadtest.servers import child_env, free_port, python_cmd, server_process
-    from loadtest.wrk import lua_script, run_wrk
 
-    city = load_city(catalog, keyring)
-    target = pick_target(city)
-    fields, key = city.fields_of(target.resource)
+    population = load_city(catalog, keyring)
+    target = kit.pick_target(population)
+    fields, key = population.fields_of(target.resource)
     port = free_port()
     host = f"127.0.0.1:{port}"
     folder = work / label
     folder.mkdir()
-    node = _node_config(folder, port, city.catalog.instance, backend, nats_url)
-    cmd = python_cmd("-m", "gateway", "serve", "--config", str(node))
-    if workers > 1:
-        cmd += ["--workers", str(workers)]
+    store: dict[str, Any] = {"backend": backend}
+    if backend == "jetstream":
+        store.update(servers=[nats_url], replicas=1, prefix=f"bench{port}")
+    else:
+        store["synchronous"] = "FULL"
+    node = kit.write_node_config(folder, port, population.catalog.instance,
+                                 catalog="../catalog.toml", keyring="../keyring.toml",
+                                 store=store)
+    args = ["--workers", str(workers)] if workers > 1 else []
+    log = folder / "node.log"
     out: dict[str, float] = {}
-    with server_process(cmd, f"http://{host}/readyz", cpu=server_cpu, env=child_env(),
-                        log=folder / "node.log", timeout_s=120):
+
+    def wrk(name: str, requests: list[bytes]) -> WrkResult:
+        script = folder / f"{name}.lua"
+        script.write_text(lua_script(requests))
+        res = run_wrk(f"http://{host}/", duration, connections, script=script, cpu=load_cpu)
+        return res.check(f"{label} {name}", log)
+
+    with node_process(node, f"http://{host}", args=args, cpu=server_cpu, log=log):
         if workers > 1:
             time.sleep(3.0)  # let every worker bind before the load starts
-        per_pull = asyncio.run(_seed(f"http://{host}", target, fields, key))
+        per_pull = asyncio.run(kit.seed_reads(f"http://{host}", target, fields, key))
         owner = Signer(target.owner.key_id, target.owner.secret, target.owner.client)
         reader = Signer(target.reader.key_id, target.reader.secret, target.reader.client)
         path = f"/v1/resources/{target.resource}/records"
-        body = batch_body(fields, key, 0)
+        body = kit.batch_body(fields, key, 0)
         # every request another Idempotency-Key, the same 100 keys in each body
-        push = [signed_push(owner, host, path, body, f"same-{n}") for n in range(UNIQUE_BODIES)]
-        script = folder / "push.lua"
-        script.write_text(lua_script(push))
-        res = run_wrk(f"http://{host}/", duration, connections, script=script, cpu=load_cpu)
-        if res.non_2xx or res.socket_errors:
-            raise RuntimeError(f"{label} push: {res.non_2xx} non-2xx, {res.socket_errors} "
-                               f"socket errors; see {folder / 'node.log'}\n{res.output}")
-        out["push_records_per_s"] = res.rps * BATCH
+        push = [kit.signed_push(owner, host, path, body, f"same-{n}") for n in range(UNIQUE_BODIES)]
+        res = wrk("push", push)
+        out["push_records_per_s"] = res.rps * kit.BATCH
         out["push_p99_ms"] = res.p99_ms
         # The same, but every request pushes other keys (no two concurrent pushes share one).
-        pushes = []
-        for n in range(UNIQUE_BODIES):
-            body = batch_body(fields, key, (n + 1) * BATCH)
-            pushes.append(signed_push(owner, host, path, body, f"unique-{n}"))
-        script = folder / "push-unique.lua"
-        script.write_text(lua_script(pushes))
-        res = run_wrk(f"http://{host}/", duration, connections, script=script, cpu=load_cpu)
-        if res.non_2xx or res.socket_errors:
-            raise RuntimeError(f"{label} unique push: {res.non_2xx} non-2xx, {res.socket_errors} "
-                               f"socket errors; see {folder / 'node.log'}\n{res.output}")
-        out["push_unique_records_per_s"] = res.rps * BATCH
-        pull = signed_get(reader, host, path, f"after=0&limit={PULL_LIMIT}")
-        script = folder / "pull.lua"
-        script.write_text(lua_script([pull]))
-        res = run_wrk(f"http://{host}/", duration, connections, script=script, cpu=load_cpu)
-        if res.non_2xx or res.socket_errors:
-            raise RuntimeError(f"{label} pull: {res.non_2xx} non-2xx, {res.socket_errors} "
-                               f"socket errors\n{res.output}")
-        out["pull_records_per_s"] = res.rps * per_pull
+        pushes = [kit.signed_push(owner, host, path,
+                                  kit.batch_body(fields, key, (n + 1) * kit.BATCH), f"unique-{n}")
+                  for n in range(UNIQUE_BODIES)]
+        out["push_unique_records_per_s"] = wrk("push-unique", pushes).rps * kit.BATCH
+        pull = kit.signed_get(reader, host, path, f"after=0&limit={kit.PULL_LIMIT}")
+        out["pull_records_per_s"] = wrk("pull", [pull]).rps * per_pull
     return out
 
 
@@ -118,21 +93,18 @@ def bench_cluster(
     progress: Any = print,
 ) -> dict[str, Any]:
     """Measure the jetstream node against the SQLite node (1 and 2 workers); a flat dict."""
-    from loadtest.bench import BenchConfig, write_city
-
     if find_binary() is None:
         raise RuntimeError("nats-server not found (make deps installs it)")
-    cpus = sorted(os.sched_getaffinity(0))
-    server_cpu, load_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
+    server_cpu, load_cpu = bench_cpus()
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="exg-cluster-bench-") as tmp:
         work = Path(tmp)
-        catalog, keyring, what = write_city(work, BenchConfig(out=work, resources=resources))
+        catalog, keyring, what = kit.write_city(work, resources)
         result["catalog"] = what
         nats = NatsServer(work / "nats").start()
         try:
-            if server_cpu is not None and nats.proc is not None:
-                os.sched_setaffinity(nats.proc.pid, {server_cpu})
+            if nats.proc is not None:
+                pin_process(nats.proc.pid, server_cpu)
             runs = [("sqlite", 1), ("jetstream", 1)]
             if workers:
                 runs += [("sqlite", 2), ("jetstream", 2)]
@@ -179,8 +151,9 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gateway.stores.jetstream_bench", description=__doc__,
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point."""
+    p = argparse.ArgumentParser(prog="python -m bench cluster", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=float, default=10.0, help="seconds per measurement (1..240)")
     p.add_argument("--connections", type=int, default=64, help="wrk connections (1..10000)")
