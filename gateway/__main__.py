@@ -204,7 +204,7 @@ def _cmd_webhooks(args: argparse.Namespace) -> int:
 
 
 def _cmd_retention_apply(args: argparse.Namespace) -> int:
-    from gateway.stores.cli import retention_apply
+    from gateway.maintenance import retention_apply
 
     return retention_apply(args.config)
 

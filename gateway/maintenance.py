@@ -12,12 +12,12 @@ from gateway.stores.retention import apply_all, policies
 
 def retention_apply(config_path: str | Path, *, now_ms: int | None = None) -> int:
     """Apply the catalog's retention policies to the node's store once; print what went."""
+    from gateway.catalog import load_catalog
     from gateway.config import load_node_config
-    from gateway.server import load_state
     from gateway.stores import open_store
 
     cfg = load_node_config(config_path)
-    wanted = policies(load_state(cfg).catalog)
+    wanted = policies(load_catalog(cfg.resolve(cfg.node.catalog)))
     if not wanted:
         print("no resource of the catalog has a retention policy")
         return 0
