@@ -38,8 +38,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import nats.errors
-
 from gateway.config import NodeConfig, load_node_config
 from gateway.filemodes import private_dir
 from gateway.redact import redact
@@ -127,6 +125,8 @@ def backup(config_path: str | Path, out: str | Path, *, force: bool = False) -> 
                 (work / name).write_bytes(body)
                 members.append((f"data/{name}", work / name))
         if cfg.store.backend == "jetstream":
+            import nats.errors  # cluster mode: [cluster] is installed
+
             from gateway.stores.jssnapshot import SnapshotError, snapshot_all
 
             try:
@@ -234,6 +234,8 @@ def restore(archive: str | Path, config_path: str | Path, *, force: bool = False
             if dst.exists() and not overwrite:
                 raise BackupError(f"{dst} exists; stop the node and pass --force to overwrite it")
         if cfg.store.backend == "jetstream":
+            import nats.errors  # cluster mode: [cluster] is installed
+
             from gateway.stores.jssnapshot import SnapshotError, restore_all
 
             try:

@@ -236,10 +236,12 @@ def configure(level: str = "info", stream: IO[str] | None = None) -> JsonLineHan
     return handler
 
 
-def event(name: str, /, *, level: str = "info", logger: str = "gateway.node", **fields: object) -> None:
-    """Log one event line ``{"ts", "level", "event": name, **fields}`` (written at once)."""
+def event(name: str, /, *, level: str = "info", logger: str = "gateway.node", always: bool = False,
+          **fields: object) -> None:
+    """Log one event line ``{"ts", "level", "event": name, **fields}`` (written at once);
+    ``always``: whatever ``log_level`` says (the node's start and stop announcements)."""
     log, no = logging.getLogger(logger), LEVELS[level]
-    if log.isEnabledFor(no):
+    if always or log.isEnabledFor(no):
         t = time.time()
         log.handle(Line(logger, no, {"ts": round(t, 3), "level": level, "event": name, **fields}, t))
 
@@ -305,9 +307,9 @@ class AccessLog:
                 ts=round(t, 3), request_id=request_id, client=client, method=method,
                 path=path[:512], status=status, ms=round(seconds * 1000, 3)), t))
 
-    def event(self, name: str, level: str = "info", **fields: object) -> None:
+    def event(self, name: str, level: str = "info", always: bool = False, **fields: object) -> None:
         """One event line (``info`` unless said), written at once."""
-        event(name, level=level, **fields)
+        event(name, level=level, always=always, **fields)
 
     def error(self, request_id: str, message: str, exc: BaseException | None) -> None:
         """One ``error`` line naming the request (or the component) and the exception."""

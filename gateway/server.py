@@ -119,7 +119,7 @@ async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload
     scheme = "https" if config.node.tls_cert else "http"
     import fastpath
 
-    node.log.event("listening", url=f"{scheme}://{host}:{port}", backend=config.store.backend,
+    node.log.event("listening", always=True, url=f"{scheme}://{host}:{port}", backend=config.store.backend,
                    resources=len(state.catalog.resources), fastpath=fastpath.IMPLEMENTATION)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -161,7 +161,7 @@ async def run_node(config: NodeConfig, sock: socket.socket | None = None, reload
     if watcher is not None:
         await watcher.stop()
     await node.stop()
-    logs.event("stopped")
+    logs.event("stopped", always=True)
 
 
 def serve(config: NodeConfig, sock: socket.socket | None = None, *, accept_reset: bool = False) -> None:

@@ -69,7 +69,7 @@ async def test_backup_during_pushes_and_restore_into_a_fresh_node(tmp_path: Path
     # A fresh node: its own folder, keyring path and data dir; the restore fills them.
     fresh_ring = tmp_path / "b-config" / "keyring.toml"
     fresh = GatewayNode(tmp_path / "b", cat, fresh_ring, backend="sqlite")
-    fresh.folder.mkdir(parents=True)
+    fresh.folder.mkdir(parents=True, exist_ok=True)  # (NodeProcess makes it too)
     (fresh.folder / "node.toml").write_text(fresh.config_text())
     res = _gateway("restore", str(archive), "--config", str(fresh.folder / "node.toml"))
     assert res.returncode == 0, res.stderr
@@ -96,7 +96,7 @@ async def test_backup_during_pushes_and_restore_into_a_fresh_node(tmp_path: Path
 def test_a_damaged_archive_is_refused(tmp_path: Path) -> None:
     cat, ring = write_files(tmp_path)
     node = GatewayNode(tmp_path / "n", cat, ring, backend="sqlite")
-    node.folder.mkdir(parents=True)
+    node.folder.mkdir(parents=True, exist_ok=True)  # (NodeProcess makes it too)
     (node.folder / "node.toml").write_text(node.config_text())
     bad = tmp_path / "bad.tar.gz"
     bad.write_bytes(gzip.compress(b"not a tar file"))
@@ -134,7 +134,7 @@ async def test_cluster_backup_snapshots_jetstream_and_restores_into_a_new_one(
         node.stop()
         fresh = GatewayNode(tmp_path / "b", cat, tmp_path / "b-ring.toml", servers=[new.url],
                             prefix=prefix)
-        fresh.folder.mkdir(parents=True)
+        fresh.folder.mkdir(parents=True, exist_ok=True)  # (NodeProcess makes it too)
         (fresh.folder / "node.toml").write_text(fresh.config_text())
         res = _gateway("restore", str(archive), "--config", str(fresh.folder / "node.toml"))
         assert res.returncode == 0, res.stderr

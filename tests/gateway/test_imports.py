@@ -15,7 +15,11 @@ from gateway.governance import open_governance
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ("gateway", "fastpath", "simulator", "loadtest", "bench", "devkit", "harness")
 # Guarded imports of project modules that stay, each with its reason:
-ALLOWED: set[tuple[str, str]] = set()
+ALLOWED = {
+    # `catalog synth` runs the catalog synthesiser, a development tool beside the product (a
+    # source checkout); without it the command says so and exits 2.
+    ("gateway/__main__.py", "devkit.synth"),
+}
 
 
 def test_a_broken_governance_module_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

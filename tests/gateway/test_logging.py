@@ -60,7 +60,6 @@ def own_catalog(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("level", ["debug", "info", "warning", "error"])
 async def test_log_level_filters_what_is_written(tmp_path: Path, keyring_path: Path, own_catalog: Path,
                                                  level: str) -> None:
-    # a fixed port: at warning and error the "listening" line that names it is not written
     node = NodeProcess(tmp_path / "n", keyring_path, catalog=own_catalog, port=free_port(),
                        node={"log_level": level})
     node.start()
@@ -72,7 +71,8 @@ async def test_log_level_filters_what_is_written(tmp_path: Path, keyring_path: P
     finally:
         assert node.stop() == 0
     written = events(node)  # complete: the process has exited
-    info_lines = {"listening", "access", "draining", "stopped"}
+    info_lines = {"access", "draining"}
+    assert {"listening", "stopped"} <= set(written), written  # the start and stop announcements, always
     if level in ("debug", "info"):
         assert info_lines <= set(written), written
         assert written.count("access") >= 4

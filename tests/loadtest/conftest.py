@@ -49,7 +49,7 @@ def gateway_url(
     catalog, keyring = city_files
     d = tmp_path_factory.mktemp("gateway")
     node = NodeProcess(d, keyring, catalog=catalog,
-                       node={"log_level": "warning", "access_log": False}).start(timeout=60)
+                       node={"access_log": False}).start(timeout=60)
     try:
         url = node.url
         res = run_cli(

@@ -29,8 +29,11 @@ BLOCK = textwrap.dedent(f"""
     sys.meta_path.insert(0, NotInstalled())
 """)
 
-# Cluster mode's store and governance need nats-py ([cluster]).
-NEEDS_CLUSTER = {"gateway.stores.jetstream", "gateway.governance.jetstream"}
+# Cluster mode's store (its modules gateway/stores/_js_*.py), snapshots and governance need
+# nats-py ([cluster]).
+NEEDS_CLUSTER = {"gateway.stores.jetstream", "gateway.stores.jssnapshot", "gateway.governance.jetstream",
+                 *(f"gateway.stores.{p.stem}" for p in (Path(__file__).resolve().parents[2] / "gateway" / "stores")
+                   .glob("_js_*.py"))}
 
 
 def _python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
