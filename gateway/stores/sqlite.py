@@ -165,17 +165,19 @@ class SQLiteStore:
         self._state = "closed"
         writer, pool = self._writer, self._pool
         assert writer is not None and pool is not None
-        writer.queue.put(StopOp())
-        await asyncio.to_thread(writer.join)
-        await asyncio.sleep(0)  # let the writer's last deliveries run
-        for futures in self._waiters.values():
+        for futures in self._waiters.values():  # long-polls end (they see the store closed)
             for fut in futures:
                 if not fut.done():
                     fut.set_result(None)
+        # Readers first: the writer's connection, closed last, checkpoints the WAL into the file
+        # (read-only connections cannot), so a closed store is one self-contained file.
+        await asyncio.to_thread(pool.close)
+        writer.queue.put(StopOp())
+        await asyncio.to_thread(writer.join)
+        await asyncio.sleep(0)  # let the writer's last deliveries run
         if self._notifier is not None:
             self._notifier.detach()
             await asyncio.to_thread(self._notifier.release)
-        await asyncio.to_thread(pool.close)
 
     async def __aenter__(self) -> SQLiteStore:
         await self.open()
