@@ -178,6 +178,10 @@ class Notifier:
         except OSError:
             pass
 
+    def peers(self) -> list[str]:
+        """The other processes that have the database open (their markers)."""
+        return list(self._current_peers())
+
     def _current_peers(self) -> list[str]:
         """The markers in the notify directory, re-listed when it changed."""
         now = time.monotonic()

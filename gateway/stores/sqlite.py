@@ -39,6 +39,7 @@ from gateway.stores.base import (
     StoreUnavailable,
     check_batch,
 )
+from gateway.stores.latest_cache import LatestCache
 from gateway.stores.retention import RetentionPolicy, RetentionResult
 
 __all__ = ["SQLiteStore", "MAX_BATCH_RECORDS"]
@@ -73,6 +74,7 @@ class SQLiteStore:
         purge_interval_s: float = 60.0,
         cross_process_notify: bool = True,
         on_commit: CommitObserver | None = None,
+        latest_cache: int = 65536,
     ) -> None:
         self.path = os.fspath(path)
         if not self.path or self.path == ":memory:":
@@ -106,6 +108,12 @@ class SQLiteStore:
         self._waiters: dict[str, set[asyncio.Future[int | None]]] = {}
         self._last_commit = CommitInfo(0.0, 0, 0)
         self._head_checks = 0
+        # Keyed reads from memory while no other process has the file open (see
+        # latest_cache.py); off until open() finds us alone, and without cross-process
+        # notifications (we could not tell).
+        self._latest = LatestCache(latest_cache)
+        self._latest.enabled = False
+        self._alone_timer: asyncio.TimerHandle | None = None
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -156,6 +164,7 @@ class SQLiteStore:
                     writer.notifier = None
                     self._notifier = None
             self._state = "open"
+            self._check_alone()
 
     async def close(self) -> None:
         """Commit what is queued, stop the writer and readers, close connections. Idempotent."""
@@ -163,6 +172,9 @@ class SQLiteStore:
             self._state = "closed"
             return
         self._state = "closed"
+        if self._alone_timer is not None:
+            self._alone_timer.cancel()
+        self._latest.enabled = False
         writer, pool = self._writer, self._pool
         assert writer is not None and pool is not None
         for futures in self._waiters.values():  # long-polls end (they see the store closed)
@@ -201,6 +213,9 @@ class SQLiteStore:
         writer = self._ready_writer()
         check_batch(records)
         fut: asyncio.Future[AppendResult] = self._loop.create_future()  # type: ignore[union-attr]
+        if self._latest.enabled:  # whatever becomes of the caller, the commit drops these keys
+            keys = [k for k, _ in records]
+            fut.add_done_callback(lambda _f: self._latest.forget(resource, keys))
         writer.queue.put(AppendOp(resource, records, client, idempotency_key, body_hash, fut))
         return await fut
 
@@ -237,6 +252,8 @@ class SQLiteStore:
             fut: asyncio.Future[tuple[RetentionResult, bool]] = self._loop.create_future()  # type: ignore[union-attr]
             writer.queue.put(RetentionOp(resource, policy, now_ms, budget, fut))
             step, more = await fut
+            if step.keys_dropped:
+                self._latest.forget_resource(resource)  # keys whose records retention removed
             total.earliest = step.earliest
             total.batches_dropped += step.batches_dropped
             total.records_dropped += step.records_dropped
@@ -263,7 +280,34 @@ class SQLiteStore:
 
     async def latest(self, resource: str, key: str) -> Record | None:
         """The most recently appended record with this key, or None."""
-        return await self._run(self._latest_sync, resource, key)
+        cache = self._latest
+        if not cache.enabled:
+            return await self._run(self._latest_sync, resource, key)
+        found, record = cache.get(resource, key)
+        if found:
+            self._ready_writer()
+            return record
+        generation = cache.generation(resource)
+        record = await self._run(self._latest_sync, resource, key)
+        cache.fill(resource, key, record, generation)
+        return record
+
+    def _check_alone(self) -> None:
+        """Every 100 ms: the latest-record cache is on only while no other process has the
+        file open (its notify marker would be there); another process's start takes far
+        longer than that before it can commit, and its commits also clear the cache."""
+        notifier = self._notifier
+        alone = notifier is not None and self._latest.max_entries > 0 and not notifier.peers()
+        if not alone and self._latest.enabled:
+            self._latest.clear()
+        self._latest.enabled = alone
+        if self._state == "open" and self._loop is not None:
+            self._alone_timer = self._loop.call_later(0.1, self._check_alone)
+
+    def cache_stats(self) -> dict[str, int]:
+        """The latest-record cache: entries, hits, misses."""
+        c = self._latest
+        return {"entries": len(c), "hits": c.hits, "misses": c.misses, "enabled": int(c.enabled)}
 
     async def get_cursor(self, client: str, resource: str) -> int:
         """The client's committed offset, 0 when none."""
@@ -482,6 +526,7 @@ class SQLiteStore:
             else:
                 fut.set_result(result)
         for resource, head in heads.items():
+            self._latest.committed(resource)  # reads in flight must not cache what they saw
             self._note_head(resource, head)
             for fut in self._waiters.get(resource, ()):
                 if not fut.done():
@@ -495,6 +540,8 @@ class SQLiteStore:
 
     def _wake_external(self, names: set[str] | None) -> None:
         """Another process committed to these resources (None: maybe any)."""
+        self._latest.clear()
+        self._latest.enabled = False  # until the next check finds us alone
         targets = self._waiters.keys() if names is None else names & self._waiters.keys()
         for resource in list(targets):
             for fut in self._waiters.get(resource, ()):
