@@ -25,9 +25,12 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ from urllib.parse import quote
 
 from bench import cluster as cluster_bench
 from bench import services as services_bench
+from bench import stages
 from bench.city import (
     BATCH,
     PULL_LIMIT,
@@ -70,12 +74,14 @@ KEYS = (
     "push_baseline_records_per_s",
     "push_ratio",
     "pull_records_per_s",
+    "push_same_keys_records_per_s",
     "personal_query_rps",
     "p99_ms_at_half_load",
     "hello_p99_ms_at_half_load",
 )
-PUSH_REQUESTS = 2000  # distinct pushes (every record another citizen); ~2 s of wrk at today's rate
+MAX_PUSHES = 16000  # distinct pre-signed pushes at most (~13 KB each: the Lua table's size)
 READ_KEYS = 1000
+STAGE_RATE = 400  # py-spy samples per second while a stage profile is taken
 MAX_PHASE_S = 240.0  # pre-signed requests must stay inside the ±300 s date window
 
 
@@ -96,6 +102,7 @@ class BenchConfig:
     services: bool = True
     server_cpu: int | None = 0
     load_cpu: int | None = 1
+    stages: bool = True  # a per-stage CPU profile of the node (py-spy) for each kind
     progress: Callable[[str], None] = print
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -152,6 +159,40 @@ def _wrk(cfg: BenchConfig, url: str, script: Path | None, name: str) -> WrkResul
         "socket_errors": res.socket_errors,
     }
     return res.check(name)
+
+
+def _stage_profile(cfg: BenchConfig, kind: str, pid: int, url: str, script: Path) -> None:
+    """Full load from wrk while py-spy samples the node: microseconds per request by stage
+    (bench-details.json ``stages.KIND``); skipped, and said, without py-spy."""
+    if not cfg.stages:
+        return
+    if stages.find_py_spy() is None:
+        cfg.details["stages"] = "py-spy is not installed (pip install py-spy): no per-stage profile"
+        return
+    window = max(1.0, cfg.duration_s - 2.0)
+    with ThreadPoolExecutor(1) as pool:
+        load = pool.submit(run_wrk, url, cfg.duration_s, cfg.connections, script=script, cpu=cfg.load_cpu)
+        time.sleep(1.0)  # past the connection set-up
+        try:
+            raw = stages.profile(pid, window, STAGE_RATE, script.with_suffix(".stacks"))
+        except (RuntimeError, subprocess.SubprocessError) as exc:
+            cfg.details.setdefault("stages_errors", {})[kind] = str(exc)
+            load.result()
+            return
+        res = load.result()
+    breakdown = stages.breakdown(kind, raw, STAGE_RATE, round(res.rps * window), window)
+    cfg.details.setdefault("stages", {})[kind] = breakdown.as_dict()
+    cfg.progress(f"stages: {kind}: {breakdown.as_dict()['total_us']} us of the node's CPU per request")
+
+
+def _distinct_pushes(cfg: BenchConfig, owner: Any, host: str, path: str, fields: dict[str, str],
+                     key: str | None, probe: WrkResult | None, start: int) -> list[bytes]:
+    """Enough distinct signed pushes (every record another citizen) that wrk never sends one
+    twice in ``duration`` at the rate ``probe`` found, up to MAX_PUSHES."""
+    rate = probe.rps if probe is not None else 1000.0
+    count = min(MAX_PUSHES, max(200, round(rate * cfg.duration_s * 1.3)))
+    return [signed_push(owner, host, path, batch_body(fields, key, start + i * BATCH), f"bench-{start + i}")
+            for i in range(count)]
 
 
 def bench_hello(cfg: BenchConfig, work: Path) -> tuple[float, float]:
@@ -268,7 +309,7 @@ def bench_gateway(
     )
     out: dict[str, float] = {}
     with node_process(node, f"http://{host}", cpu=cfg.server_cpu, env=extra_env,
-                      log=gw / "gateway.log"):
+                      log=gw / "gateway.log") as proc:
         per_pull = asyncio.run(seed_reads(f"http://{host}", target, fields, key))
         reader = Signer(target.reader.key_id, target.reader.secret, target.reader.client)
         owner = Signer(target.owner.key_id, target.owner.secret, target.owner.client)
@@ -291,20 +332,32 @@ def bench_gateway(
             half = _half_load(cfg, port, queries(), res.rps, "query")
             cfg.details["query_half_load"] = half.as_dict()
             out["p99_ms_at_half_load"] = half.as_dict()["latency_ms"]["p99_ms"]
+            _stage_profile(cfg, "read", proc.pid, f"http://{host}/", gw / "query.lua")
             path = f"/v1/resources/{target.resource}/records"
-            pushes = [signed_push(owner, host, path, batch_body(fields, key, (i + 1) * BATCH), f"bench-{i}")
-                      for i in range(PUSH_REQUESTS)]
-            res = _wrk(
-                cfg, f"http://{host}/", _write_script(gw / "push.lua", pushes), "gateway_push"
-            )
-            # Beyond PUSH_REQUESTS the requests repeat: signed Idempotency-Key replays.
-            cfg.details["gateway_push"]["distinct_requests"] = PUSH_REQUESTS
+            # Pushes of distinct keys (every record another citizen, as an agency's sync): a short
+            # probe sizes the set so that none is sent twice (a repeat would be a replay).
+            probe = run_wrk(f"http://{host}/", 2, cfg.connections, cpu=cfg.load_cpu, script=_write_script(
+                gw / "probe.lua", _distinct_pushes(cfg, owner, host, path, fields, key, None, 10**8)[:400]))
+            pushes = _distinct_pushes(cfg, owner, host, path, fields, key, probe, 2 * 10**8)
+            res = _wrk(cfg, f"http://{host}/", _write_script(gw / "push.lua", pushes), "gateway_push")
+            cfg.details["gateway_push"]["distinct_requests"] = len(pushes)
+            if res.requests > len(pushes):
+                cfg.details.setdefault("warnings", []).append(
+                    f"push: {res.requests} requests for {len(pushes)} distinct pushes: some were replays")
             out["push_records_per_s"] = res.rps * BATCH
+            # The same, every push repeating one batch's 100 keys (another Idempotency-Key each).
+            same = [signed_push(owner, host, path, batch_body(fields, key, 0), f"same-{i}")
+                    for i in range(min(MAX_PUSHES, len(pushes)))]
+            res = _wrk(cfg, f"http://{host}/", _write_script(gw / "push-same.lua", same), "gateway_push_same_keys")
+            out["push_same_keys_records_per_s"] = res.rps * BATCH
+            _stage_profile(cfg, "push", proc.pid, f"http://{host}/", _write_script(
+                gw / "push-profile.lua", _distinct_pushes(cfg, owner, host, path, fields, key, probe, 3 * 10**8)))
             pull = signed_get(reader, host, path, f"after=0&limit={PULL_LIMIT}")
             res = _wrk(
                 cfg, f"http://{host}/", _write_script(gw / "pull.lua", [pull]), "gateway_pull"
             )
             out["pull_records_per_s"] = res.rps * per_pull
+            _stage_profile(cfg, "pull", proc.pid, f"http://{host}/", gw / "pull.lua")
             personal = pick_personal_target(city)
             if personal is None:
                 cfg.details["personal_query"] = "the catalog has no consented personal read to measure"
@@ -476,6 +529,13 @@ def build_parser(prog: str = "python -m bench gateway") -> argparse.ArgumentPars
         default=True,
         help="also measure the service proxy (proxy_rps, direct_rps) and the audit's cost",
     )
+    b.add_argument(
+        "--stages",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="profile the node (py-spy) under each kind of load: microseconds per request by "
+             "stage in bench-details.json",
+    )
     b.add_argument("--no-gateway", action="store_true", help="measure only the bare servers")
     return b
 
@@ -496,6 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             services=args.services,
             repeat=args.repeat,
             gateway=not args.no_gateway,
+            stages=args.stages,
         )
         result = run_bench(cfg)
     except (LoadTestError, HarnessError) as exc:
@@ -503,6 +564,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     print()
     print(format_table(result))
+    if isinstance(cfg.details.get("stages"), dict):
+        print()
+        print(stages.format_table(cfg.details["stages"]))
     print(f"\nwrote {cfg.out / 'bench.json'} and {cfg.out / 'bench-details.json'}")
     return 0
 
