@@ -34,9 +34,9 @@ def unqueued(request: web.BaseRequest) -> bool:
 
 async def read_body_unslotted(node: Node, request: web.BaseRequest) -> bytes:
     """Read the body (``read_body`` with the node's limits) without holding a slot meanwhile."""
+    if not request.body_exists:  # nothing to wait for (most reads): nothing to read
+        return b""
     limits = node.config.limits
-    if not request.body_exists:  # nothing to wait for (most reads): keep the slot
-        return await read_body(request, limits.max_body_bytes, limits.body_timeout_s)
     gauge = node.metrics.body_reads
     node.inflight -= 1
     gauge.inc()

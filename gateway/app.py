@@ -110,6 +110,7 @@ class Node:
                                       interval_s=config.store.retention_interval_s)
         self.inflight = 0
         self.max_inflight = config.limits.max_inflight
+        self._mtls = bool(config.node.client_ca)  # client certificates must name the caller
         self.metrics.inflight.set_function(lambda: self.inflight)  # read at scrape time only
         self.status = Status()
         self.drained = asyncio.Event()  # set when draining starts: long-polls answer at once
@@ -243,14 +244,19 @@ class Node:
         if endpoint.access is Access.ANYONE:
             return self._respond(request, await endpoint.handler(x))
         state = self.state
-        head = check_head(state.keyring, state.catalog.subsystems, request.headers)
-        x.idempotency_key = idempotency_key(request.headers, endpoint.idempotent)
+        headers = request.headers
+        head = check_head(state.keyring, state.catalog.subsystems, headers)
+        x.idempotency_key = idempotency_key(headers, endpoint.idempotent)
         x.signature = head.signature
-        x.body = await read_body_unslotted(self, request)
-        x.body_sha256 = signing.body_digest(x.body)
+        if request.body_exists:
+            x.body = await read_body_unslotted(self, request)
+            x.body_sha256 = signing.body_digest(x.body)
+        else:
+            x.body_sha256 = signing.EMPTY_SHA256
         raw_path, _, query = request.raw_path.partition("?")
         x.client = verify(head, request.method, raw_path, query, x.body_sha256)
-        self._check_mtls(x)
+        if self._mtls:
+            self._check_mtls(x)
         if state.catalog.quotas:
             self.limiter.check(x.client, state.catalog.quotas)
         if route.resource:
@@ -263,7 +269,11 @@ class Node:
             x.args = {p.name: int_param(q, p.name, p.default, p.lo, p.hi) for p in endpoint.query}
         if endpoint.audit is not None:
             self.audit_guard()
-        await self._authorize(x, endpoint)
+        if endpoint.access is not Access.MEMBER and self._authorize(x, endpoint):
+            d = await authorize_personal_read(self.governance, x.catalog, self.citizen_key, x.client,
+                                              x.entry, x.access, headers)  # type: ignore[arg-type]
+            x.decision = d
+            x.facts.consent, x.facts.purpose = d.consent, d.purpose
         answer = await endpoint.handler(x)
         op = x.facts.op or endpoint.audit
         if x.facts.citizens and op in RELEASES and self.audit is not None and answer.status < 300:
@@ -272,31 +282,25 @@ class Node:
             x.facts.recorded = True
         return self._respond(request, answer)
 
-    async def _authorize(self, x: Exchange, endpoint: Endpoint) -> None:
-        """The endpoint's access policy (and, for a personal keyed read, the consent rule)."""
-        access = endpoint.access
-        if access is Access.MEMBER:
-            return
+    def _authorize(self, x: Exchange, endpoint: Endpoint) -> bool:
+        """The endpoint's access policy; True when the consent rule must run too (a keyed read
+        of a personal resource)."""
         catalog = x.catalog
-        if access is Access.PORTAL:
+        if endpoint.access is Access.PORTAL:
             if x.client not in catalog.portals:
                 raise Problem("client.access_denied", f"{x.client} is not a portal acting for citizens")
-            return
+            return False
         entry = x.entry
         assert entry is not None  # the route has a {rid}
-        if access is Access.OWNER:
+        if endpoint.access is Access.OWNER:
             if x.client != entry.spec.owner:
                 raise Problem("client.access_denied",
                               f"only the owner {entry.spec.owner} may push to {entry.id}")
-            return
+            return False
         x.access = catalog.access(x.client, entry)
         if x.access is None:
             raise Problem("client.access_denied", f"{x.client} has no read access to {entry.id}")
-        if endpoint.consent and entry.spec.personal:
-            d = await authorize_personal_read(self.governance, catalog, self.citizen_key, x.client,
-                                              entry, x.access, x.request.headers)
-            x.decision = d
-            x.facts.consent, x.facts.purpose = d.consent, d.purpose
+        return endpoint.consent and entry.spec.personal
 
     def _respond(self, request: web.BaseRequest, answer: Answer) -> web.StreamResponse:
         if answer.response is not None:
@@ -321,8 +325,6 @@ class Node:
                           headers={"Retry-After": "5"})
 
     def _check_mtls(self, x: Exchange) -> None:
-        if not self.config.node.client_ca:
-            return
         transport = x.request.transport
         cert = transport.get_extra_info("peercert") if transport else None
         names = set()

@@ -24,6 +24,9 @@ from gateway.signing import (
 
 CLOCK_SKEW_S = 300
 _macs: dict[tuple[str, str], hmac.HMAC] = {}  # keyed HMAC states, copied per request
+_signed_lists: dict[str, tuple[list[str], frozenset[str]]] = {}
+_TITLE = {"x-exchange-client": "X-Exchange-Client", "x-exchange-date": "X-Exchange-Date",
+          "authorization": "Authorization"}
 _AUTH_FORM = ("Authorization must be 'EXG-HMAC-SHA256 Credential=<key id>, "
               "SignedHeaders=<h1;h2;...>, Signature=<64 hex>'")
 
@@ -56,11 +59,12 @@ def check_head(keyring: Keyring, subsystems: Mapping[str, object], headers: Mapp
     client = headers.get("X-Exchange-Client")
     date = headers.get("X-Exchange-Date")
     auth = headers.get("Authorization")
-    getall = getattr(headers, "getall", None)
-    if getall is not None:
-        for name in ("X-Exchange-Client", "X-Exchange-Date", "Authorization"):
-            if len(getall(name, ())) > 1:
-                raise _unauth(f"{name} is given more than once")
+    items = headers.items()  # every occurrence (iterating a multidict's keys would skip repeats)
+    carried = [name.lower() for name, _ in items]
+    if len(carried) != len(set(carried)):  # a header given twice: fine, unless it names who signs
+        for name in ("x-exchange-client", "x-exchange-date", "authorization"):
+            if carried.count(name) > 1:
+                raise _unauth(f"{_TITLE[name]} is given more than once")
     if not client:
         raise _unauth("missing X-Exchange-Client header")
     if not date:
@@ -91,16 +95,19 @@ def check_head(keyring: Keyring, subsystems: Mapping[str, object], headers: Mapp
         raise _unauth("the key is outside its validity window (not_before / not_after); "
                       "sign with the subsystem's current key")
     signed = m.group("signed")
-    canonical = None if signed is None else _canonical(signed, headers)
-    if canonical is None:
-        for name in headers:
-            if must_sign(name.lower()):
-                raise _unauth(f"header {name.lower()} must be signed: use the v2 form with SignedHeaders")
-    return Head(client, key, date, canonical, m.group("sig"))
+    if signed is None:
+        for name in carried:
+            if must_sign(name):
+                raise _unauth(f"header {name} must be signed: use the v2 form with SignedHeaders")
+        return Head(client, key, date, None, m.group("sig"))
+    return Head(client, key, date, _canonical(signed, carried, headers), m.group("sig"))
 
 
-def _canonical(signed: str, headers: Mapping[str, str]) -> str:
-    """The canonical headers of a v2 request, after checking ``SignedHeaders``."""
+def _signed_names(signed: str) -> tuple[list[str], frozenset[str]]:
+    """``SignedHeaders`` checked and split (cached: a client sends the same few lists)."""
+    known = _signed_lists.get(signed)
+    if known is not None:
+        return known
     names = signed.split(";") if signed else []
     for i, name in enumerate(names):
         if not HEADER_NAME_RE.match(name):
@@ -109,21 +116,28 @@ def _canonical(signed: str, headers: Mapping[str, str]) -> str:
             raise _unauth("SignedHeaders must be lower-case names in ascending order without repeats")
         if name == "authorization":
             raise _unauth("SignedHeaders cannot name authorization")
-    named = set(names)
-    carried: set[str] = set()
-    for name in headers:
-        low = name.lower()
-        if low in carried and low in named:
-            raise _unauth(f"signed header {low} is given more than once")
-        carried.add(low)
-        if low not in named and must_sign(low):
+    if len(_signed_lists) >= 1024:
+        _signed_lists.clear()
+    known = _signed_lists[signed] = (names, frozenset(names))
+    return known
+
+
+def _canonical(signed: str, carried: list[str], headers: Mapping[str, str]) -> str:
+    """The canonical headers of a v2 request, after checking ``SignedHeaders`` against the
+    headers it carries (``carried``: their lower-case names, once per occurrence)."""
+    names, named = _signed_names(signed)
+    seen: set[str] = set()
+    for low in carried:
+        if low in named:
+            if low in seen:
+                raise _unauth(f"signed header {low} is given more than once")
+            seen.add(low)
+        elif must_sign(low):
             raise _unauth(f"header {low} must be signed: name it in SignedHeaders")
-    values = []
-    for name in names:
-        if name not in carried:
-            raise _unauth(f"SignedHeaders names {name}, which the request does not carry")
-        values.append(headers[name])
-    return canonical_headers(names, values)
+    if len(seen) != len(names):
+        missing = next(n for n in names if n not in seen)
+        raise _unauth(f"SignedHeaders names {missing}, which the request does not carry")
+    return canonical_headers(names, [headers[name] for name in names])
 
 
 def verify(head: Head, method: str, path: str, query: str, body_sha256: str) -> str:

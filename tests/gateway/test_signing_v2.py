@@ -110,6 +110,15 @@ async def test_identity_headers_given_twice_are_401(raw: Raw) -> None:
             assert name in (await resp.json())["detail"]
 
 
+async def test_a_signed_header_given_twice_is_401(raw: Raw) -> None:
+    """The signature covers one value: a second copy (which a backend might read) is refused."""
+    path = f"{RECORDS}/310101199001011234"
+    h = raw.sign("GET", path, headers={"X-Exchange-Purpose": "registration"})
+    async with raw.session.get(raw.url + path, headers=[*h.items(), ("X-Exchange-Purpose", "marketing")]) as resp:
+        assert resp.status == 401, await resp.text()
+        assert "x-exchange-purpose" in (await resp.json())["detail"]
+
+
 # -- v1 stays accepted only where nothing else needs signing ---------------------------------
 
 
