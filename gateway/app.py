@@ -39,6 +39,7 @@ from gateway.governance.quotas import RateLimiter
 from gateway.governance.webhooks import KEY_FILE, Deliverer, load_node_key
 from gateway.keyring import Keyring
 from gateway.logs import AccessLog
+from gateway.looplag import LoopLag
 from gateway.metrics import Metrics
 from gateway.openapi import openapi_document
 from gateway.release import Releaser
@@ -113,6 +114,7 @@ class Node:
         self._mtls = bool(config.node.client_ca)  # client certificates must name the caller
         self.metrics.inflight.set_function(lambda: self.inflight)  # read at scrape time only
         self.status = Status()
+        self.loop_lag = LoopLag(self.metrics.registry)
         self.drained = asyncio.Event()  # set when draining starts: long-polls answer at once
         self.backends = Backends(store=store, governance=self.governance, releaser=self.releaser,
                                  services=self.services, webhooks=self.webhooks, audit=self.audit,
@@ -157,12 +159,14 @@ class Node:
         self.webhooks.start()
         self.log.start()
         self.retention.start()  # the catalog's retention policies, every retention_interval_s
+        self.loop_lag.start()
         self.metrics.watch(self.store, self.audit, self.config.resolve(self.config.node.data_dir))
         self.status.ready = True
 
     async def stop(self) -> None:
         self.status.ready = False
         await self.retention.stop()
+        await self.loop_lag.stop()
         await self.webhooks.stop()
         await self.services.close()
         if self.audit:
